@@ -1,0 +1,177 @@
+package distill
+
+import (
+	"math"
+
+	"github.com/exitnet/exitnet/golib/par"
+	"github.com/exitnet/exitnet/golib/xerr"
+)
+
+// ParallelMinElems is the batch size (rows·cols) from which SoftTargets and
+// KDLoss split rows across par.Threads() workers. Below it a call runs on the
+// calling goroutine only.
+var ParallelMinElems = 1 << 16
+
+// blockRows is the fixed row block whose partial sums are added in order, so
+// that the loss does not depend on the number of threads.
+const blockRows = 64
+
+// checkTemperature validates T and returns 1/T in float32.
+func checkTemperature(T float64) (float32, error) {
+	inv := float32(1 / T)
+	if !(T > 0) || math.IsInf(T, 0) || math.IsInf(float64(inv), 0) || inv == 0 {
+		return 0, xerr.Invalid("temperature: %g (must be finite and > 0, with 1/T representable in float32)", T)
+	}
+	return inv, nil
+}
+
+// checkShape validates rows, cols and the length of a flat rows×cols slice.
+func checkShape(name string, n, rows, cols int) error {
+	if rows < 0 || cols < 1 {
+		return xerr.Invalid("%s: shape %d×%d (need rows ≥ 0 and cols ≥ 1)", name, rows, cols)
+	}
+	if rows > math.MaxInt/cols || n != rows*cols {
+		return xerr.Invalid("%s: %d values, want rows×cols = %d×%d", name, n, rows, cols)
+	}
+	return nil
+}
+
+// nonFinite returns the error for the first non-finite value of a row.
+func nonFinite(name string, row []float32, r int) error {
+	for j, v := range row {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return xerr.Invalid("%s: row %d, column %d is %g (logits must be finite)", name, r, j, v)
+		}
+	}
+	return xerr.Invalid("%s: row %d has a non-finite value", name, r) // unreachable when maxCheck flagged it
+}
+
+// forBlocks runs fn over fixed row blocks, in parallel for large batches, and
+// returns the error of the lowest failing block.
+func forBlocks(rows, cols int, fn func(b, lo, hi int) error) error {
+	nb := (rows + blockRows - 1) / blockRows
+	errs := make([]error, nb)
+	grain := 1
+	if rows*cols < ParallelMinElems {
+		grain = nb
+	} else if g := ParallelMinElems / (blockRows * cols); g > 1 {
+		grain = g
+	}
+	par.For(nb, grain, func(blo, bhi int) {
+		for b := blo; b < bhi; b++ {
+			lo, hi := b*blockRows, min((b+1)*blockRows, rows)
+			if errs[b] = fn(b, lo, hi); errs[b] != nil {
+				return
+			}
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SoftTargets writes dst = softmax(logits/T) row by row (see the package doc).
+// dst and logits are rows×cols row-major; dst may be the same slice as logits.
+// rows == 0 is a no-op.
+func SoftTargets(dst, logits []float32, rows, cols int, T float64) error {
+	invT, err := checkTemperature(T)
+	if err != nil {
+		return err
+	}
+	if err := checkShape("logits", len(logits), rows, cols); err != nil {
+		return err
+	}
+	if len(dst) != len(logits) {
+		return xerr.Invalid("dst: %d values, want %d (rows×cols)", len(dst), len(logits))
+	}
+	k := kern
+	return forBlocks(rows, cols, func(_, lo, hi int) error {
+		for r := lo; r < hi; r++ {
+			x := logits[r*cols : (r+1)*cols]
+			d := dst[r*cols : (r+1)*cols]
+			m, bad := k.maxCheck(x)
+			if bad != 0 {
+				return nonFinite("logits", x, r)
+			}
+			s := k.expSum(d, x, m, invT)
+			k.scale(d, 1/s)
+		}
+		return nil
+	})
+}
+
+// KDLoss returns L = T²·mean_rows KL(softmax(teacher/T) ‖ softmax(student/T))
+// and, when grad is not nil, writes ∂L/∂student = (T/rows)·(p − q) into grad
+// (see the package doc for the formulas). All slices are rows×cols row-major;
+// grad must not alias student or teacher. rows == 0 is an error.
+func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float64, error) {
+	invT, err := checkTemperature(T)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkShape("student", len(student), rows, cols); err != nil {
+		return 0, err
+	}
+	if len(teacher) != len(student) {
+		return 0, xerr.Invalid("teacher: %d values, student: %d (shapes must match, %d×%d)", len(teacher), len(student), rows, cols)
+	}
+	if grad != nil && len(grad) != len(student) {
+		return 0, xerr.Invalid("grad: %d values, want %d (rows×cols)", len(grad), len(student))
+	}
+	if rows == 0 {
+		return 0, xerr.Invalid("student: empty batch (0 rows); the mean over rows is undefined")
+	}
+	k := kern
+	nb := (rows + blockRows - 1) / blockRows
+	partial := make([]float64, nb)
+	inv := float64(invT)
+	gscale := T / float64(rows)
+	err = forBlocks(rows, cols, func(b, lo, hi int) error {
+		et := make([]float32, cols)
+		var es []float32
+		if grad == nil {
+			es = make([]float32, cols)
+		}
+		var sum float64
+		for r := lo; r < hi; r++ {
+			s := student[r*cols : (r+1)*cols]
+			t := teacher[r*cols : (r+1)*cols]
+			ms, bs := k.maxCheck(s)
+			if bs != 0 {
+				return nonFinite("student", s, r)
+			}
+			mt, bt := k.maxCheck(t)
+			if bt != 0 {
+				return nonFinite("teacher", t, r)
+			}
+			zt, d := k.expSumDot(et, t, s, mt, invT)
+			g := es
+			if grad != nil {
+				g = grad[r*cols : (r+1)*cols]
+			}
+			zs := k.expSum(g, s, ms, invT)
+			kl := float64(d)*inv/float64(zt) + (float64(ms)-float64(mt))*inv +
+				math.Log(float64(zs)) - math.Log(float64(zt))
+			if math.IsNaN(kl) || math.IsInf(kl, 0) {
+				return xerr.Invalid("student, teacher: row %d: logit differences overflow float32 (|teacher − student| too large)", r)
+			}
+			sum += max(kl, 0)
+			if grad != nil {
+				k.axpby(g, et, float32(gscale/float64(zs)), float32(gscale/float64(zt)))
+			}
+		}
+		partial[b] = sum
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for _, p := range partial {
+		total += p
+	}
+	return T * T * total / float64(rows), nil
+}

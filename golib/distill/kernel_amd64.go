@@ -1,0 +1,43 @@
+//go:build amd64 && !purego
+
+package distill
+
+import "golang.org/x/sys/cpu"
+
+//go:noescape
+func maxCheckAVX2(x []float32) (m, bad float32)
+
+//go:noescape
+func expSumAVX2(dst, x []float32, m, scale float32) float32
+
+//go:noescape
+func expSumDotAVX2(dst, x, y []float32, m, scale float32) (sum, dot float32)
+
+//go:noescape
+func axpbyAVX2(dst, e []float32, a, b float32)
+
+//go:noescape
+func scaleAVX2(dst []float32, a float32)
+
+// avx2Kernels wraps the assembly. The assembly assumes len(dst) >= len(x) (and
+// len(y) >= len(x)); the wrappers enforce it with a bounds-checked reslice.
+var avx2Kernels = kernels{
+	name:     "avx2",
+	maxCheck: maxCheckAVX2,
+	expSum: func(dst, x []float32, m, scale float32) float32 {
+		return expSumAVX2(dst[:len(x)], x, m, scale)
+	},
+	expSumDot: func(dst, x, y []float32, m, scale float32) (float32, float32) {
+		return expSumDotAVX2(dst[:len(x)], x, y[:len(x)], m, scale)
+	},
+	axpby: func(dst, e []float32, a, b float32) { axpbyAVX2(dst, e[:len(dst)], a, b) },
+	scale: scaleAVX2,
+}
+
+var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+func init() {
+	if haveAVX2 {
+		kern = avx2Kernels
+	}
+}

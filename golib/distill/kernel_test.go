@@ -1,0 +1,179 @@
+package distill
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// allKernels lists the implementations this CPU can run (the generic one always).
+func allKernels() []kernels {
+	ks := []kernels{genericKernels}
+	if kern.name != genericKernels.name {
+		ks = append(ks, kern)
+	}
+	return ks
+}
+
+// withKernels runs f once per available kernel implementation, restoring kern.
+func withKernels(t *testing.T, f func(t *testing.T)) {
+	saved := kern
+	defer func() { kern = saved }()
+	for _, k := range allKernels() {
+		kern = k
+		t.Run(k.name, f)
+	}
+}
+
+// expErrOK checks got against exp(z) computed by math.Exp in float64:
+// relative error ≤ 4 ulp (2.4e-7) where exp(z) is a normal float32, absolute
+// error ≤ 1.2e-38 below that, saturation at exp(88) above 88.
+func expErrOK(z float64, got float32) bool {
+	want := math.Exp(z)
+	switch {
+	case z > expHi:
+		return float64(got) >= math.Exp(expHi)*(1-3e-7) && !math.IsInf(float64(got), 0)
+	case want < 1.1754944e-38:
+		return math.Abs(float64(got)-want) <= 1.2e-38
+	default:
+		return math.Abs(float64(got)-want) <= 2.4e-7*want
+	}
+}
+
+func TestExpKernelsVsMathExp(t *testing.T) {
+	// Inputs: a dense sweep of [-100, 90], extremes, and values near the clamp
+	// and denormal boundaries. Reference: math.Exp in float64 on the same float32 input.
+	var zs []float32
+	for z := -100.0; z <= 90; z += 0.0137 {
+		zs = append(zs, float32(z))
+	}
+	zs = append(zs, 0, -0, 1e-30, -1e-30, -87.33, -87.34, -87.68, -87.7, -88, -88.1, -103, -104,
+		-1e30, float32(math.Inf(-1)), -math.MaxFloat32, 88, 88.5, 1e30, 88.72, 89,
+		-math.SmallestNonzeroFloat32, 0.5*math.Ln2, -0.5*math.Ln2)
+	withKernels(t, func(t *testing.T) {
+		// Ragged lengths 0..67 at every offset, so every tail length and alignment is exercised.
+		rng := rand.New(rand.NewPCG(1, 2))
+		for n := 0; n <= 67; n++ {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = zs[rng.IntN(len(zs))]
+			}
+			dst := make([]float32, n+1)
+			dst[n] = 42 // sentinel: kernels must not write past len(x)
+			s := kern.expSum(dst[:n], x, 0, 1)
+			if dst[n] != 42 {
+				t.Fatalf("n=%d: wrote past the end", n)
+			}
+			var ref float64
+			for i, z := range x {
+				if !expErrOK(float64(z), dst[i]) {
+					t.Fatalf("n=%d i=%d: exp(%g) = %g, want %g", n, i, z, dst[i], math.Exp(float64(z)))
+				}
+				ref += float64(dst[i])
+			}
+			if ref < math.MaxFloat32 && math.Abs(float64(s)-ref) > 1e-6*math.Abs(ref)+1e-30 {
+				t.Fatalf("n=%d: sum %g, want %g", n, s, ref)
+			}
+		}
+		// The full sweep in one call.
+		dst := make([]float32, len(zs))
+		kern.expSum(dst, zs, 0, 1)
+		for i, z := range zs {
+			if !expErrOK(float64(z), dst[i]) {
+				t.Fatalf("exp(%g) = %g, want %g", z, dst[i], math.Exp(float64(z)))
+			}
+		}
+	})
+}
+
+func TestExpKernelShiftScale(t *testing.T) {
+	// dst = exp((x-m)*scale) and the dot Σ e·(x−y), against float64 arithmetic.
+	withKernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for n := 1; n <= 45; n++ {
+			x := make([]float32, n)
+			y := make([]float32, n)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64() * 5)
+				y[i] = float32(rng.NormFloat64() * 5)
+			}
+			m, bad := kern.maxCheck(x)
+			if bad != 0 {
+				t.Fatalf("n=%d: finite input flagged bad (%g)", n, bad)
+			}
+			var wantM float32 = float32(math.Inf(-1))
+			for _, v := range x {
+				wantM = max(wantM, v)
+			}
+			if m != wantM {
+				t.Fatalf("n=%d: max %g want %g", n, m, wantM)
+			}
+			const sc = 0.5
+			dst := make([]float32, n)
+			s, d := kern.expSumDot(dst, x, y, m, sc)
+			var ws, wd float64
+			for i := range x {
+				// The argument is rounded to float32 exactly as the kernels do.
+				e := math.Exp(float64((x[i] - m) * sc))
+				if math.Abs(float64(dst[i])-e) > 3e-7*e {
+					t.Fatalf("n=%d i=%d: %g want %g", n, i, dst[i], e)
+				}
+				ws += e
+				wd += e * (float64(x[i]) - float64(y[i]))
+			}
+			if math.Abs(float64(s)-ws) > 1e-6*ws {
+				t.Fatalf("n=%d: sum %g want %g", n, s, ws)
+			}
+			if math.Abs(float64(d)-wd) > 1e-5*(math.Abs(wd)+ws) {
+				t.Fatalf("n=%d: dot %g want %g", n, d, wd)
+			}
+			// axpby and scale.
+			g := append([]float32(nil), dst...)
+			kern.axpby(g, x, 2, 3)
+			for i := range g {
+				want := 2*float64(dst[i]) - 3*float64(x[i])
+				if math.Abs(float64(g[i])-want) > 1e-6*(math.Abs(want)+1) {
+					t.Fatalf("axpby n=%d i=%d: %g want %g", n, i, g[i], want)
+				}
+			}
+			kern.scale(g, 0.25)
+			for i := range g {
+				want := 0.25 * (2*float64(dst[i]) - 3*float64(x[i]))
+				if math.Abs(float64(g[i])-want) > 1e-6*(math.Abs(want)+1) {
+					t.Fatalf("scale n=%d i=%d: %g want %g", n, i, g[i], want)
+				}
+			}
+		}
+	})
+}
+
+func TestMaxCheckFlagsNonFinite(t *testing.T) {
+	withKernels(t, func(t *testing.T) {
+		for n := 1; n <= 20; n++ {
+			for pos := 0; pos < n; pos++ {
+				for _, v := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+					x := make([]float32, n)
+					for i := range x {
+						x[i] = float32(i) - 3
+					}
+					x[pos] = v
+					if _, bad := kern.maxCheck(x); bad == 0 {
+						t.Fatalf("n=%d pos=%d v=%g: not flagged", n, pos, v)
+					}
+				}
+			}
+		}
+		// Negative values only: the max must not be polluted by masked-off tail lanes (zeros).
+		x := []float32{-5, -4, -3, -7, -9, -11, -2.5, -8, -1.5, -30, -6}
+		for n := 1; n <= len(x); n++ {
+			m, _ := kern.maxCheck(x[:n])
+			want := float32(math.Inf(-1))
+			for _, v := range x[:n] {
+				want = max(want, v)
+			}
+			if m != want {
+				t.Fatalf("n=%d: max %g want %g", n, m, want)
+			}
+		}
+	})
+}
