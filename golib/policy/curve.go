@@ -139,30 +139,30 @@ func fromDescKey(k uint32) float32 {
 }
 
 // sortKeys sorts by the upper 32 bits (the lower bits only need to travel
-// along): LSD radix sort with two 16-bit digits for large inputs.
+// along): LSD radix sort with 11-, 11- and 10-bit digits for large inputs.
 func sortKeys(a []uint64) {
-	if len(a) < 2048 {
+	if len(a) < 1024 {
 		slices.Sort(a)
 		return
 	}
 	tmp := make([]uint64, len(a))
-	var cnt [1 << 16]int
+	var cnt [1 << 11]int
 	src, dst := a, tmp
-	for shift := uint(32); shift < 64; shift += 16 {
+	for _, shift := range [...]uint{32, 43, 54} {
 		clear(cnt[:])
 		for _, v := range src {
-			cnt[(v>>shift)&0xffff]++
+			cnt[(v>>shift)&0x7ff]++
 		}
 		sum := 0
 		for d := range cnt {
 			sum, cnt[d] = sum+cnt[d], sum
 		}
 		for _, v := range src {
-			d := (v >> shift) & 0xffff
+			d := (v >> shift) & 0x7ff
 			dst[cnt[d]] = v
 			cnt[d]++
 		}
 		src, dst = dst, src
 	}
-	// two passes: the result is back in a
+	copy(a, src) // three passes: the result is in tmp
 }
