@@ -166,7 +166,7 @@ func rowConf(z []float32, m Measure, invT float64) (float32, int32, bool) {
 	zmax := z[0]
 	arg := 0
 	for j, v := range z {
-		if v != v || math.IsInf(float64(v), 0) {
+		if v-v != 0 { // NaN or ±Inf
 			return 0, 0, false
 		}
 		if v > zmax {
