@@ -1,0 +1,90 @@
+# exitnet — `make help` lists the targets.
+#
+# Fresh machine: `make demo` and `make test` create the virtual environment
+# (.venv) and install what they need from PyPI and the Go module proxy; no root.
+
+SHELL := /bin/bash
+GO ?= go
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PREFIX ?= /usr/local
+BUILD := build
+LIB := $(BUILD)/libexitnet.so
+STAGE := $(BUILD)/install
+VERSION := $(shell sed -n 's/^\#define EXITNET_VERSION_STRING "\(.*\)"/\1/p' include/exitnet.h)
+GO_SOURCES := $(shell find golib capi -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.s' -o -name '*.map') go.mod go.sum
+
+.PHONY: help lib install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-py fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+lib: $(LIB) ## build build/libexitnet.so (and copy it into python/exitnet/)
+
+$(LIB): $(GO_SOURCES) scripts/build-lib.sh
+	scripts/build-lib.sh $(BUILD)
+	cp -f $(LIB) python/exitnet/.libexitnet.so.tmp && mv -f python/exitnet/.libexitnet.so.tmp python/exitnet/libexitnet.so
+
+install: $(LIB) ## install library, header and exitnet.pc under PREFIX
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libexitnet.so.$(VERSION)
+	ln -sf libexitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libexitnet.so.0
+	ln -sf libexitnet.so.0 $(DESTDIR)$(PREFIX)/lib/libexitnet.so
+	install -m 0644 include/exitnet.h $(DESTDIR)$(PREFIX)/include/exitnet.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' capi/exitnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/exitnet.pc
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[torch,dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the package (editable), torch and test tools
+
+demo: $(VENV)/.installed lib ## train a 4-exit net on the embedded default data, run it in the Go runtime
+	$(PY) -m exitnet demo --out demo-output
+
+test: test-go test-purego test-header test-c test-py ## run every test (Go -race, pure Go, header, C, Python)
+
+test-go: ## go vet + Go tests with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+test-purego: ## the pure-Go lane: golib without cgo, and with the assembly kernels off
+	CGO_ENABLED=0 $(GO) test -count=1 ./golib/...
+	CGO_ENABLED=0 $(GO) test -count=1 -tags purego ./golib/...
+
+test-header: ## the header alone compiles as strict C99 and as C++
+	gcc -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/exitnet.h
+	g++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/exitnet.h
+
+test-c: $(LIB) ## C tests, linked against an installed copy through pkg-config
+	rm -rf $(STAGE)
+	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(STAGE)
+	set -e; export PKG_CONFIG_PATH=$(CURDIR)/$(STAGE)/lib/pkgconfig LD_LIBRARY_PATH=$(CURDIR)/$(STAGE)/lib; \
+	for t in tests/c/test_*.c; do \
+	  exe=$(BUILD)/c/$$(basename $$t .c); mkdir -p $(BUILD)/c; \
+	  gcc -std=c99 -Wall -Wextra -Werror -O1 -o $$exe $$t $$(pkg-config --cflags --libs exitnet) -lpthread -lm; \
+	  echo "== $$exe"; $$exe; \
+	done; \
+	for s in tests/c/*.sh; do [ -e "$$s" ] || continue; echo "== $$s"; PY=$(CURDIR)/$(PY) bash $$s; done
+
+test-py: $(VENV)/.installed lib ## pytest (Python API, torch integration, notebook)
+	$(PY) -m pytest -q tests/python
+
+bench: bench-go bench-py ## every benchmark, side by side with the alternatives
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./golib/...
+
+bench-py: $(VENV)/.installed lib
+	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+fuzz: ## a short run of every fuzz target
+	set -e; for pkg in $$($(GO) list ./golib/...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg; done; done
+
+clean: ## remove build outputs
+	rm -rf $(BUILD) python/exitnet/libexitnet.so dist

@@ -1,0 +1,73 @@
+/* Internal declarations shared by the cgo files of package main (capi).
+ * Nothing here is part of the public contract (include/exitnet.h); the linker
+ * version script hides every symbol not named exitnet_*. Internal C helpers are
+ * prefixed xnet_. */
+#ifndef EXITNET_CAPI_SHIM_H
+#define EXITNET_CAPI_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifndef ARROW_C_DATA_INTERFACE
+#  define ARROW_C_DATA_INTERFACE
+#  define ARROW_FLAG_DICTIONARY_ORDERED 1
+#  define ARROW_FLAG_NULLABLE 2
+#  define ARROW_FLAG_MAP_KEYS_SORTED 4
+struct ArrowSchema {
+  const char* format;
+  const char* name;
+  const char* metadata;
+  int64_t flags;
+  int64_t n_children;
+  struct ArrowSchema** children;
+  struct ArrowSchema* dictionary;
+  void (*release)(struct ArrowSchema*);
+  void* private_data;
+};
+struct ArrowArray {
+  int64_t length;
+  int64_t null_count;
+  int64_t offset;
+  int64_t n_buffers;
+  int64_t n_children;
+  const void** buffers;
+  struct ArrowArray** children;
+  struct ArrowArray* dictionary;
+  void (*release)(struct ArrowArray*);
+  void* private_data;
+};
+#endif
+
+/* Opaque handle types: never dereferenced, their values are handle ids. */
+typedef struct exitnet_targets_writer exitnet_targets_writer;
+typedef struct exitnet_targets exitnet_targets;
+typedef struct exitnet_fisher exitnet_fisher;
+typedef struct exitnet_model exitnet_model;
+
+/* Thread-local last error (shim.c). Takes ownership of msg (malloc'd). */
+void xnet_set_error(char* msg);
+void xnet_clear_error(void);
+
+/* Handle ids <-> opaque pointers, converted in C so Go never forges a pointer. */
+static inline void* xnet_id_to_ptr(uintptr_t id) { return (void*)id; }
+
+/* Releases an Arrow struct if it is live (release != NULL). */
+static inline void xnet_release_array(struct ArrowArray* a) {
+  if (a != NULL && a->release != NULL) a->release(a);
+}
+static inline void xnet_release_schema(struct ArrowSchema* s) {
+  if (s != NULL && s->release != NULL) s->release(s);
+}
+
+/* OpenBLAS loaded at run time with dlopen (blas_shim.c). */
+int xnet_blas_open(const char* path, char* err, size_t errlen);
+int xnet_blas_available(void);
+void xnet_blas_set_threads(int n);
+void xnet_sgemm(int transA, int transB, int m, int n, int k, float alpha,
+                const float* a, int lda, const float* b, int ldb, float beta,
+                float* c, int ldc);
+void xnet_sgemv(int trans, int m, int n, float alpha, const float* a, int lda,
+                const float* x, int incx, float beta, float* y, int incy);
+
+#endif

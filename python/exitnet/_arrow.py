@@ -1,0 +1,282 @@
+"""Arrow in and out of the C ABI, without copies.
+
+Inputs: numpy arrays, torch CPU tensors, pyarrow arrays (and anything with
+``__arrow_c_array__``) become pyarrow arrays over the *same* memory, then are
+exported into Arrow C Data structs that the C side moves in (after the call the
+structs are released; if a call never happens, :class:`ArrowIn` releases them
+itself, so nothing leaks on Python-side errors).
+
+Outputs: caller-allocated structs that the C side fills; :func:`import_array`
+and :func:`import_batch` hand their ownership to pyarrow.
+
+Matrices are ``fixed_size_list<float32>[C]`` (N rows of C values) or the
+canonical ``arrow.fixed_shape_tensor`` extension. Only float32 is accepted for
+float data: a silent float64→float32 conversion would be a hidden copy, so a
+wrong dtype is an error that says how to convert.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ._errors import InvalidArgumentError
+
+__all__ = [
+    "ArrowArray",
+    "ArrowSchema",
+    "ArrowIn",
+    "ArrowOut",
+    "as_matrix",
+    "as_tensor",
+    "as_ints",
+    "as_floats",
+    "import_array",
+    "import_batch",
+    "matrix_to_numpy",
+    "to_numpy",
+]
+
+
+class ArrowSchema(ctypes.Structure):
+    """struct ArrowSchema of the Arrow C Data Interface."""
+
+
+class ArrowArray(ctypes.Structure):
+    """struct ArrowArray of the Arrow C Data Interface."""
+
+
+ArrowSchema._fields_ = [
+    ("format", ctypes.c_char_p),
+    ("name", ctypes.c_char_p),
+    ("metadata", ctypes.c_char_p),
+    ("flags", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("children", ctypes.POINTER(ctypes.POINTER(ArrowSchema))),
+    ("dictionary", ctypes.POINTER(ArrowSchema)),
+    ("release", ctypes.c_void_p),
+    ("private_data", ctypes.c_void_p),
+]
+ArrowArray._fields_ = [
+    ("length", ctypes.c_int64),
+    ("null_count", ctypes.c_int64),
+    ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(ArrowArray))),
+    ("dictionary", ctypes.POINTER(ArrowArray)),
+    ("release", ctypes.c_void_p),
+    ("private_data", ctypes.c_void_p),
+]
+
+ArrowArrayP = ctypes.POINTER(ArrowArray)
+ArrowSchemaP = ctypes.POINTER(ArrowSchema)
+
+_ARRAY_RELEASE = ctypes.CFUNCTYPE(None, ArrowArrayP)
+_SCHEMA_RELEASE = ctypes.CFUNCTYPE(None, ArrowSchemaP)
+
+
+class ArrowIn:
+    """An exported input: pass ``.array`` and ``.schema`` (pointers) to a C call that
+    moves them in. If the call never happens, the structs are released on garbage
+    collection or :meth:`release`."""
+
+    __slots__ = ("_a", "_s", "_keep")
+
+    def __init__(self, arr: pa.Array) -> None:
+        self._a = ArrowArray()
+        self._s = ArrowSchema()
+        self._keep = arr
+        arr._export_to_c(ctypes.addressof(self._a), ctypes.addressof(self._s))
+
+    @property
+    def array(self) -> Any:
+        return ctypes.byref(self._a)
+
+    @property
+    def schema(self) -> Any:
+        return ctypes.byref(self._s)
+
+    def release(self) -> None:
+        if self._a.release:
+            _ARRAY_RELEASE(self._a.release)(ctypes.byref(self._a))
+        if self._s.release:
+            _SCHEMA_RELEASE(self._s.release)(ctypes.byref(self._s))
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+class ArrowOut:
+    """Caller-allocated output structs for a C call to fill."""
+
+    __slots__ = ("_a", "_s")
+
+    def __init__(self) -> None:
+        self._a = ArrowArray()
+        self._s = ArrowSchema()
+
+    @property
+    def array(self) -> Any:
+        return ctypes.byref(self._a)
+
+    @property
+    def schema(self) -> Any:
+        return ctypes.byref(self._s)
+
+    def to_array(self) -> pa.Array:
+        """Hand ownership to pyarrow and return the array."""
+        return pa.Array._import_from_c(ctypes.addressof(self._a), ctypes.addressof(self._s))
+
+    def to_batch(self) -> pa.RecordBatch:
+        """Hand ownership to pyarrow and return the record batch."""
+        return pa.RecordBatch._import_from_c(ctypes.addressof(self._a), ctypes.addressof(self._s))
+
+    def __del__(self) -> None:
+        # Only reached with live structs if the caller never imported them.
+        try:
+            if self._a.release:
+                _ARRAY_RELEASE(self._a.release)(ctypes.byref(self._a))
+            if self._s.release:
+                _SCHEMA_RELEASE(self._s.release)(ctypes.byref(self._s))
+        except Exception:
+            pass
+
+
+def import_array(out: ArrowOut) -> pa.Array:
+    return out.to_array()
+
+
+def import_batch(out: ArrowOut) -> pa.RecordBatch:
+    return out.to_batch()
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def to_numpy(x: Any, name: str) -> np.ndarray:
+    """numpy view of a numpy array or torch CPU tensor (no copy)."""
+    if _is_torch(x):
+        if x.device.type != "cpu":
+            raise InvalidArgumentError(
+                f"{name}: a tensor on {x.device}; move it to the CPU first (x.cpu())"
+            )
+        return x.detach().numpy()
+    return np.asarray(x)
+
+
+def _float32_numpy(x: np.ndarray, name: str) -> np.ndarray:
+    if x.dtype != np.float32:
+        raise InvalidArgumentError(
+            f"{name}: expected float32 data, got {x.dtype}; convert with "
+            "x.astype(np.float32) or tensor.float() (exitnet never converts silently)"
+        )
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)  # a strided view must be packed: documented copy
+    return x
+
+
+def _single_chunk(x: Any, name: str) -> Any:
+    if isinstance(x, pa.ChunkedArray):
+        if x.num_chunks == 1:
+            return x.chunk(0)
+        return x.combine_chunks()
+    return x
+
+
+def as_matrix(x: Any, name: str, *, cols: int | None = None) -> pa.Array:
+    """A pyarrow ``fixed_size_list<float32>`` (or fixed_shape_tensor) array over x.
+
+    numpy / torch: a 2-D float32 array (N, C) — or any ndim ≥ 2, flattened per row —
+    is wrapped without a copy (a non-contiguous one is packed first). pyarrow:
+    passed through (validation happens in the library). 1-D input with ``cols``
+    given is viewed as (N, cols).
+    """
+    x = _single_chunk(x, name)
+    if isinstance(x, pa.Array):
+        return x
+    if hasattr(x, "__arrow_c_array__") and not isinstance(x, np.ndarray) and not _is_torch(x):
+        return pa.array(x)
+    a = _float32_numpy(to_numpy(x, name), name)
+    if a.ndim == 1 and cols is not None:
+        if cols <= 0 or a.size % cols:
+            raise InvalidArgumentError(f"{name}: {a.size} values do not make rows of {cols}")
+        a = a.reshape(-1, cols)
+    if a.ndim < 2:
+        raise InvalidArgumentError(f"{name}: expected a 2-D (rows, columns) array, got shape {a.shape}")
+    n = a.shape[0]
+    c = int(np.prod(a.shape[1:]))
+    if c == 0:
+        raise InvalidArgumentError(f"{name}: rows must have at least one value, got shape {a.shape}")
+    flat = pa.array(a.reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, c)
+
+
+def as_tensor(x: Any, name: str) -> pa.Array:
+    """A pyarrow ``arrow.fixed_shape_tensor`` array over x of shape (N, *shape)."""
+    x = _single_chunk(x, name)
+    if isinstance(x, pa.Array):
+        return x
+    a = _float32_numpy(to_numpy(x, name), name)
+    if a.ndim < 2:
+        raise InvalidArgumentError(f"{name}: expected (N, ...) with at least 2 dimensions, got {a.shape}")
+    shape = list(a.shape[1:])
+    storage = pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), type=pa.float32()), int(np.prod(shape)))
+    typ = pa.fixed_shape_tensor(pa.float32(), shape)
+    return pa.ExtensionArray.from_storage(typ, storage)
+
+
+def as_ints(x: Any, name: str, *, dtype: Any = None) -> pa.Array:
+    """A pyarrow int32/int64 array over x (numpy / torch / pyarrow / sequences)."""
+    x = _single_chunk(x, name)
+    if isinstance(x, pa.Array):
+        return x
+    a = to_numpy(x, name) if (_is_torch(x) or isinstance(x, np.ndarray)) else np.asarray(x)
+    if a.ndim != 1:
+        raise InvalidArgumentError(f"{name}: expected a 1-D integer array, got shape {a.shape}")
+    if a.dtype not in (np.int32, np.int64):
+        if a.size == 0 or np.issubdtype(a.dtype, np.integer):
+            a = a.astype(dtype or np.int64)
+        else:
+            raise InvalidArgumentError(f"{name}: expected int32 or int64, got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        a = a.astype(dtype)
+    return pa.array(np.ascontiguousarray(a))
+
+
+def as_floats(x: Any, name: str) -> pa.Array:
+    """A pyarrow float32 array over a 1-D (or flattened) float32 buffer, no copy."""
+    x = _single_chunk(x, name)
+    if isinstance(x, pa.Array):
+        return x
+    a = _float32_numpy(to_numpy(x, name), name)
+    return pa.array(a.reshape(-1), type=pa.float32())
+
+
+def matrix_to_numpy(arr: pa.Array) -> np.ndarray:
+    """(N, C) numpy view of a fixed_size_list<float32> array (zero-copy)."""
+    if isinstance(arr, pa.ExtensionArray):
+        arr = arr.storage
+    c = arr.type.list_size
+    values = arr.flatten()
+    return values.to_numpy(zero_copy_only=True).reshape(-1, c)
+
+
+def batch_columns(batch: pa.RecordBatch, names: Sequence[str]) -> list[np.ndarray]:
+    """numpy views of columns of a record batch (matrices reshaped to (N, C))."""
+    out = []
+    for n in names:
+        col = batch.column(n)
+        if pa.types.is_fixed_size_list(col.type) or isinstance(col, pa.ExtensionArray):
+            out.append(matrix_to_numpy(col))
+        else:
+            out.append(col.to_numpy(zero_copy_only=False))
+    return out

@@ -1,0 +1,46 @@
+"""exitnet's PyTorch side: early-exit models, Fisher hooks, EWC and LwF losses,
+the sequential trainer, MAC counting and model export.
+
+Names resolve lazily from the submodules below, so ``import exitnet.torch`` is
+cheap and a missing optional piece fails only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES: dict[str, str] = {
+    # models
+    "EarlyExitNet": "_model",
+    "small_cnn_28": "_model",
+    "small_cnn_8": "_model",
+    "small_resnet_32": "_model",
+    # EWC
+    "fisher_diagonal": "_fisher",
+    "fisher_for_exit": "_fisher",
+    "FisherResult": "_fisher",
+    "ewc_penalty": "_ewc",
+    "EWC": "_ewc",
+    # training
+    "SequentialTrainer": "_trainer",
+    "TrainResult": "_trainer",
+    # costs and export
+    "count_macs": "_macs",
+    "stage_costs": "_macs",
+    "export": "_export",
+    "ResidualBlock": "_export",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _NAMES.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'exitnet.torch' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{mod}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
