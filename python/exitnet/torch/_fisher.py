@@ -510,7 +510,12 @@ class _FisherRunner:
         elif mode == "argmax":
             yield logits.detach().argmax(1), None, None
         elif mode == "sampled":
-            lab = _go().sample_labels(_np32(logits), self.seed + self.batch_index)
+            go = _go()
+            if _has_row_offset(go.sample_labels):
+                # Row r of the whole stream uses (seed, r): independent of how it is batched.
+                lab = go.sample_labels(_np32(logits), seed=self.seed, row_offset=self.n_seen)
+            else:
+                lab = go.sample_labels(_np32(logits), self.seed + self.batch_index)
             yield torch.as_tensor(np.asarray(lab)).long().to(self.device), None, None
         else:  # exact
             probs = np.ascontiguousarray(np.asarray(_go().class_probs(_np32(logits)), np.float32))
@@ -787,6 +792,15 @@ class _FisherRunner:
             if close is not None:
                 close()
             self.acc = None
+
+
+def _has_row_offset(fn: Callable) -> bool:
+    import inspect
+
+    try:
+        return "row_offset" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
 
 
 def _close(a: Tensor, b: Tensor) -> bool:

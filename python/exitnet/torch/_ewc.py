@@ -1,0 +1,303 @@
+"""The EWC penalty as a torch expression, and an avalanche-like :class:`EWC` helper.
+
+Convention (stated because libraries differ, and λ values only transfer when it is known)::
+
+    penalty(θ) = λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²        (the ½ convention)
+    ∂penalty/∂θ_i = λ · Σ_k F_{k,i} (θ_i − θ*_{k,i})
+
+over K (Fisher F_k, anchor θ*_k) pairs. An implementation without the ½ (e.g. ``λ·Σ F (θ−θ*)²``)
+needs half our λ for the same penalty. The Fishers are means over samples of squared per-sample
+gradients (see :func:`exitnet.torch.fisher_diagonal`); a ``batched`` Fisher is about B times smaller,
+so its λ is about B times larger.
+
+The penalty is computed with ordinary torch operations on the parameters' device, so it can be
+added to the training loss: autograd, mixed devices and GPUs work as usual. The Go library holds the
+same formula over flat float32 buffers (``exitnet.fisher.ewc_penalty``) for C users and for checking.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = ["EWC", "ewc_penalty"]
+
+NamedParams = Union[nn.Module, Mapping[str, Tensor], Iterable[tuple[str, Tensor]]]
+TensorMap = Mapping[str, Any]
+
+
+def _check_lam(lam: Any) -> float:
+    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)):
+        raise TypeError(f"lam: expected a real number, got {type(lam).__name__}")
+    lam = float(lam)
+    if not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam: must be finite and ≥ 0, got {lam}")
+    return lam
+
+
+def _named(named_params: NamedParams) -> dict[str, Tensor]:
+    if isinstance(named_params, nn.Module):
+        return dict(named_params.named_parameters())
+    if isinstance(named_params, Mapping):
+        out = dict(named_params)
+    else:
+        try:
+            out = dict(named_params)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                "named_params: expected an nn.Module, a mapping name -> Tensor or (name, Tensor) pairs"
+            ) from e
+    for k, v in out.items():
+        if not isinstance(v, Tensor):
+            raise TypeError(f"named_params: {k!r} is not a tensor ({type(v).__name__})")
+    return out
+
+
+def _as_list(x: Any, what: str) -> list[TensorMap]:
+    if isinstance(x, Mapping):
+        return [x]
+    if isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
+        for i, m in enumerate(x):
+            if not isinstance(m, Mapping):
+                raise TypeError(f"{what}[{i}]: expected a mapping name -> tensor, got {type(m).__name__}")
+        return list(x)
+    raise TypeError(f"{what}: expected a mapping name -> tensor or a list of them, got {type(x).__name__}")
+
+
+def _to(t: Any, like: Tensor) -> Tensor:
+    t = torch.as_tensor(np.asarray(t)) if not isinstance(t, Tensor) else t
+    return t.detach().to(device=like.device, dtype=like.dtype)
+
+
+def ewc_penalty(
+    named_params: NamedParams,
+    fishers: Union[TensorMap, Sequence[TensorMap]],
+    anchors: Union[TensorMap, Sequence[TensorMap]],
+    lam: float,
+) -> Tensor:
+    r"""EWC penalty ``λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²`` as a differentiable torch scalar.
+
+    Parameters
+    ----------
+    named_params : nn.Module, mapping name -> Tensor, or iterable of (name, Tensor)
+        The current parameters θ (``model.named_parameters()`` works).
+    fishers : mapping name -> tensor, or a list of them
+        Diagonal Fishers F_k (a :class:`FisherResult`, a dict of tensors or numpy arrays). Only the
+        parameters named in F_k are penalised by pair k.
+    anchors : mapping name -> tensor, or a list of them (same length as ``fishers``)
+        Anchors θ*_k; must hold every name of F_k with the same shape.
+    lam : float
+        λ ≥ 0. Note the ½: the gradient is ``λ · Σ_k F_k (θ − θ*_k)``.
+
+    Returns
+    -------
+    Tensor
+        A 0-dim tensor on the parameters' device and in their dtype, differentiable w.r.t. θ.
+        Fishers and anchors are treated as constants (detached) and moved to θ's device/dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    >>> ewc_penalty({"w": w}, {"w": torch.tensor([1.0, 4.0])}, {"w": torch.zeros(2)}, lam=2.0)
+    tensor(17., grad_fn=<MulBackward0>)
+    """
+    lam = _check_lam(lam)
+    params = _named(named_params)
+    fl = _as_list(fishers, "fishers")
+    al = _as_list(anchors, "anchors")
+    if len(fl) != len(al):
+        raise ValueError(f"anchors: {len(al)} anchor sets for {len(fl)} Fishers; need one per Fisher")
+    total: Optional[Tensor] = None
+    for k, (F, A) in enumerate(zip(fl, al)):
+        for name, f in F.items():
+            if name not in params:
+                raise ValueError(f"fishers[{k}]: {name!r} is not among named_params")
+            if name not in A:
+                raise ValueError(f"anchors[{k}]: missing {name!r} (present in fishers[{k}])")
+            th = params[name]
+            f = _to(f, th)
+            a = _to(A[name], th)
+            if f.shape != th.shape:
+                raise ValueError(
+                    f"fishers[{k}]: {name!r} has shape {tuple(f.shape)}, parameter has {tuple(th.shape)}"
+                )
+            if a.shape != th.shape:
+                raise ValueError(
+                    f"anchors[{k}]: {name!r} has shape {tuple(a.shape)}, parameter has {tuple(th.shape)}"
+                )
+            term = (f * (th - a).square()).sum()
+            total = term if total is None else total + term
+    if total is None:
+        p0 = next(iter(params.values()), None)
+        return torch.zeros((), device=p0.device if p0 is not None else None,
+                           dtype=p0.dtype if p0 is not None else None)
+    return total * (lam / 2)
+
+
+class EWC:
+    r"""Elastic weight consolidation across the stages of sequential training.
+
+    ``EWC(lam, mode, gamma)`` keeps the Fishers and anchors of the stages consolidated so far and
+    returns the penalty to add to the loss of the current stage::
+
+        loss = task_loss + ewc.penalty(model)          # λ/2 · Σ F (θ − θ*)², the ½ convention
+
+    Modes (``mode``):
+
+    ``separate``  keep every (F_k, θ*_k) pair: penalty = λ/2 Σ_k Σ_i F_{k,i}(θ_i − θ*_{k,i})².
+    ``sum``       one Fisher Σ_k F_k anchored at the latest θ* (memory of one pair).
+    ``online``    F ← γ·F + F_new anchored at the latest θ* (online EWC, γ ∈ (0, 1]).
+
+    ``sum`` and ``online`` consolidate through the Go library (``exitnet.fisher.consolidate``). A
+    parameter absent from one Fisher counts as zero there (exit k depends on more parameters than
+    exit j < k).
+
+    Parameters
+    ----------
+    lam : float
+        λ ≥ 0.
+    mode : {"separate", "sum", "online"}
+    gamma : float
+        Decay of ``online`` mode, in (0, 1].
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 2)
+    >>> ewc = EWC(lam=10.0, mode="online", gamma=0.9)
+    >>> F = {n: torch.ones_like(p) for n, p in net.named_parameters()}
+    >>> ewc.consolidate(F, net)          # doctest: +SKIP  (after stage 1)
+    >>> float(ewc.penalty(net))          # doctest: +SKIP  (θ == θ*: no penalty yet)
+    0.0
+    """
+
+    MODES = ("separate", "sum", "online")
+
+    def __init__(
+        self, lam: float, mode: Literal["separate", "sum", "online"] = "separate", gamma: float = 1.0
+    ) -> None:
+        self.lam = _check_lam(lam)
+        if mode not in self.MODES:
+            raise ValueError(f"mode: {mode!r} is not one of {', '.join(self.MODES)}")
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)):
+            raise TypeError(f"gamma: expected a real number, got {type(gamma).__name__}")
+        gamma = float(gamma)
+        if not (0.0 < gamma <= 1.0):
+            raise ValueError(f"gamma: must be in (0, 1], got {gamma}")
+        if mode != "online" and gamma != 1.0:
+            raise ValueError(f"gamma: only used by mode='online' (got gamma={gamma} with mode={mode!r})")
+        self.mode = mode
+        self.gamma = gamma
+        self.fishers: list[dict[str, Tensor]] = []
+        self.anchors: list[dict[str, Tensor]] = []
+        self.n_consolidations = 0
+
+    def consolidate(self, fisher: TensorMap, anchors: Union[nn.Module, TensorMap]) -> None:
+        """Add the Fisher of a finished stage (or exit) and the parameters to anchor to.
+
+        Parameters
+        ----------
+        fisher : mapping name -> tensor
+            E.g. the :class:`FisherResult` of :func:`fisher_for_exit`.
+        anchors : nn.Module or mapping name -> tensor
+            θ* (a module: its current parameters are copied). Must hold every name of ``fisher``
+            (and, in ``sum``/``online`` modes, every name consolidated so far).
+        """
+        if not isinstance(fisher, Mapping):
+            raise TypeError(f"fisher: expected a mapping name -> tensor, got {type(fisher).__name__}")
+        if isinstance(anchors, nn.Module):
+            src = dict(anchors.named_parameters())
+        elif isinstance(anchors, Mapping):
+            src = dict(anchors)
+        else:
+            raise TypeError(f"anchors: expected an nn.Module or a mapping, got {type(anchors).__name__}")
+        names = list(fisher.keys())
+        if self.mode != "separate" and self.fishers:
+            names += [n for n in self.fishers[0] if n not in fisher]
+        anc: dict[str, Tensor] = {}
+        for n in names:
+            if n not in src:
+                raise ValueError(f"anchors: missing {n!r}")
+            a = src[n]
+            a = a.detach().clone() if isinstance(a, Tensor) else torch.as_tensor(np.array(a))
+            anc[n] = a
+        F: dict[str, Tensor] = {}
+        for n, f in fisher.items():
+            t = _to(f, anc[n]).clone()
+            if t.shape != anc[n].shape:
+                raise ValueError(f"fisher: {n!r} has shape {tuple(t.shape)}, anchor has {tuple(anc[n].shape)}")
+            if not torch.isfinite(t).all():
+                raise ValueError(f"fisher: {n!r} contains NaN or Inf")
+            if (t < 0).any():
+                raise ValueError(f"fisher: {n!r} has negative entries")
+            F[n] = t
+        if self.mode == "separate" or not self.fishers:
+            if self.mode != "separate":
+                # Every stage's F enters through Go's consolidate, even the first (online: F_1).
+                F = self._go_consolidate([F])
+            self.fishers.append(F)
+            self.anchors.append(anc)
+        else:
+            old = self.fishers[0]
+            keys = list(dict.fromkeys(list(old) + list(F)))
+            zeros = lambda n, like: torch.zeros_like(like)  # noqa: E731
+            a = {n: old[n] if n in old else zeros(n, F[n]) for n in keys}
+            b = {n: F[n] if n in F else zeros(n, old[n]) for n in keys}
+            self.fishers[0] = self._go_consolidate([a, b])
+            self.anchors[0] = anc
+        self.n_consolidations += 1
+
+    def _go_consolidate(self, fs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        from .. import fisher as gofisher
+
+        arrs = [{n: t.detach().to("cpu", torch.float32).contiguous().numpy() for n, t in f.items()} for f in fs]
+        if self.mode == "sum":
+            out = gofisher.consolidate(arrs, mode="sum")
+        else:
+            out = gofisher.consolidate(arrs, mode="online", gamma=self.gamma)
+        like = fs[-1]
+        return {n: torch.as_tensor(np.asarray(out[n])).to(like[n].device, like[n].dtype) for n in like}
+
+    def penalty(self, named_params: NamedParams) -> Tensor:
+        """λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})² for the current parameters (0 before the first
+        :meth:`consolidate`)."""
+        params = _named(named_params)
+        if not self.fishers:
+            p0 = next(iter(params.values()), None)
+            return torch.zeros((), device=p0.device if p0 is not None else None,
+                               dtype=p0.dtype if p0 is not None else None)
+        return ewc_penalty(params, self.fishers, self.anchors, self.lam)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors and numbers (``torch.save`` friendly)."""
+        return {
+            "lam": self.lam, "mode": self.mode, "gamma": self.gamma,
+            "n_consolidations": self.n_consolidations,
+            "fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k in ("lam", "mode", "gamma", "fishers", "anchors"):
+            if k not in state:
+                raise ValueError(f"state: missing {k!r}")
+        other = EWC(state["lam"], state["mode"], state["gamma"])
+        if len(state["fishers"]) != len(state["anchors"]):
+            raise ValueError("state: fishers and anchors differ in length")
+        self.lam, self.mode, self.gamma = other.lam, other.mode, other.gamma
+        self.fishers = [dict(f) for f in state["fishers"]]
+        self.anchors = [dict(a) for a in state["anchors"]]
+        self.n_consolidations = int(state.get("n_consolidations", len(self.fishers)))
+
+    def __repr__(self) -> str:
+        p = sum(t.numel() for f in self.fishers for t in f.values())
+        g = f", gamma={self.gamma}" if self.mode == "online" else ""
+        return (
+            f"EWC(lam={self.lam}, mode={self.mode!r}{g}, consolidations={self.n_consolidations}, "
+            f"stored pairs={len(self.fishers)}, Fisher values={p})"
+        )
