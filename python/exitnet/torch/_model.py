@@ -20,6 +20,7 @@ __all__ = [
     "EarlyExitNet",
     "conv_head",
     "small_cnn",
+    "spatial_head",
     "small_cnn_28",
     "small_cnn_8",
     "small_resnet_32",
@@ -245,48 +246,74 @@ def _check_pos(name: str, v: int) -> None:
         raise ValueError(f"{name}: expected a positive int, got {v!r}")
 
 
+def spatial_head(channels: int, size: int, num_classes: int, hidden: Optional[int] = None) -> nn.Sequential:
+    """An exit head that keeps coarse spatial layout, for (N, channels, size, size) features.
+
+    ``[MaxPool2d(2) if size ≥ 16]`` → conv3×3 stride 2 (→ ``hidden`` channels, default
+    max(8, channels // 2)) → BatchNorm → ReLU → Flatten → Linear. Early features need their layout:
+    a global-average-pool head on a first conv stage is barely better than chance.
+    """
+    _check_pos("channels", channels)
+    _check_pos("size", size)
+    h = hidden if hidden is not None else max(8, channels // 2)
+    layers: list[nn.Module] = []
+    s = size
+    if s >= 16:
+        layers.append(nn.MaxPool2d(2))
+        s = s // 2
+    layers += [
+        nn.Conv2d(channels, h, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(h),
+        nn.ReLU(),
+        nn.Flatten(),
+    ]
+    s = (s + 1) // 2
+    layers.append(nn.Linear(h * s * s, num_classes))
+    return nn.Sequential(*layers)
+
+
 def small_cnn(
-    num_classes: int = 10, in_channels: int = 1, width: int = 16, head_hidden: Optional[int] = None
+    num_classes: int = 10, in_channels: int = 1, width: int = 16, input_size: int = 28
 ) -> EarlyExitNet:
-    """A 4-exit CNN for small grey or colour images (any size ≥ 1×1; made for 28×28 and 8×8).
+    """A 4-exit CNN for small square images of side ``input_size`` (made for 28×28 and 8×8).
 
     Stages (w = ``width``)::
 
-        s0: conv3×3(in→w)  BN ReLU
-        s1: maxpool2  conv3×3(w→2w)  BN ReLU
-        s2: maxpool2  conv3×3(2w→4w) BN ReLU
-        s3: maxpool2  conv3×3(4w→4w) BN ReLU
+        s0: conv3×3(in→w)  BN ReLU                    size s
+        s1: maxpool2  conv3×3(w→2w)  BN ReLU          s/2
+        s2: maxpool2  conv3×3(2w→4w) BN ReLU          s/4
+        s3: maxpool2  conv3×3(4w→4w) BN ReLU          s/8   (pools round up: ceil_mode)
 
-    Exits 0..2 use :func:`conv_head` with a hidden conv of the stage's width (``head_hidden``
-    overrides it); the last exit is global average pool + linear. Max-pooling uses ``ceil_mode``
-    so 7×7 → 4×4 and odd sizes keep their border.
+    Exits 0..2 are :func:`spatial_head` s (they keep coarse layout); the last exit is global
+    average pool + linear. Built for one input size: the early heads flatten spatial features.
     """
     _check_pos("num_classes", num_classes)
     _check_pos("in_channels", in_channels)
     _check_pos("width", width)
+    _check_pos("input_size", input_size)
     w = width
     chans = [w, 2 * w, 4 * w, 4 * w]
+    sizes = [input_size]
+    for _ in range(3):
+        sizes.append(-(-sizes[-1] // 2))
     stages: list[nn.Module] = [nn.Sequential(*_conv_bn_relu(in_channels, chans[0]))]
     for k in range(1, 4):
         stages.append(
             nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), *_conv_bn_relu(chans[k - 1], chans[k]))
         )
-    heads: list[nn.Module] = [
-        conv_head(chans[k], num_classes, head_hidden if head_hidden is not None else chans[k])
-        for k in range(3)
-    ]
+    heads: list[nn.Module] = [spatial_head(chans[k], sizes[k], num_classes) for k in range(3)]
     heads.append(conv_head(chans[3], num_classes))
     return EarlyExitNet(stages, heads)
 
 
 def small_cnn_28(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> EarlyExitNet:
-    """The 4-exit :func:`small_cnn` for 28×28 inputs (MNIST, Fashion-MNIST): maps 28→14→7→4."""
-    return small_cnn(num_classes, in_channels, width)
+    """The 4-exit :func:`small_cnn` for 28×28 inputs (MNIST, Fashion-MNIST): 28→14→7→4."""
+    return small_cnn(num_classes, in_channels, width, input_size=28)
 
 
 def small_cnn_8(num_classes: int = 10, in_channels: int = 1, width: int = 8) -> EarlyExitNet:
-    """The 4-exit :func:`small_cnn` for 8×8 inputs (scikit-learn digits): maps 8→4→2→1."""
-    return small_cnn(num_classes, in_channels, width)
+    """The 4-exit :func:`small_cnn` for 8×8 inputs (scikit-learn digits): 8→4→2→1."""
+    return small_cnn(num_classes, in_channels, width, input_size=8)
 
 
 def small_resnet_32(num_classes: int = 10, in_channels: int = 3, width: int = 16) -> EarlyExitNet:
