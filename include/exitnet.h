@@ -204,6 +204,166 @@ int exitnet_debug_data_address(uintptr_t* out, struct ArrowArray* array,
 /* ==== policy: confidences, exit assignment, exact budget curves ========= */
 /* ======================================================================== */
 /* (section: policy) */
+/*
+ * Exit policies on logits recorded from any framework. K exits, N samples, C classes.
+ *
+ * SCORES. Per-exit confidences and predictions cross the ABI exit-major, as two arrays:
+ *   confidences  fixed_size_list<float32>[N] with K rows (row k = exit k), and
+ *   predictions  int32 (or int64) with K*N values (values k*N .. k*N+N-1 = exit k).
+ * exitnet_policy_confidences produces them from logits; callers with their own
+ * confidence measure may build them directly (higher = more confident; NaN refused;
+ * predictions in [0, C)).
+ *
+ * POLICY. Sample i leaves at the first exit k < K-1 with conf[k][i] >= tau_k; the last
+ * exit always accepts. A global threshold is tau_k = tau for every k.
+ *
+ * COSTS. `costs` is always the cumulative cost of leaving at each exit (K doubles,
+ * finite, >= 0, non-decreasing, last > 0): costs[k] = sum_{j<=k} stage_j + head_j
+ * (exitnet_policy_cost_cumulative computes it from per-stage and per-head MACs).
+ * Mean cost = sum_k hist_k * costs[k] / N; speed-up = costs[K-1] / mean cost.
+ *
+ * All functions are thread-safe and keep no state. Arrow inputs are moved in whatever
+ * the status (see the header's conventions), except where a function says the count
+ * of structs could not be known.
+ */
+
+/** Confidence measures. Every measure is "higher = more confident". */
+enum exitnet_policy_measure {
+  EXITNET_POLICY_MAX_SOFTMAX = 0, /**< max_c p_c, in [1/C, 1] */
+  EXITNET_POLICY_ENTROPY = 1,     /**< 1 - H(p)/log C, in [0, 1] (1 when C == 1); the
+                                       normalised negative entropy shifted by one */
+  EXITNET_POLICY_MARGIN = 2,      /**< p_(1) - p_(2), top-1 minus top-2 probability */
+  EXITNET_POLICY_PATIENCE = 3     /**< number of consecutive exits, ending at k, that
+                                       predict the same class (1 at exit 0) */
+};
+
+/** Calibration methods. */
+enum exitnet_policy_method {
+  EXITNET_POLICY_GLOBAL = 0,   /**< one tau, the best point of the validation exact curve */
+  EXITNET_POLICY_MSDNET = 1,   /**< per-exit thresholds for geometric exit proportions
+                                    p_k ~ q^k (MSDNet), q searched for the target */
+  EXITNET_POLICY_PER_EXIT = 2  /**< coordinate descent over tau_0..tau_{K-2}, each swept
+                                    exactly, started from the MSDNet and global points;
+                                    never worse than either on validation */
+};
+
+/** One operating point. tau is the global threshold (+Inf: everyone at the last
+ *  exit), or NaN for per-exit thresholds. accuracy = correct / n. */
+typedef struct exitnet_policy_point {
+  float tau;
+  int64_t correct;
+  int64_t n;
+  double accuracy;
+  double mean_cost;
+  double speedup;
+} exitnet_policy_point;
+
+/** Cumulative costs from per-stage and per-head costs (MACs).
+ *  @param out_costs  [out] K doubles: out_costs[k] = sum_{j<=k} stage_macs[j] + head_macs[j].
+ *  @param stage_macs [in]  K doubles. @param head_macs [in] K doubles (borrowed).
+ *  @param n_exits    [in]  K >= 1.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT for NULL pointers, K < 1, a negative
+ *          or non-finite cost, or a total of 0. */
+int exitnet_policy_cost_cumulative(double* out_costs, const double* stage_macs,
+                                   const double* head_macs, int n_exits);
+
+/** Confidences and predictions of every sample at every exit.
+ *  @param out_conf, out_conf_schema [out] confidences, fixed_size_list<float32>[N] x K rows.
+ *  @param out_pred, out_pred_schema [out] predictions (argmax, first index on ties),
+ *         int32, K*N values. Caller releases all four structs.
+ *  @param logits, logits_schemas [in] two arrays of K contiguous structs (logits[k] is
+ *         exit k): each a fixed_size_list<float32>[C] or arrow.fixed_shape_tensor with N
+ *         rows; every exit needs the same N and C. All 2K structs are moved in, except
+ *         when n_exits is out of range or a pointer is NULL (then nothing is touched).
+ *  @param n_exits [in] K, 1..65536.
+ *  @param measure [in] an exitnet_policy_measure.
+ *  @param temperatures [in] NULL (none) or K floats > 0 dividing exit k's logits.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL, different N or C across
+ *          exits, N == 0, NaN/Inf logits (message names exit and row), bad measure or
+ *          temperature). */
+int exitnet_policy_confidences(struct ArrowArray* out_conf, struct ArrowSchema* out_conf_schema,
+                               struct ArrowArray* out_pred, struct ArrowSchema* out_pred_schema,
+                               struct ArrowArray* logits, struct ArrowSchema* logits_schemas,
+                               int n_exits, int measure, const float* temperatures);
+
+/** Exit assignment for given thresholds.
+ *  @param out, out_schema [out] record batch of N rows: exit int32, prediction int32,
+ *         confidence float32 (at the exit taken). Caller releases.
+ *  @param conf, conf_schema, pred, pred_schema [in] scores (see SCORES), moved in.
+ *  @param n_classes [in] C (predictions must lie in [0, C)).
+ *  @param thresholds [in] 1 value (global tau) or K values (tau_{K-1} is ignored);
+ *         NaN refused, +-Inf allowed. Borrowed.
+ *  @param n_thresholds [in] 1 or K.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (shapes, NaN, wrong threshold count). */
+int exitnet_policy_assign(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                          struct ArrowArray* conf, struct ArrowSchema* conf_schema,
+                          struct ArrowArray* pred, struct ArrowSchema* pred_schema,
+                          int n_classes, const float* thresholds, int64_t n_thresholds);
+
+/** The exact accuracy-vs-cost curve for a global threshold: every distinct operating
+ *  point (at most N*(K-1)+1), found by sorting the <= N*(K-1) breakpoints where tau
+ *  crosses a running maximum of a sample's confidences, in O(NK log NK). Point 0 is
+ *  tau = +Inf (everyone at the last exit); tau then decreases; the point with
+ *  threshold v holds for every tau in (previous v, v]. Ties are exact.
+ *  @param out, out_schema [out] record batch, one row per point: tau float32,
+ *         correct int64, accuracy float64, mean_cost float64, normalized_cost float64
+ *         (mean_cost / costs[K-1]), speedup float64, exit_histogram
+ *         fixed_size_list<int64>[K]. Caller releases.
+ *  @param conf.. pred.. [in] scores, moved in. @param labels [in] int32/int64, N values
+ *         in [0, C), moved in. @param n_classes [in] C. @param costs [in] K cumulative costs.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (shapes, labels out of range,
+ *          NaN confidences, bad costs). */
+int exitnet_policy_curve(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                         struct ArrowArray* conf, struct ArrowSchema* conf_schema,
+                         struct ArrowArray* pred, struct ArrowSchema* pred_schema,
+                         struct ArrowArray* labels, struct ArrowSchema* labels_schema,
+                         int n_classes, const double* costs);
+
+/** Chooses thresholds on the validation split and evaluates them on the test split.
+ *  Target: by_accuracy == 0: maximise validation accuracy with mean cost <= target
+ *  (target in [costs[0], costs[K-1]]; outside is an error, not a clamp); by_accuracy
+ *  != 0: minimise mean cost with accuracy >= target (in [0, 1]; unreachable is an error).
+ *  @param out_thresholds [out] K floats (the last is -Inf).
+ *  @param out_q [out] MSDNet's q, NaN for other methods; may be NULL.
+ *  @param out_val, out_val_hist [out] validation point and K-value exit histogram; may be NULL.
+ *  @param out_test, out_test_hist [out] the same on test; may be NULL; untouched without test.
+ *  @param val_* [in] validation scores and labels, moved in.
+ *  @param test_* [in] test scores and labels, moved in; all three NULL for none.
+ *  @param n_classes [in] C. @param costs [in] K cumulative costs.
+ *  @param method [in] an exitnet_policy_method.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (shapes, labels, costs, a target
+ *          below the first exit's cost or above the full cost, an unreachable accuracy,
+ *          unknown method). */
+int exitnet_policy_calibrate(float* out_thresholds, double* out_q,
+                             exitnet_policy_point* out_val, int64_t* out_val_hist,
+                             exitnet_policy_point* out_test, int64_t* out_test_hist,
+                             struct ArrowArray* val_conf, struct ArrowSchema* val_conf_schema,
+                             struct ArrowArray* val_pred, struct ArrowSchema* val_pred_schema,
+                             struct ArrowArray* val_labels, struct ArrowSchema* val_labels_schema,
+                             struct ArrowArray* test_conf, struct ArrowSchema* test_conf_schema,
+                             struct ArrowArray* test_pred, struct ArrowSchema* test_pred_schema,
+                             struct ArrowArray* test_labels, struct ArrowSchema* test_labels_schema,
+                             int n_classes, const double* costs, int method, int by_accuracy,
+                             double target);
+
+/** Summaries of the exact curve.
+ *  accuracy at budget b (fraction of costs[K-1], costs[0]/costs[K-1] <= b <= 1, else an
+ *  error): the best accuracy over points with mean cost <= b * costs[K-1].
+ *  speed-up at iso-accuracy: costs[K-1] / mean cost of the cheapest point with accuracy
+ *  >= (accuracy of the last exit) - delta.
+ *  AUC: trapezoid area under accuracy vs normalised cost, over [costs[0]/costs[K-1], 1].
+ *  @param out_accuracy [out] n_budgets doubles (may be NULL when n_budgets == 0).
+ *  @param out_speedup [out] may be NULL (not computed). @param out_auc [out] may be NULL.
+ *  @param conf.. pred.. labels [in] moved in. @param n_classes, costs [in] as above.
+ *  @param budgets [in] n_budgets fractions. @param delta [in] accuracy drop >= 0.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (as exitnet_policy_curve, budgets
+ *          out of range or NaN, delta < 0). */
+int exitnet_policy_summary(double* out_accuracy, double* out_speedup, double* out_auc,
+                           struct ArrowArray* conf, struct ArrowSchema* conf_schema,
+                           struct ArrowArray* pred, struct ArrowSchema* pred_schema,
+                           struct ArrowArray* labels, struct ArrowSchema* labels_schema,
+                           int n_classes, const double* costs, const double* budgets,
+                           int64_t n_budgets, double delta);
 
 /* ======================================================================== */
 /* ==== runtime: early-exit inference engine ============================== */
