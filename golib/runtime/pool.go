@@ -1,0 +1,98 @@
+package runtime
+
+import (
+	"math"
+
+	"github.com/exitnet/exitnet/golib/par"
+)
+
+// Pooling over windows of kh×kw with stride s and padding p (torch semantics,
+// ceil_mode=False):
+//
+//	max: out[y,x] = max over the window of in (padding never wins: −∞)
+//	avg: out[y,x] = Σ window in / (kh·kw)          count_include_pad=True
+//	     out[y,x] = Σ window in / #(window ∩ input) count_include_pad=False
+//	gap: out[c]   = Σ_{y,x} in[c,y,x] / (H·W)
+func pool2d(ins *instr, in, out []float32, rows int) {
+	is, os := ins.inS, ins.outS
+	H, W := is.H, is.W
+	kh, kw := ins.k[0], ins.k[1]
+	sh, sw := ins.s[0], ins.s[1]
+	ph, pw := ins.p[0], ins.p[1]
+	isMax := ins.kind == kMaxPool
+	planes := rows * is.C
+	grain := max(1, (1<<14)/max(1, os.H*os.W*kh*kw))
+	par.For(planes, grain, func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			src := in[pl*H*W:][:H*W]
+			dst := out[pl*os.H*os.W:][:os.H*os.W]
+			for y := 0; y < os.H; y++ {
+				y0 := y*sh - ph
+				ya, yb := max(y0, 0), min(y0+kh, H)
+				for x := 0; x < os.W; x++ {
+					x0 := x*sw - pw
+					xa, xb := max(x0, 0), min(x0+kw, W)
+					if isMax {
+						m := float32(math.Inf(-1))
+						for iy := ya; iy < yb; iy++ {
+							for _, v := range src[iy*W+xa : iy*W+xb] {
+								if v > m || v != v {
+									m = v
+								}
+							}
+						}
+						dst[y*os.W+x] = m
+					} else {
+						var s float32
+						for iy := ya; iy < yb; iy++ {
+							for _, v := range src[iy*W+xa : iy*W+xb] {
+								s += v
+							}
+						}
+						div := float32(kh * kw)
+						if !ins.countPad {
+							div = float32((yb - ya) * (xb - xa))
+						}
+						dst[y*os.W+x] = s / div
+					}
+				}
+			}
+		}
+	})
+}
+
+func gap(ins *instr, in, out []float32, rows int) {
+	hw := ins.inS.H * ins.inS.W
+	planes := rows * ins.inS.C
+	par.For(planes, max(1, (1<<14)/hw), func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			var s float32
+			for _, v := range in[pl*hw : (pl+1)*hw] {
+				s += v
+			}
+			out[pl] = s / float32(hw)
+		}
+	})
+}
+
+// elementwise runs kAct (out = act(in)), kAdd (out = act(in + in2)) and kCopy.
+func elementwise(ins *instr, in, in2, out []float32, rows int) {
+	n := rows * ins.outS.size()
+	par.For(n, 1<<15, func(lo, hi int) {
+		switch ins.kind {
+		case kCopy:
+			copy(out[lo:hi], in[lo:hi])
+		case kAdd:
+			o, a, b := out[lo:hi], in[lo:hi], in2[lo:hi]
+			for i := range o {
+				o[i] = a[i] + b[i]
+			}
+			biasAct(o, 0, ins.act)
+		default:
+			if &out[lo] != &in[lo] {
+				copy(out[lo:hi], in[lo:hi])
+			}
+			biasAct(out[lo:hi], 0, ins.act)
+		}
+	})
+}
