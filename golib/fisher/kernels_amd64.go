@@ -1,0 +1,50 @@
+//go:build amd64 && !purego
+
+package fisher
+
+// cpuidAVX2FMA reports whether the CPU and OS support AVX2 and FMA (cpu_amd64.s).
+func cpuidAVX2FMA() bool
+
+// sqAcc4AVX2 adds Σ_k w[k]·float64(r_k[j])² to acc[j] for j < n; n must be a
+// multiple of 4 (rows_amd64.s).
+//
+//go:noescape
+func sqAcc4AVX2(acc *float64, r0, r1, r2, r3 *float32, w *[4]float64, n int)
+
+// penaltyAVX2 computes, for i < n (a multiple of 8),
+//
+//	d = θ_i − a_i; q = F_i·d; grad_i = λ·q (+ grad_i if acc != 0); value += q·d
+//
+// returning value accumulated in float64 (penalty_amd64.s).
+//
+//go:noescape
+func penaltyAVX2(grad, theta, anchor, fisher *float32, n int, lam float32, acc int) float64
+
+var useAVX2 = cpuidAVX2FMA()
+
+func sqAcc4(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64) {
+	n := len(acc)
+	m := n &^ 3
+	if useAVX2 && m > 0 {
+		sqAcc4AVX2(&acc[0], &r0[0], &r1[0], &r2[0], &r3[0], w, m)
+	} else {
+		m = 0
+	}
+	sqAcc4Generic(acc[m:], r0[m:n], r1[m:n], r2[m:n], r3[m:n], w)
+}
+
+func penaltyKernel(grad, theta, anchor, fisher []float32, lam float32, accumulate bool) float64 {
+	n := len(theta)
+	m := n &^ 7
+	var v float64
+	if useAVX2 && m > 0 {
+		acc := 0
+		if accumulate {
+			acc = 1
+		}
+		v = penaltyAVX2(&grad[0], &theta[0], &anchor[0], &fisher[0], m, lam, acc)
+	} else {
+		m = 0
+	}
+	return v + penaltyGeneric(grad[m:n], theta[m:n], anchor[m:n], fisher[m:n], lam, accumulate)
+}

@@ -1,0 +1,366 @@
+package fisher
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/exitnet/exitnet/golib/xerr"
+)
+
+// State is everything EWC needs between stages: one Fisher per exit (or one
+// consolidated Fisher), one anchor θ* per stage, and free-form metadata
+// (sample counts, label mode, granularity, normalisation, λ...). Every buffer
+// has Layout.Size() elements.
+//
+// On disk it is one Arrow IPC file holding one record batch with Layout.Size()
+// rows and float32 columns "fisher/0".."fisher/K-1", "anchor/0".."anchor/M-1";
+// the schema metadata holds
+//
+//	exitnet.format          "fisher_state"
+//	exitnet.format_version  "1"
+//	exitnet.layout          JSON [{"name": ..., "shape": [...]}, ...]
+//	exitnet.meta            JSON object of strings
+//	exitnet.file_crc32c     "EXITNET-CRC32C-xxxxxxxx": CRC-32C of the whole file
+//	                        computed with this value's 8 hex digits set to "0"
+//
+// The file checksum is verified before any Arrow parsing, so a truncated or
+// corrupted file is rejected with an IO error without reaching the Arrow
+// reader (whose flatbuffer decoding trusts lengths in the file). The checksum
+// guards against accidents, not forgery; the values are then validated
+// (types, lengths, no nulls, Fishers finite and >= 0, anchors finite).
+type State struct {
+	Layout  *Layout
+	Fishers [][]float32
+	Anchors [][]float32
+	Meta    map[string]string
+}
+
+const (
+	stateFormat  = "fisher_state"
+	stateVersion = "1"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+type jsonParam struct {
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
+}
+
+func f32bytes(x []float32) []byte {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), 4*len(x))
+}
+
+// Validate checks buffer lengths and values: Fishers finite and ≥ 0, anchors finite.
+func (s *State) Validate() error {
+	if s.Layout == nil {
+		return xerr.Invalid("layout: nil")
+	}
+	p := s.Layout.Size()
+	for k, f := range s.Fishers {
+		if len(f) != p {
+			return xerr.Invalid("fishers: Fisher %d has %d elements, layout has %d", k, len(f), p)
+		}
+		for i, v := range f {
+			if !(v >= 0) || v-v != 0 {
+				return xerr.Invalid("fishers: Fisher %d element %d is %v; must be finite and >= 0", k, i, v)
+			}
+		}
+	}
+	for k, a := range s.Anchors {
+		if len(a) != p {
+			return xerr.Invalid("anchors: anchor %d has %d elements, layout has %d", k, len(a), p)
+		}
+		if i := firstNonFinite32(a); i >= 0 {
+			return xerr.Invalid("anchors: anchor %d element %d is %v; must be finite", k, i, a[i])
+		}
+	}
+	return nil
+}
+
+// Record builds the Arrow record of the state (zero-copy over the buffers; the
+// record must not outlive them) with the schema metadata described on State.
+func (s *State) Record() (arrow.RecordBatch, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	params := make([]jsonParam, s.Layout.Len())
+	for i := range params {
+		p := s.Layout.Param(i)
+		params[i] = jsonParam{Name: p.Name, Shape: append([]int{}, p.Shape...)}
+	}
+	lj, _ := json.Marshal(params)
+	meta := s.Meta
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	for k, v := range meta {
+		if strings.Contains(k, crcMarker) || strings.Contains(v, crcMarker) {
+			return nil, xerr.Invalid("meta: %q may not contain %q", k, crcMarker)
+		}
+	}
+	mj, _ := json.Marshal(meta)
+	var fields []arrow.Field
+	var cols []arrow.Array
+	add := func(name string, x []float32) {
+		fields = append(fields, arrow.Field{Name: name, Type: arrow.PrimitiveTypes.Float32})
+		data := array.NewData(arrow.PrimitiveTypes.Float32, len(x),
+			[]*memory.Buffer{nil, memory.NewBufferBytes(f32bytes(x))}, nil, 0, 0)
+		cols = append(cols, array.MakeFromData(data))
+		data.Release()
+	}
+	for k, f := range s.Fishers {
+		add("fisher/"+strconv.Itoa(k), f)
+	}
+	for k, a := range s.Anchors {
+		add("anchor/"+strconv.Itoa(k), a)
+	}
+	md := arrow.NewMetadata(
+		[]string{"exitnet.format", "exitnet.format_version", "exitnet.layout", "exitnet.meta", "exitnet.file_crc32c"},
+		[]string{stateFormat, stateVersion, string(lj), string(mj), crcMarker + "00000000"})
+	schema := arrow.NewSchema(fields, &md)
+	rec := array.NewRecordBatch(schema, cols, int64(s.Layout.Size()))
+	for _, c := range cols {
+		c.Release()
+	}
+	return rec, nil
+}
+
+// SaveState writes the state to path atomically: a temporary file in the same
+// directory is written, fsynced and renamed over path (then the directory is
+// fsynced). A failed save leaves any previous file at path intact.
+func SaveState(path string, s *State) (err error) {
+	rec, err := s.Record()
+	if err != nil {
+		return err
+	}
+	defer rec.Release()
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return xerr.IO("path: cannot create a temporary file next to %q: %v", path, err)
+	}
+	tmpName := tmp.Name()
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+	var buf bytes.Buffer
+	w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(rec.Schema()))
+	if err != nil {
+		return xerr.IO("path: %q: %v", path, err)
+	}
+	if err = w.Write(rec); err != nil {
+		return xerr.IO("path: encoding %q: %v", path, err)
+	}
+	if err = w.Close(); err != nil {
+		return xerr.IO("path: encoding %q: %v", path, err)
+	}
+	data := buf.Bytes()
+	if err = sealFileCRC(data); err != nil {
+		return err
+	}
+	if _, err = tmp.Write(data); err != nil {
+		return xerr.IO("path: writing %q: %v", tmpName, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return xerr.IO("path: fsync %q: %v", tmpName, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return xerr.IO("path: closing %q: %v", tmpName, err)
+	}
+	if err = os.Rename(tmpName, path); err != nil {
+		return xerr.IO("path: renaming onto %q: %v", path, err)
+	}
+	if d, e := os.Open(dir); e == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// LoadState reads and fully validates a state file written by SaveState. A
+// missing, truncated or corrupted file gives an IO error (never a panic).
+func LoadState(path string) (*State, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, xerr.IO("path: %v", err)
+	}
+	s, err := DecodeState(data)
+	if err != nil {
+		return nil, xerr.Wrap(err, "path: %q", path)
+	}
+	return s, nil
+}
+
+// DecodeState parses and validates the bytes of a state file. The returned
+// buffers alias data.
+func DecodeState(data []byte) (s *State, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, xerr.IO("corrupted state file (%v)", r)
+		}
+	}()
+	if err := checkFileCRC(data); err != nil {
+		return nil, err
+	}
+	rd, err := ipc.NewMappedFileReader(data, ipc.WithBodySizeLimit(int64(len(data))+1))
+	if err != nil {
+		return nil, xerr.IO("not an Arrow IPC file or truncated: %v", err)
+	}
+	defer rd.Close()
+	schema := rd.Schema()
+	md := schema.Metadata()
+	get := func(k string) (string, error) {
+		i := md.FindKey(k)
+		if i < 0 {
+			return "", xerr.IO("not an exitnet Fisher state: metadata key %q missing", k)
+		}
+		return md.Values()[i], nil
+	}
+	if v, err := get("exitnet.format"); err != nil || v != stateFormat {
+		return nil, xerr.IO("not an exitnet Fisher state (exitnet.format)")
+	}
+	if v, err := get("exitnet.format_version"); err != nil || v != stateVersion {
+		return nil, xerr.IO("unsupported Fisher state version %q", v)
+	}
+	lj, err := get("exitnet.layout")
+	if err != nil {
+		return nil, err
+	}
+	var jp []jsonParam
+	if err := json.Unmarshal([]byte(lj), &jp); err != nil {
+		return nil, xerr.IO("corrupted layout metadata: %v", err)
+	}
+	params := make([]Param, len(jp))
+	for i, p := range jp {
+		params[i] = Param{Name: p.Name, Shape: p.Shape}
+	}
+	layout, err := NewLayout(params)
+	if err != nil {
+		return nil, xerr.IO("corrupted layout metadata: %v", err)
+	}
+	mj, err := get("exitnet.meta")
+	if err != nil {
+		return nil, err
+	}
+	meta := map[string]string{}
+	if err := json.Unmarshal([]byte(mj), &meta); err != nil {
+		return nil, xerr.IO("corrupted meta metadata: %v", err)
+	}
+	if rd.NumRecords() != 1 {
+		return nil, xerr.IO("expected 1 record batch, found %d", rd.NumRecords())
+	}
+	rec, err := rd.RecordBatch(0)
+	if err != nil {
+		return nil, xerr.IO("reading the record batch: %v", err)
+	}
+	if rec.NumRows() != int64(layout.Size()) {
+		return nil, xerr.IO("%d rows, the layout has %d elements", rec.NumRows(), layout.Size())
+	}
+	s = &State{Layout: layout, Meta: meta}
+	nf := 0
+	for i, f := range schema.Fields() {
+		col := rec.Column(i)
+		if f.Type.ID() != arrow.FLOAT32 {
+			return nil, xerr.IO("column %q has type %s, want float", f.Name, f.Type)
+		}
+		if col.NullN() != 0 {
+			return nil, xerr.IO("column %q has nulls", f.Name)
+		}
+		vals := col.(*array.Float32).Float32Values()
+		if len(vals) != layout.Size() {
+			return nil, xerr.IO("column %q has %d values, want %d", f.Name, len(vals), layout.Size())
+		}
+		vals = append([]float32(nil), vals...) // own the memory; rec is released with the reader
+		switch {
+		case f.Name == "fisher/"+strconv.Itoa(nf) && len(s.Anchors) == 0:
+			s.Fishers = append(s.Fishers, vals)
+			nf++
+		case f.Name == "anchor/"+strconv.Itoa(len(s.Anchors)):
+			s.Anchors = append(s.Anchors, vals)
+		default:
+			return nil, xerr.IO("unexpected column %q", f.Name)
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, xerr.IO("invalid values: %v", err)
+	}
+	return s, nil
+}
+
+const crcMarker = "EXITNET-CRC32C-"
+
+// crcSlots returns the offsets of the 8 hex digits following each crcMarker
+// (the schema is stored twice in an IPC file: stream header and footer).
+func crcSlots(data []byte) []int {
+	var out []int
+	m := []byte(crcMarker)
+	for i := 0; ; {
+		j := bytes.Index(data[i:], m)
+		if j < 0 {
+			return out
+		}
+		at := i + j + len(m)
+		out = append(out, at)
+		i = at
+	}
+}
+
+func fileCRC(data []byte, slots []int) uint32 {
+	h := crc32.New(castagnoli)
+	prev := 0
+	for _, s := range slots {
+		h.Write(data[prev:s])
+		h.Write([]byte("00000000"))
+		prev = s + 8
+	}
+	h.Write(data[prev:])
+	return h.Sum32()
+}
+
+func sealFileCRC(data []byte) error {
+	slots := crcSlots(data)
+	if len(slots) != 2 {
+		return xerr.Internal("state: %d checksum slots in the encoded file, want 2", len(slots))
+	}
+	sum := []byte(fmt.Sprintf("%08x", fileCRC(data, slots)))
+	for _, s := range slots {
+		copy(data[s:s+8], sum)
+	}
+	return nil
+}
+
+func checkFileCRC(data []byte) error {
+	slots := crcSlots(data)
+	if len(slots) != 2 {
+		return xerr.IO("not an exitnet Fisher state, truncated or corrupted (checksum slots: %d)", len(slots))
+	}
+	for _, s := range slots {
+		if s+8 > len(data) {
+			return xerr.IO("truncated state file")
+		}
+	}
+	a, b := string(data[slots[0]:slots[0]+8]), string(data[slots[1]:slots[1]+8])
+	if a != b || a != fmt.Sprintf("%08x", fileCRC(data, slots)) {
+		return xerr.IO("corrupted or truncated state file (checksum mismatch)")
+	}
+	return nil
+}
