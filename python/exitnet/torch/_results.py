@@ -66,9 +66,15 @@ class TrainingResult:
     curve : object, optional
         The exact accuracy-versus-cost curve on the test split (:func:`exitnet.policy.exact_curve`).
     operating_points : pandas.DataFrame, optional
-        Per budget: thresholds calibrated on validation, test accuracy, mean cost, speed-up.
+        Per budget (fraction of the full cost): the global threshold τ calibrated on validation
+        for mean cost ≤ budget, its validation and test accuracy / normalised cost / speed-up, and
+        ``test_best_accuracy``, the best accuracy of the test curve within the budget (an
+        oracle upper bound, not a calibrated result).
+    budget_accuracy : dict
+        budget → calibrated test accuracy (``budget_best_accuracy``: the oracle).
     speedup_iso : float, optional
-        Speed-up at iso-accuracy (within 1 point of the last exit on test).
+        Speed-up of the cheapest point of the exact test curve whose accuracy is within 1 point
+        of the last exit's (:func:`exitnet.policy.speedup_at_iso_accuracy`, delta = 0.01).
     """
 
     strategy: str
@@ -85,6 +91,7 @@ class TrainingResult:
     operating_points: Any = None
     speedup_iso: Optional[float] = None
     budget_accuracy: dict = field(default_factory=dict)
+    budget_best_accuracy: dict = field(default_factory=dict)
     analysis_error: Optional[str] = None
 
     # ------------------------------------------------------------ derived numbers
@@ -134,6 +141,9 @@ class TrainingResult:
 
         self.operating_points = pd.DataFrame(rows)
         self.budget_accuracy = {float(r["budget"]): float(r["test_accuracy"]) for r in rows}
+        self.budget_best_accuracy = {
+            float(r["budget"]): float(r.get("test_best_accuracy", float("nan"))) for r in rows
+        }
 
     # ------------------------------------------------------------ tables
 
@@ -191,6 +201,7 @@ class TrainingResult:
             "costs": None if self.costs is None else np.asarray(self.costs).tolist(),
             "speedup_iso": self.speedup_iso,
             "budget_accuracy": {str(k): v for k, v in self.budget_accuracy.items()},
+            "budget_best_accuracy": {str(k): v for k, v in self.budget_best_accuracy.items()},
             "analysis_error": self.analysis_error,
         }
         if self.operating_points is not None:
@@ -221,6 +232,9 @@ class TrainingResult:
             r.costs = np.asarray(doc["costs"])
         r.speedup_iso = doc.get("speedup_iso")
         r.budget_accuracy = {float(k): v for k, v in doc.get("budget_accuracy", {}).items()}
+        r.budget_best_accuracy = {
+            float(k): v for k, v in doc.get("budget_best_accuracy", {}).items()
+        }
         r.analysis_error = doc.get("analysis_error")
         for name in ("val_logits", "val_labels", "test_logits", "test_labels"):
             if doc.get(name) is not None:
@@ -254,17 +268,41 @@ def _nan_to_none(rows):
 
 
 def _analyse(policy, res: TrainingResult, budgets: Sequence[float], score: str) -> list[dict]:
-    """Calibrate on validation at each budget, report on test (adapter over exitnet.policy)."""
+    """Calibrate on validation at each budget, report on test (through exitnet.policy)."""
     costs = np.asarray(res.costs, dtype=np.float64)
+    cm = policy.CostModel.from_cumulative(costs)
     val = np.ascontiguousarray(res.val_logits, dtype=np.float32)
     test = np.ascontiguousarray(res.test_logits, dtype=np.float32)
     yv = np.asarray(res.val_labels, dtype=np.int64)
     yt = np.asarray(res.test_labels, dtype=np.int64)
-    return policy_operating_points(policy, val, yv, test, yt, costs, budgets, res, score)
-
-
-def policy_operating_points(policy, val, yv, test, yt, costs, budgets, res, score):  # pragma: no cover
-    raise NotImplementedError  # replaced once exitnet.policy has landed
+    res.curve = policy.exact_curve(test, yt, cost=cm, measure=score).to_pandas()
+    rows = []
+    lo = costs[0] / costs[-1]
+    best = {}
+    ok = [b for b in budgets if lo <= b <= 1.0]
+    if ok:
+        best = dict(zip(ok, policy.accuracy_at_budgets(test, yt, ok, cost=cm, measure=score)))
+    for b in budgets:
+        row: dict[str, Any] = {"budget": float(b)}
+        if not lo <= b <= 1.0:
+            row.update(test_accuracy=float("nan"), note=f"budget below the first exit's cost ({lo:.3f})")
+            rows.append(row)
+            continue
+        cal = policy.calibrate(val, yv, test, yt, target_cost=float(b) * cm.full, method="global",
+                               cost=cm, measure=score)
+        row.update(
+            tau=float(cal.thresholds[0]),
+            val_accuracy=cal.val.accuracy,
+            val_cost=cal.val.mean_cost / cm.full,
+            test_accuracy=cal.test.accuracy,
+            test_cost=cal.test.mean_cost / cm.full,
+            test_speedup=cal.test.speedup,
+            test_best_accuracy=float(best[b]),
+            exit_histogram=cal.test.exit_histogram.tolist(),
+        )
+        rows.append(row)
+    res.speedup_iso = float(policy.speedup_at_iso_accuracy(test, yt, delta=0.01, cost=cm, measure=score))
+    return rows
 
 
 # ---------------------------------------------------------------------- module-level helpers
@@ -322,6 +360,8 @@ def plot_stability_matrices(results: Mapping[str, TrainingResult]):
 def _curve_xy(curve) -> Optional[tuple[np.ndarray, np.ndarray]]:
     if curve is None:
         return None
+    if hasattr(curve, "columns") and "normalized_cost" in curve.columns:
+        return np.asarray(curve["mean_cost"]), np.asarray(curve["accuracy"])
     for cx, ay in (("cost", "accuracy"), ("mean_cost", "accuracy"), ("costs", "accuracies")):
         if hasattr(curve, cx) and hasattr(curve, ay):
             return np.asarray(getattr(curve, cx)), np.asarray(getattr(curve, ay))

@@ -50,7 +50,7 @@ from . import _dist
 from ._model import EarlyExitNet
 from ._results import TrainingResult
 
-__all__ = ["SequentialTrainer", "STRATEGIES"]
+__all__ = ["SequentialTrainer", "STRATEGIES", "OPTIONS"]
 
 logger = logging.getLogger("exitnet.trainer")
 
@@ -61,6 +61,12 @@ FISHER_LABEL_MODES = ("exact", "sampled", "empirical", "argmax")
 EWC_MODES = ("separate", "sum", "online")
 LWF_TARGETS = ("recorded", "online")
 CHECKPOINT_FORMAT = "exitnet.sequential_trainer/1"
+OPTIONS = (
+    "strategy", "epochs_per_stage", "lr", "optimizer", "batch_size", "weight_decay", "momentum",
+    "train_prefix", "train_old_heads", "ewc_lambda", "fisher_label_mode", "fisher_samples",
+    "ewc_mode", "ewc_gamma", "lwf_alpha", "lwf_temperature", "lwf_targets", "seed", "device",
+    "progress", "log", "checkpoint_dir", "eval_batch_size",
+)
 
 # options that must match for a checkpoint to be resumed
 _RUN_KEYS = (
@@ -195,7 +201,12 @@ class SequentialTrainer:
         log: Optional[Callable[[dict], None]] = None,
         checkpoint_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
         eval_batch_size: int = 512,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(OPTIONS)}"
+            )
         if not isinstance(net, EarlyExitNet):
             raise TypeError(f"net: expected an EarlyExitNet, got {type(net).__name__}")
         self.net = net
@@ -226,7 +237,13 @@ class SequentialTrainer:
         self.fisher_label_mode = _choice("fisher_label_mode", fisher_label_mode, FISHER_LABEL_MODES)
         self.fisher_samples = _posint("fisher_samples", fisher_samples, allow_none=True)
         self.ewc_mode = _choice("ewc_mode", ewc_mode, EWC_MODES)
-        self.ewc_gamma = _number("ewc_gamma", ewc_gamma)
+        self.ewc_gamma = _number("ewc_gamma", ewc_gamma, strict=True)
+        if self.ewc_gamma > 1.0:
+            raise ValueError(f"ewc_gamma: must be in (0, 1], got {ewc_gamma!r}")
+        if self.ewc_mode != "online" and self.ewc_gamma != 1.0:
+            raise ValueError(
+                f"ewc_gamma: only used by ewc_mode='online' (got {ewc_gamma!r} with {ewc_mode!r})"
+            )
         self.lwf_alpha = _number("lwf_alpha", lwf_alpha)
         self.lwf_temperature = _number("lwf_temperature", lwf_temperature, strict=True)
         self.lwf_targets = _choice("lwf_targets", lwf_targets, LWF_TARGETS)
@@ -240,7 +257,7 @@ class SequentialTrainer:
         self.log = log
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.eval_batch_size = _posint("eval_batch_size", eval_batch_size)
-        self._ewc_terms: list[tuple[dict, dict]] = []  # (fisher, anchor) per consolidated term
+        self._ewc = None  # exitnet.torch.EWC, created by fit() for the ewc strategies
         self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
 
     # ------------------------------------------------------------------ config / repr
@@ -475,36 +492,13 @@ class SequentialTrainer:
         else:
             yield from self._batches(sub, self.eval_batch_size)
 
-    def _consolidate(self, fisher: dict, anchor: dict) -> None:
-        if self.ewc_mode == "separate" or not self._ewc_terms:
-            self._ewc_terms.append((fisher, anchor))
-            return
-        old_f, _ = self._ewc_terms[0]
-        g = self.ewc_gamma if self.ewc_mode == "online" else 1.0
-        merged = {}
-        for n in set(old_f) | set(fisher):
-            a = old_f.get(n)
-            b = fisher.get(n)
-            if a is None:
-                merged[n] = b
-            elif b is None:
-                merged[n] = g * a
-            else:
-                merged[n] = g * a + b
-        # the anchor of a consolidated term is the latest one, over every parameter it covers
-        new_anchor = dict(self._ewc_terms[0][1])
-        new_anchor.update(anchor)
-        self._ewc_terms = [(merged, new_anchor)]
+    def _new_ewc(self):
+        from ._ewc import EWC
+
+        return EWC(self.ewc_lambda, mode=self.ewc_mode, gamma=self.ewc_gamma)
 
     def _ewc_penalty(self) -> torch.Tensor:
-        from ._ewc import ewc_penalty
-
-        total = torch.zeros((), device=self.device)
-        named = dict(self.net.named_parameters())
-        for fisher, anchor in self._ewc_terms:
-            ps = {n: named[n] for n in fisher}
-            total = total + ewc_penalty(ps, fisher, anchor, self.ewc_lambda)
-        return total
+        return self._ewc.penalty(self.net)
 
     # ------------------------------------------------------------------ LwF
 
@@ -540,7 +534,8 @@ class SequentialTrainer:
         tensors: dict[str, torch.Tensor] = {
             "model." + n: t.detach().cpu().clone() for n, t in self.net.state_dict().items()
         }
-        for i, (fisher, anchor) in enumerate(self._ewc_terms):
+        terms = list(zip(self._ewc.fishers, self._ewc.anchors)) if self._ewc is not None else []
+        for i, (fisher, anchor) in enumerate(terms):
             for n, t in fisher.items():
                 tensors[f"ewc.{i}.fisher.{n}"] = t.detach().cpu()
             for n, t in anchor.items():
@@ -564,7 +559,8 @@ class SequentialTrainer:
         doc["format"] = CHECKPOINT_FORMAT
         doc["weights"] = wname
         doc["sha256"] = digest
-        doc["ewc_terms"] = len(self._ewc_terms)
+        doc["ewc_terms"] = len(terms)
+        doc["ewc_consolidations"] = self._ewc.n_consolidations if self._ewc is not None else 0
         doc["config"] = self.config()
         doc["architecture"] = self._architecture()
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
@@ -629,13 +625,17 @@ class SequentialTrainer:
         tensors = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         model_sd = {n[len("model."):]: t for n, t in tensors.items() if n.startswith("model.")}
         self.net.load_state_dict(model_sd, strict=True)
-        terms: list[tuple[dict, dict]] = []
-        for i in range(int(doc.get("ewc_terms", 0))):
-            fp, ap = f"ewc.{i}.fisher.", f"ewc.{i}.anchor."
-            fisher = {n[len(fp):]: t.to(self.device) for n, t in tensors.items() if n.startswith(fp)}
-            anchor = {n[len(ap):]: t.to(self.device) for n, t in tensors.items() if n.startswith(ap)}
-            terms.append((fisher, anchor))
-        self._ewc_terms = terms
+        if self._ewc is not None:
+            fishers, anchors = [], []
+            for i in range(int(doc.get("ewc_terms", 0))):
+                fp, ap = f"ewc.{i}.fisher.", f"ewc.{i}.anchor."
+                fishers.append({n[len(fp):]: t.to(self.device) for n, t in tensors.items() if n.startswith(fp)})
+                anchors.append({n[len(ap):]: t.to(self.device) for n, t in tensors.items() if n.startswith(ap)})
+            self._ewc.load_state_dict({
+                "lam": self.ewc_lambda, "mode": self.ewc_mode, "gamma": self.ewc_gamma,
+                "fishers": fishers, "anchors": anchors,
+                "n_consolidations": int(doc.get("ewc_consolidations", len(fishers))),
+            })
         return doc
 
     # ------------------------------------------------------------------ fit
@@ -692,7 +692,7 @@ class SequentialTrainer:
         history: list[dict] = []
         timings = {"train": 0.0, "fisher": 0.0, "targets": 0.0, "eval": 0.0}
         start_stage = 0
-        self._ewc_terms = []
+        self._ewc = self._new_ewc() if self.uses_ewc else None
         if resume:
             doc = self._load_checkpoint()
             if doc is not None:
@@ -746,8 +746,13 @@ class SequentialTrainer:
         except ImportError:
             return None
         x0 = ds[0][0].unsqueeze(0).to(self.device)
-        c = stage_costs(self.net.stages, self.net.heads, x0)
-        return np.asarray(getattr(c, "cumulative", c), dtype=np.float64)
+        was = self.net.training
+        self.net.eval()
+        try:
+            s_macs, h_macs = stage_costs(self.net.stages, self.net.heads, x0)
+        finally:
+            self.net.train(was)
+        return np.cumsum(np.asarray(s_macs, np.float64) + np.asarray(h_macs, np.float64))
 
     def _run_stage(self, k: int, train: Dataset, eval_ds: Dataset, A: np.ndarray, history: list, timings: dict) -> None:
         net = self.net
@@ -760,10 +765,9 @@ class SequentialTrainer:
         if self.uses_ewc and k > 0:
             t0 = time.perf_counter()
             fisher, n = self._compute_fisher(train, k - 1)
-            anchor = {
-                name: p.detach().clone() for name, p in net.parameters_for_exit(k - 1).items()
-            }
-            self._consolidate(fisher, anchor)
+            # anchors: the current parameters (θ* at the end of stage k-1); sum/online modes
+            # re-anchor every parameter consolidated so far at the latest values
+            self._ewc.consolidate(fisher, dict(net.named_parameters()))
             dt = time.perf_counter() - t0
             timings["fisher"] += dt
             self._emit({"event": "fisher", "stage": k, "exit": k - 1, "n_samples": n, "seconds": dt})
@@ -825,7 +829,7 @@ class SequentialTrainer:
                         ce = lwf_term = torch.zeros(())
                         loss = torch.zeros((), device=self.device)
                     ewc_term = torch.zeros(())
-                    if self.uses_ewc and self._ewc_terms:
+                    if self.uses_ewc and self._ewc.fishers:
                         ewc_term = self._ewc_penalty()
                         loss = loss + ewc_term / world
                     if loss.requires_grad:

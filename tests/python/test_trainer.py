@@ -1,0 +1,227 @@
+"""SequentialTrainer: what trains at each stage, the stability matrix, checkpoints, bad input.
+
+References: hand evaluation of the network (torch forward + argmax), parameter snapshots taken by
+the logging hook, brute-force forgetting, and an uninterrupted run for resume."""
+
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from exitnet import data
+from exitnet.torch._model import EarlyExitNet, small_cnn_8
+from exitnet.torch._results import TrainingResult, compare, forgetting
+from exitnet.torch._trainer import SequentialTrainer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    s = data.digits(seed=0)
+    # small: 240 train samples keep every fit around a second
+    tr = s.train.tensors
+    s.train = TensorDataset(tr[0][:240], tr[1][:240], tr[2][:240])
+    return s
+
+
+def _net(seed=0, width=4):
+    torch.manual_seed(seed)
+    return small_cnn_8(width=width)
+
+
+def _snapshots(net):
+    snaps = []
+
+    def log(rec):
+        if rec["event"] == "stage_end":
+            snaps.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+
+    return snaps, log
+
+
+def _fit(strategy, splits, net=None, **kw):
+    net = net if net is not None else _net()
+    kw.setdefault("epochs_per_stage", 1)
+    kw.setdefault("progress", False)
+    snaps, log = _snapshots(net)
+    kw.setdefault("log", log)
+    res = SequentialTrainer(net, strategy, **kw).fit(splits.train, splits.val, splits.test, analyse=False)
+    return net, res, snaps
+
+
+def _manual_acc(net, ds):
+    net.eval()
+    with torch.no_grad():
+        outs = net(ds.tensors[0])
+    return [float((o.argmax(1) == ds.tensors[1]).float().mean()) for o in outs]
+
+
+def _changed(a, b, prefix):
+    return any(not torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
+
+
+def test_naive_trains_prefix_and_new_head_only(splits):
+    net0 = _net()
+    init = {k: v.clone() for k, v in net0.state_dict().items()}
+    net, res, snaps = _fit("naive", splits, net=net0)
+    assert len(snaps) == 4
+    # stage 1 moved stage 0 (shared prefix) and head 1, not head 0 nor anything deeper
+    assert _changed(snaps[0], snaps[1], "stages.0.")
+    assert _changed(snaps[0], snaps[1], "heads.1.")
+    assert not _changed(snaps[0], snaps[1], "heads.0.")
+    assert not _changed(snaps[0], snaps[1], "stages.2.") and not _changed(init, snaps[1], "stages.3.")
+    # the last row is the accuracy of the final network, evaluated by hand
+    np.testing.assert_allclose(res.stability[3], _manual_acc(net, splits.test), atol=1e-12)
+    assert np.isnan(res.stability[0, 1:]).all() and not np.isnan(np.tril(res.stability)).any()
+
+
+def test_frozen_keeps_earlier_stages_and_bn_statistics(splits):
+    net, res, snaps = _fit("frozen", splits)
+    for k in range(1, 4):
+        for j in range(k):
+            assert not _changed(snaps[j], snaps[k], f"stages.{j}.")  # incl. running_mean/var
+            assert not _changed(snaps[j], snaps[k], f"heads.{j}.")
+    for j in range(4):
+        assert np.all(res.stability[j:, j] == res.stability[j, j])
+    np.testing.assert_array_equal(res.forgetting, 0.0)
+
+
+def test_joint_trains_all_heads_from_the_start(splits):
+    net0 = _net()
+    init = {k: v.clone() for k, v in net0.state_dict().items()}
+    net, res, snaps = _fit("joint", splits, net=net0)
+    for j in range(4):
+        assert _changed(init, snaps[0], f"heads.{j}.")
+    np.testing.assert_allclose(res.stability[3], _manual_acc(net, splits.test), atol=1e-12)
+
+
+def test_train_prefix_head_only_and_int(splits):
+    _, _, snaps = _fit("naive", splits, train_prefix="head")
+    assert not _changed(snaps[1], snaps[2], "stages.")
+    _, _, snaps = _fit("naive", splits, train_prefix=2)
+    assert _changed(snaps[1], snaps[2], "stages.1.") and not _changed(snaps[1], snaps[2], "stages.0.")
+
+
+def test_seed_repeats_and_differs(splits):
+    _, r1, _ = _fit("naive", splits, seed=3)
+    _, r2, _ = _fit("naive", splits, seed=3)
+    np.testing.assert_array_equal(r1.stability, r2.stability)
+    assert [h["loss"] for h in r1.history] == [h["loss"] for h in r2.history]
+
+
+def test_forgetting_brute_force():
+    rng = np.random.default_rng(0)
+    A = np.tril(rng.uniform(size=(5, 5)))
+    A[np.triu_indices(5, 1)] = np.nan
+    ref = [max(A[k, j] for k in range(j, 5)) - A[4, j] for j in range(5)]
+    np.testing.assert_allclose(forgetting(A), ref)
+    r = TrainingResult("x", A)
+    assert r.mean_forgetting == pytest.approx(np.mean(ref[:4]))
+    back = TrainingResult.from_json(r.to_json())
+    np.testing.assert_array_equal(back.stability, A)
+
+
+def test_checkpoint_resume_equals_uninterrupted(splits, tmp_path):
+    _, full, _ = _fit("naive", splits)
+    net_full = _net()
+    SequentialTrainer(net_full, "naive", epochs_per_stage=1, progress=False, log=lambda r: None).fit(
+        splits.train, splits.val, splits.test, analyse=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_1(rec):
+        if rec["event"] == "stage_end" and rec["stage"] == 1:
+            raise Stop
+
+    net = _net()
+    tr = SequentialTrainer(net, "naive", epochs_per_stage=1, progress=False, log=stop_after_1,
+                           checkpoint_dir=tmp_path)
+    with pytest.raises(Stop):
+        tr.fit(splits.train, splits.val, splits.test, analyse=False)
+    st = json.loads((tmp_path / "state.json").read_text())
+    assert st["completed_stages"] == 2
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+    events = []
+    net2 = _net(seed=99)  # different initial weights: the checkpoint must overwrite them
+    res = SequentialTrainer(net2, "naive", epochs_per_stage=1, progress=False, log=events.append,
+                            checkpoint_dir=tmp_path).fit(splits.train, splits.val, splits.test, analyse=False)
+    assert events[0] == {"event": "resume", "completed_stages": 2}
+    np.testing.assert_array_equal(res.stability, full.stability)
+    for k, v in net_full.state_dict().items():
+        torch.testing.assert_close(net2.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_checkpoint_errors(splits, tmp_path):
+    net = _net()
+    SequentialTrainer(net, "naive", epochs_per_stage=1, progress=False, log=lambda r: None,
+                      checkpoint_dir=tmp_path).fit(splits.train, splits.val, analyse=False)
+    other = small_cnn_8(width=6)
+    with pytest.raises(ValueError, match="checkpoint_dir: .*different architecture"):
+        SequentialTrainer(other, "naive", progress=False, checkpoint_dir=tmp_path).fit(splits.train, splits.val)
+    with pytest.raises(ValueError, match="checkpoint_dir: .*other options.*strategy"):
+        SequentialTrainer(_net(), "frozen", epochs_per_stage=1, progress=False,
+                          checkpoint_dir=tmp_path).fit(splits.train, splits.val)
+    w = [f for f in os.listdir(tmp_path) if f.startswith("weights_stage")][0]
+    raw = bytearray((tmp_path / w).read_bytes())
+    raw[-5] ^= 0xFF
+    (tmp_path / w).write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="sha256"):
+        SequentialTrainer(_net(), "naive", epochs_per_stage=1, progress=False,
+                          checkpoint_dir=tmp_path).fit(splits.train, splits.val)
+
+
+def test_bad_options():
+    net = _net()
+    with pytest.raises(ValueError, match="strategy: unknown value 'ewk'; valid: naive, frozen, ewc, lwf, ewc\\+lwf, joint"):
+        SequentialTrainer(net, "ewk")
+    with pytest.raises(TypeError, match="unknown option\\(s\\) ewc_lamda; valid: .*ewc_lambda"):
+        SequentialTrainer(net, "ewc", ewc_lamda=3)
+    with pytest.raises(ValueError, match="fisher_label_mode.*exact"):
+        SequentialTrainer(net, "ewc", fisher_label_mode="true")
+    with pytest.raises(ValueError, match="train_prefix"):
+        SequentialTrainer(net, "frozen", train_prefix="all")
+    with pytest.raises(ValueError, match="lr"):
+        SequentialTrainer(net, lr=0)
+    with pytest.raises(ValueError, match="ewc_gamma"):
+        SequentialTrainer(net, "ewc", ewc_mode="separate", ewc_gamma=0.5)
+    with pytest.raises(TypeError, match="net"):
+        SequentialTrainer(nn.Linear(2, 2))
+
+
+def test_bad_data(splits):
+    torch.manual_seed(0)
+    net = small_cnn_8(num_classes=3)
+    with pytest.raises(ValueError, match="net: the exits output 3 classes but the data has 10"):
+        SequentialTrainer(net, progress=False).fit(splits)
+    with pytest.raises(ValueError, match="labels span"):
+        SequentialTrainer(net, progress=False).fit(splits.train, splits.val)
+    empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="train: the dataset is empty"):
+        SequentialTrainer(_net(), progress=False).fit(empty, splits.val)
+    with pytest.raises(ValueError, match="val: need a validation or a test split"):
+        SequentialTrainer(_net(), progress=False).fit(splits.train)
+
+
+def test_results_tables_and_plots(splits, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from exitnet.torch._results import plot_budget_curves, plot_stability_matrices
+
+    _, r1, _ = _fit("naive", splits)
+    _, r2, _ = _fit("frozen", splits)
+    df = compare({"naive": r1, "frozen": r2})
+    assert list(df.index) == ["naive", "frozen"]
+    assert df.loc["frozen", "mean_forgetting"] == 0.0
+    assert df.loc["naive", "acc_exit3"] == r1.stability[3, 3]
+    sf = r1.stability_frame()
+    assert sf.shape == (4, 4) and sf.iloc[3, 0] == r1.stability[3, 0]
+    fig = plot_stability_matrices({"naive": r1, "frozen": r2})
+    fig.savefig(tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 1000
