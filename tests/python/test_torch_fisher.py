@@ -320,6 +320,18 @@ def test_reused_and_shared_parameters_are_handled_by_rows():
     assert_fisher_close(F, R)
 
 
+def test_rows_path_in_sample_chunks(monkeypatch):
+    import exitnet.torch._fisher as mod
+
+    monkeypatch.setattr(mod, "_ROWS_BUDGET", 50)  # forces chunks of one sample
+    torch.manual_seed(8)
+    net = Tricky()
+    x = torch.randint(0, 5, (5, 3))
+    F = fisher_diagonal(net, [x], label_mode="exact")
+    assert F.methods["emb.weight"] == "rows"
+    assert_fisher_close(F, ref_fisher(net, x, exact_labels, names=list(F)))
+
+
 def test_explicit_params_unreached_are_zero():
     torch.manual_seed(9)
     net = Tricky()

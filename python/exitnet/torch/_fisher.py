@@ -62,6 +62,9 @@ ForwardFn = Callable[[nn.Module, Tensor], Tensor]
 ParamsArg = Union[None, Mapping[str, Tensor], Iterable[str], Iterable[tuple[str, Tensor]]]
 
 
+_ROWS_BUDGET = 32 * 1024 * 1024  # per-sample gradient values held at once on the rows path
+
+
 def _go():
     """The Go-backed accumulator module (imported lazily: loading it loads the shared library)."""
     from .. import fisher
@@ -760,17 +763,24 @@ class _FisherRunner:
             z = functional_call(wrapper, pr, (xn.unsqueeze(0),))
             return -torch.log_softmax(z, dim=-1)[0].gather(0, yn.reshape(1)).sum()
 
-        try:
-            g = vmap(grad(loss), in_dims=(None, 0, 0))(primal, x, labels)
-        except Exception as e:  # torch.func cannot trace some models
-            raise RuntimeError(
-                f"parameters {self.rows} need per-sample gradient rows from torch.func.vmap, "
-                f"which failed on this model: {e}"
-            ) from e
-        for n in self.rows:
-            r = g[path[n]].reshape(x.shape[0], -1)
-            self._check_finite(n, r)
-            self.acc.update_rows(_np32(r), param=n, weights=w_np)
+        # Chunk the samples so that at most ~_ROWS_BUDGET gradient values exist at once.
+        P = sum(self.cand[n].numel() for n in self.rows)
+        step = max(1, min(x.shape[0], _ROWS_BUDGET // max(P, 1)))
+        for a in range(0, x.shape[0], step):
+            b = min(a + step, x.shape[0])
+            try:
+                g = vmap(grad(loss), in_dims=(None, 0, 0))(primal, x[a:b], labels[a:b])
+            except Exception as e:  # torch.func cannot trace some models
+                raise RuntimeError(
+                    f"parameters {self.rows} need per-sample gradient rows from torch.func.vmap, "
+                    f"which failed on this model: {e}"
+                ) from e
+            w = None if w_np is None else np.ascontiguousarray(w_np[a:b])
+            for n in self.rows:
+                r = g[path[n]].reshape(b - a, -1)
+                self._check_finite(n, r)
+                self.acc.update_rows(_np32(r), param=n, weights=w)
+            del g
 
     def result(self) -> FisherResult:
         if self.n_seen == 0:
