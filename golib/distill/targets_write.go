@@ -260,4 +260,3 @@ func writeAtomic(path string, write func(*os.File) error) (err error) {
 	}
 	return nil
 }
-
