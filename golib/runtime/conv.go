@@ -17,28 +17,13 @@ import (
 // stride-1 unpadded convolutions use the input directly. Work is split over
 // (sample, column block, row block) items so batch 1 still uses every thread.
 
-// convSplit chooses how many column and row blocks each sample is cut into so
-// that there are about Threads() work items, each worth at least minWork MACs.
-func convSplit(n, cols, rows int, macsPerSample int64) (cb, rb int) {
-	t := par.Threads()
-	cb, rb = 1, 1
-	if n >= t || t == 1 {
-		return
-	}
-	want := (t + n - 1) / n
-	const minWork = 1 << 16
-	if maxItems := int(macsPerSample / minWork); maxItems < want {
-		want = max(maxItems, 1)
-	}
-	if cols >= 64*want {
-		return want, 1
-	}
-	cb = max(1, min(want, cols/64))
-	rb = max(1, min((want+cb-1)/cb, rows/16))
-	return cb, rb
-}
-
-// conv runs a kConv instruction on rows samples.
+// conv runs a kConv instruction on rows samples. Samples are taken in
+// sub-batches of nb whose im2col matrices sit side by side (K × nb·L, columns
+// ordered sample-major), so each group needs one large GEMM, which the BLAS
+// threads itself (OpenBLAS in the shared library, gonum's parallel Sgemm in pure
+// Go); im2col and the scatter back to [n][C_out][L] (with bias and the fused
+// activation) run on par.For. A single sample of a 1×1 unpadded stride-1
+// convolution multiplies its input directly.
 func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 	is, os := ins.inS, ins.outS
 	L := os.H * os.W
@@ -46,104 +31,114 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 	cinG, coutG := is.C/g, os.C/g
 	K := ins.colRows
 	inSize, outSize := is.size(), os.size()
-	cb, rb := convSplit(rows, L, coutG, ins.macs)
-	colBlock := (L + cb - 1) / cb
-	rowBlock := (coutG + rb - 1) / rb
-	items := rows * cb * rb
-	par.For(items, 1, func(lo, hi int) {
-		var col []float32
-		if !ins.oneByOne {
-			col = ws.scratch(K * colBlock)
-			defer ws.release(col)
+	const colBudget = 1 << 21 // floats in one im2col sub-batch (8 MiB)
+	nb := max(1, min(rows, colBudget/max(1, K*L)))
+	if ins.oneByOne && rows == 1 {
+		for gi := 0; gi < g; gi++ {
+			b := blas32.General{Rows: cinG, Cols: L, Stride: L, Data: in[gi*cinG*L : (gi+1)*cinG*L]}
+			a := blas32.General{Rows: coutG, Cols: K, Stride: K, Data: ins.w[gi*coutG*K : (gi+1)*coutG*K]}
+			c := blas32.General{Rows: coutG, Cols: L, Stride: L, Data: out[gi*coutG*L : (gi+1)*coutG*L]}
+			blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, c)
 		}
-		for it := lo; it < hi; it++ {
-			n := it / (cb * rb)
-			c0 := (it / rb % cb) * colBlock
-			c1 := min(c0+colBlock, L)
-			r0 := (it % rb) * rowBlock
-			r1 := min(r0+rowBlock, coutG)
-			if c0 >= c1 || r0 >= r1 {
+		addBias(ins, out, 1, L)
+		return
+	}
+	col := ws.scratch(K * nb * L)
+	defer ws.release(col)
+	var tmp []float32
+	if nb > 1 {
+		tmp = ws.scratch(coutG * nb * L)
+		defer ws.release(tmp)
+	}
+	for n0 := 0; n0 < rows; n0 += nb {
+		cnt := min(nb, rows-n0)
+		W := cnt * L // columns of this sub-batch
+		for gi := 0; gi < g; gi++ {
+			// im2col of every sample of the sub-batch, parallel over (sample, row block of col)
+			const rowGrain = 8
+			rblocks := (K + rowGrain - 1) / rowGrain
+			par.For(cnt*rblocks, max(1, (1<<15)/(rowGrain*L)), func(lo, hi int) {
+				for it := lo; it < hi; it++ {
+					n, rb := it/rblocks, it%rblocks
+					r0, r1 := rb*rowGrain, min(rb*rowGrain+rowGrain, K)
+					x := in[(n0+n)*inSize+gi*cinG*is.H*is.W:]
+					im2colRows(col[:K*W], W, n*L, x, ins, r0, r1)
+				}
+			})
+			a := blas32.General{Rows: coutG, Cols: K, Stride: K, Data: ins.w[gi*coutG*K : (gi+1)*coutG*K]}
+			b := blas32.General{Rows: K, Cols: W, Stride: W, Data: col[:K*W]}
+			if cnt == 1 {
+				o := out[n0*outSize+gi*coutG*L:]
+				blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, blas32.General{Rows: coutG, Cols: L, Stride: L, Data: o[:coutG*L]})
 				continue
 			}
-			nc := c1 - c0
-			x := in[n*inSize : (n+1)*inSize]
-			y := out[n*outSize : (n+1)*outSize]
-			for gi := 0; gi < g; gi++ {
-				var b blas32.General
-				if ins.oneByOne {
-					off := gi*cinG*L + c0
-					b = blas32.General{Rows: cinG, Cols: nc, Stride: L, Data: x[off : off+(cinG-1)*L+nc]}
-				} else {
-					im2col(col[:K*nc], x[gi*cinG*is.H*is.W:], ins, c0, c1)
-					b = blas32.General{Rows: K, Cols: nc, Stride: nc, Data: col[:K*nc]}
+			c := blas32.General{Rows: coutG, Cols: W, Stride: W, Data: tmp[:coutG*W]}
+			blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, c)
+			// scatter [o][n][L] → out[n0+n][gi·coutG + o][L]
+			par.For(cnt*coutG, max(1, (1<<14)/L), func(lo, hi int) {
+				for it := lo; it < hi; it++ {
+					n, o := it/coutG, it%coutG
+					copy(out[(n0+n)*outSize+(gi*coutG+o)*L:][:L], tmp[o*W+n*L:][:L])
 				}
-				o0 := gi*coutG + r0
-				a := blas32.General{Rows: r1 - r0, Cols: K, Stride: K, Data: ins.w[o0*K : (o0+r1-r0)*K]}
-				coff := o0*L + c0
-				cm := blas32.General{Rows: r1 - r0, Cols: nc, Stride: L, Data: y[coff : coff+(r1-r0-1)*L+nc]}
-				blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, cm)
-				for o := o0; o < o0+r1-r0; o++ {
-					row := y[o*L+c0 : o*L+c1]
-					var bv float32
-					if ins.b != nil {
-						bv = ins.b[o]
-					}
-					biasAct(row, bv, ins.act)
-				}
+			})
+		}
+	}
+	addBias(ins, out, rows, L)
+}
+
+// addBias adds the per-channel bias and applies the fused activation to rows
+// samples of [C_out][L] outputs, parallel over (sample, channel) planes.
+func addBias(ins *instr, out []float32, rows, L int) {
+	C := ins.outS.C
+	par.For(rows*C, max(1, (1<<14)/L), func(lo, hi int) {
+		for it := lo; it < hi; it++ {
+			var bv float32
+			if ins.b != nil {
+				bv = ins.b[it%C]
 			}
+			biasAct(out[it*L:(it+1)*L], bv, ins.act)
 		}
 	})
 }
 
-// im2col writes the unfolded input of one group for output positions [c0, c1):
+// im2colRows writes rows [r0, r1) of one sample's unfolded input (one group)
+// into col, whose rows have stride ld, starting at column c0:
 //
-//	col[((c·kh + i)·kw + j)·(c1−c0) + (q − c0)] = in[c, y·s_h − p_h + i·d_h, x·s_w − p_w + j·d_w],  q = y·W_out + x
-func im2col(col, x []float32, ins *instr, c0, c1 int) {
+//	col[r·ld + c0 + q] = in[c, y·s_h − p_h + i·d_h, x·s_w − p_w + j·d_w],  r = (c·kh + i)·kw + j,  q = y·W_out + x
+func im2colRows(col []float32, ld, c0 int, x []float32, ins *instr, r0, r1 int) {
 	is, os := ins.inS, ins.outS
 	H, W := is.H, is.W
-	cinG := is.C / ins.groups
 	kh, kw := ins.k[0], ins.k[1]
 	sh, sw := ins.s[0], ins.s[1]
 	ph, pw := ins.p[0], ins.p[1]
 	dh, dw := ins.d[0], ins.d[1]
-	nc := c1 - c0
-	r := 0
-	for c := 0; c < cinG; c++ {
+	L := os.H * os.W
+	for r := r0; r < r1; r++ {
+		c, i, j := r/(kh*kw), r/kw%kh, r%kw
 		plane := x[c*H*W : (c+1)*H*W]
-		for i := 0; i < kh; i++ {
-			for j := 0; j < kw; j++ {
-				dst := col[r*nc : (r+1)*nc]
-				r++
-				oy, ox := c0/os.W, c0%os.W
-				for q := 0; q < nc; {
-					iy := oy*sh - ph + i*dh
-					// one output row segment
-					seg := min(os.W-ox, nc-q)
-					d := dst[q : q+seg]
-					if iy < 0 || iy >= H {
-						for t := range d {
-							d[t] = 0
-						}
-					} else {
-						src := plane[iy*W : (iy+1)*W]
-						ix := ox*sw - pw + j*dw
-						if sw == 1 && ix >= 0 && ix+seg <= W {
-							copy(d, src[ix:ix+seg])
-						} else {
-							for t := range d {
-								if ix >= 0 && ix < W {
-									d[t] = src[ix]
-								} else {
-									d[t] = 0
-								}
-								ix += sw
-							}
-						}
-					}
-					q += seg
-					ox = 0
-					oy++
+		dst := col[r*ld+c0 : r*ld+c0+L]
+		for y := 0; y < os.H; y++ {
+			d := dst[y*os.W : (y+1)*os.W]
+			iy := y*sh - ph + i*dh
+			if iy < 0 || iy >= H {
+				for t := range d {
+					d[t] = 0
 				}
+				continue
+			}
+			src := plane[iy*W : (iy+1)*W]
+			ix := -pw + j*dw
+			if sw == 1 && ix >= 0 && ix+os.W <= W {
+				copy(d, src[ix:ix+os.W])
+				continue
+			}
+			for t := range d {
+				if ix >= 0 && ix < W {
+					d[t] = src[ix]
+				} else {
+					d[t] = 0
+				}
+				ix += sw
 			}
 		}
 	}
@@ -248,42 +243,23 @@ func depthwise(ins *instr, in, out []float32, rows int) {
 	})
 }
 
-// linear runs y = x·Wᵀ + b for rows samples, split over row blocks (or over
-// output-feature blocks when there are fewer rows than threads).
+// linear runs y = x·Wᵀ + b for rows samples: one GEMM (threaded by the BLAS),
+// then bias and the fused activation on par.For.
 func linear(ins *instr, in, out []float32, rows int) {
 	F, O := ins.inS.C, ins.outS.C
-	t := par.Threads()
-	rb, ob := rows, O
-	if rows >= 2*t {
-		rb = (rows + t - 1) / t
-	} else if int64(rows)*ins.macs >= 1<<17 && O >= 64 {
-		ob = max(32, (O+t-1)/t)
-	}
-	nr, no := (rows+rb-1)/rb, (O+ob-1)/ob
-	par.For(nr*no, 1, func(lo, hi int) {
-		for it := lo; it < hi; it++ {
-			r0 := (it / no) * rb
-			r1 := min(r0+rb, rows)
-			o0 := (it % no) * ob
-			o1 := min(o0+ob, O)
-			if r0 >= r1 || o0 >= o1 {
-				continue
-			}
-			a := blas32.General{Rows: r1 - r0, Cols: F, Stride: F, Data: in[r0*F : r1*F]}
-			b := blas32.General{Rows: o1 - o0, Cols: F, Stride: F, Data: ins.w[o0*F : o1*F]}
-			coff := r0*O + o0
-			c := blas32.General{Rows: r1 - r0, Cols: o1 - o0, Stride: O, Data: out[coff : coff+(r1-r0-1)*O+(o1-o0)]}
-			blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, b, 0, c)
-			for r := r0; r < r1; r++ {
-				row := out[r*O+o0 : r*O+o1]
-				if ins.b != nil {
-					bb := ins.b[o0:o1]
-					for j := range row {
-						row[j] += bb[j]
-					}
+	a := blas32.General{Rows: rows, Cols: F, Stride: F, Data: in[:rows*F]}
+	b := blas32.General{Rows: O, Cols: F, Stride: F, Data: ins.w}
+	c := blas32.General{Rows: rows, Cols: O, Stride: O, Data: out[:rows*O]}
+	blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, b, 0, c)
+	par.For(rows, max(1, (1<<14)/O), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := out[r*O : (r+1)*O]
+			if ins.b != nil {
+				for j, bv := range ins.b {
+					row[j] += bv
 				}
-				biasAct(row, 0, ins.act)
 			}
+			biasAct(row, 0, ins.act)
 		}
 	})
 }

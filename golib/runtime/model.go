@@ -21,7 +21,8 @@ type Model struct {
 	slots   []int // per-sample elements of each workspace slot
 	weights map[string]*tensor.Dense
 	chunk   int // samples per internal chunk (bounds workspace memory)
-	pool    sync.Pool
+	poolMu  sync.Mutex
+	pool    []*workspace // idle workspaces, one per concurrent caller seen (kept, unlike sync.Pool, across GCs)
 }
 
 func jsonMarshal(g *Graph) ([]byte, error) { return json.Marshal(g) }

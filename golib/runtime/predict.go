@@ -84,7 +84,13 @@ func growI(b []int32, n int) []int32 {
 }
 
 func (m *Model) getWorkspace(rows int) *workspace {
-	ws, _ := m.pool.Get().(*workspace)
+	var ws *workspace
+	m.poolMu.Lock()
+	if n := len(m.pool); n > 0 {
+		ws = m.pool[n-1]
+		m.pool = m.pool[:n-1]
+	}
+	m.poolMu.Unlock()
 	if ws == nil {
 		ws = &workspace{slots: make([][]float32, len(m.slots))}
 	}
@@ -101,6 +107,12 @@ func (m *Model) getWorkspace(rows int) *workspace {
 	}
 	ws.exit = ws.exit[:rows]
 	return ws
+}
+
+func (m *Model) putWorkspace(ws *workspace) {
+	m.poolMu.Lock()
+	m.pool = append(m.pool, ws)
+	m.poolMu.Unlock()
 }
 
 // Predict runs x, n samples of shape [C, H, W] (row-major, n·C·H·W values),
@@ -170,7 +182,7 @@ func (m *Model) Predict(dst *Result, x []float32, n int, opts Options) error {
 		return nil
 	}
 	ws := m.getWorkspace(min(n, m.chunk))
-	defer m.pool.Put(ws)
+	defer m.putWorkspace(ws)
 	for base := 0; base < n; base += m.chunk {
 		cnt := min(m.chunk, n-base)
 		if err := m.runChunk(ws, dst, x[base*insz:(base+cnt)*insz], base, cnt, tau, T, opts); err != nil {
