@@ -199,6 +199,238 @@ int exitnet_debug_data_address(uintptr_t* out, struct ArrowArray* array,
 /* ==== fisher: EWC diagonal Fisher, consolidation, penalty =============== */
 /* ======================================================================== */
 /* (section: fisher) */
+/*
+ * Diagonal Fisher information for EWC, exact per sample, over a parameter LAYOUT:
+ * an ordered list of named tensors (PyTorch shapes: Linear weight out x in, Conv2d
+ * weight Cout x Cin/groups x kh x kw) laid out back to back in flat float32 buffers
+ * of P = sum of the tensors' sizes. Every flat buffer below (Fishers, anchors,
+ * parameters, gradients) is in layout order.
+ *
+ * A LAYOUT crosses the ABI as parallel arrays: names[i] (NUL-terminated, unique,
+ * non-empty) has ndims[i] dimensions, taken in order from the concatenation dims
+ * (so dims holds sum_i ndims[i] values). All are borrowed for the call.
+ *
+ * ACCUMULATOR. Sums S (float64) and a sample count N (int64):
+ *     S_i += sum_n w_n g_{n,i}^2      (updates; w_n = per-row weights, 1 when NULL)
+ *     F_i  = S_i / N                  (compute; normalisation "mean_over_samples")
+ * Counting is explicit: updates never count; exitnet_fisher_add_samples(n) adds n,
+ * once per batch however many layers of that batch were fed. Gradients must be
+ * per-sample gradients of a SUM-reduced loss (a mean-reduced loss scales them by 1/B).
+ * Label modes (stored, chosen by the caller): "empirical", "sampled", "argmax",
+ * "exact" (one row per (sample, class), weighted by p(c|x) from
+ * exitnet_fisher_class_probs), and "batched", which selects the batched granularity:
+ * exitnet_fisher_update_squared(sq = m_b^2, n = B), with m_b the minibatch gradient
+ * of the mean-reduced loss, stores S += B * m_b^2, so F = sum_b B_b m_b^2 / sum_b B_b
+ * (= the mean over minibatches of m_b^2 for equal batch sizes, what several
+ * continual-learning libraries compute; about F/B). Other updates are refused then.
+ * Optional per-row WEIGHTS are a float32 array of N values >= 0, or a NULL pair.
+ * Any NaN or Inf input is EXITNET_ERR_INVALID_ARGUMENT naming the parameter; a
+ * failed update adds nothing, except update_rows, which detects non-finite values
+ * after its single pass: the handle then returns EXITNET_ERR_INVALID_STATE until
+ * exitnet_fisher_reset.
+ *
+ * THREADS. A handle serialises its own calls (an internal mutex): it may be shared
+ * between threads, but updates from several threads do not run in parallel; each
+ * call is itself parallel over exitnet_set_num_threads workers. Free functions
+ * (sample_labels, class_probs, consolidate, ewc_penalty, state_save/load) are
+ * thread-safe and keep no state.
+ *
+ * Every function may also return EXITNET_ERR_INTERNAL if the library is poisoned.
+ * Handle arguments: NULL -> EXITNET_ERR_INVALID_ARGUMENT; freed, foreign or of
+ * another type -> EXITNET_ERR_INVALID_STATE. Arrow inputs are moved in whatever
+ * the status (see the conventions at the top).
+ */
+
+/** Opaque Fisher accumulator. Created by exitnet_fisher_new, destroyed by
+ *  exitnet_fisher_free. */
+typedef struct exitnet_fisher exitnet_fisher;
+
+/** Conv2d geometry (index 0: height, 1: width), as nn.Conv2d. The kernel size
+ *  comes from the weight's 4-D shape in the layout. */
+typedef struct exitnet_conv2d_geometry {
+  int32_t stride[2];   /**< >= 1 */
+  int32_t padding[2];  /**< >= 0, zero padding */
+  int32_t dilation[2]; /**< >= 1 */
+  int32_t groups;      /**< >= 1, divides Cin and Cout (groups == Cin: depthwise) */
+} exitnet_conv2d_geometry;
+
+/** Creates an empty accumulator.
+ *  @param out        [out] the new handle; free with exitnet_fisher_free.
+ *  @param names, ndims, dims, n_params [in] the layout (see above); borrowed.
+ *  @param label_mode [in] "empirical", "sampled", "argmax", "exact" or "batched".
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT for NULL pointers, duplicate or
+ *          empty names, negative dimensions, more than 16 dimensions, an unknown
+ *          label mode. */
+int exitnet_fisher_new(exitnet_fisher** out, const char* const* names, const int64_t* ndims,
+                       const int64_t* dims, int64_t n_params, const char* label_mode);
+
+/** Frees *fisher and sets it to NULL. NULL and a pointer to NULL are accepted.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_STATE for a freed or foreign handle. */
+int exitnet_fisher_free(exitnet_fisher** fisher);
+
+/** Adds sum_n w_n g_n^2 from per-sample gradient rows (N x P' matrix).
+ *  @param param [in] NULL: rows span the whole layout (P' = P); else the name of
+ *         one parameter (P' = its size).
+ *  @param rows, rows_schema [in] moved in. @param weights, weights_schema [in] moved
+ *         in, or both NULL.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (column count != P', weights,
+ *          NaN/Inf: the handle is then unusable until reset); EXITNET_ERR_NOT_FOUND
+ *          (unknown param); EXITNET_ERR_INVALID_STATE (batched accumulator, or a
+ *          previous non-finite rows update). */
+int exitnet_fisher_update_rows(exitnet_fisher* fisher, const char* param, struct ArrowArray* rows,
+                               struct ArrowSchema* rows_schema, struct ArrowArray* weights,
+                               struct ArrowSchema* weights_schema);
+
+/** Linear layer y = W a + b from its factors, exactly, as one GEMM:
+ *      S_W += (w o G o G)^T (A o A),   S_b += sum_n w_n G_n o G_n
+ *  @param weight [in] name of W (out*in elements; shape [out, in] if 2-D).
+ *  @param bias   [in] name of b (out elements) or NULL.
+ *  @param inputs, inputs_schema [in] A, N x in matrix; moved in.
+ *  @param grad_outputs, grad_outputs_schema [in] G, N x out matrix; moved in.
+ *  @param weights, weights_schema [in] N row weights or both NULL; moved in.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (shapes disagree with each other
+ *          or with the layout, NaN/Inf, bad weights); EXITNET_ERR_NOT_FOUND (name);
+ *          EXITNET_ERR_INVALID_STATE (batched accumulator). */
+int exitnet_fisher_update_linear(exitnet_fisher* fisher, const char* weight, const char* bias,
+                                 struct ArrowArray* inputs, struct ArrowSchema* inputs_schema,
+                                 struct ArrowArray* grad_outputs,
+                                 struct ArrowSchema* grad_outputs_schema, struct ArrowArray* weights,
+                                 struct ArrowSchema* weights_schema);
+
+/** Conv2d layer from its factors: exact per-sample squared weight gradients
+ *  (im2col + one GEMM per sample and group, memory bounded by one sample per worker)
+ *  and bias gradients (sum over positions of G_n, squared).
+ *  @param inputs [in] arrow.fixed_shape_tensor, N rows of shape [Cin, H, W]; moved in.
+ *  @param grad_outputs [in] arrow.fixed_shape_tensor, N rows of [Cout, Ho, Wo]; moved in.
+ *  @param geometry [in] borrowed. The weight must be 4-D [Cout, Cin/groups, kh, kw].
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (Ho, Wo disagree with H, W and
+ *          the geometry; groups; weight shape; NaN/Inf; weights);
+ *          EXITNET_ERR_NOT_FOUND (name); EXITNET_ERR_INVALID_STATE (batched). */
+int exitnet_fisher_update_conv2d(exitnet_fisher* fisher, const char* weight, const char* bias,
+                                 struct ArrowArray* inputs, struct ArrowSchema* inputs_schema,
+                                 struct ArrowArray* grad_outputs,
+                                 struct ArrowSchema* grad_outputs_schema,
+                                 const exitnet_conv2d_geometry* geometry,
+                                 struct ArrowArray* weights, struct ArrowSchema* weights_schema);
+
+/** Adds already-squared gradients of one parameter (float32 array of its size).
+ *  Per-sample granularity: sq = sum over n samples of g_n^2, S += sq (n >= 1 is
+ *  only checked). Batched: sq = m_b^2 over a batch of n, S += n * sq.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (size, negative or non-finite
+ *          values, n < 1); EXITNET_ERR_NOT_FOUND (param). */
+int exitnet_fisher_update_squared(exitnet_fisher* fisher, const char* param,
+                                  struct ArrowArray* sq_sum, struct ArrowSchema* sq_sum_schema,
+                                  int64_t n);
+
+/** Adds n >= 0 samples to the count. @return EXITNET_OK;
+ *  EXITNET_ERR_INVALID_ARGUMENT if n < 0 or the count overflows. */
+int exitnet_fisher_add_samples(exitnet_fisher* fisher, int64_t n);
+
+/** @param out [out] the sample count N. @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT. */
+int exitnet_fisher_num_samples(int64_t* out, exitnet_fisher* fisher);
+
+/** F = S / N as a float32 array of P values (layout order).
+ *  @param out, out_schema [out] caller releases.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_STATE if no samples were counted. */
+int exitnet_fisher_compute(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                           exitnet_fisher* fisher);
+
+/** The raw state, for all-reduce across data-parallel ranks: S as a float64 array
+ *  of P values and the count. @param out, out_schema [out] caller releases.
+ *  @param out_count [out] N. @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT. */
+int exitnet_fisher_state(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                         int64_t* out_count, exitnet_fisher* fisher);
+
+/** Replaces S (float64 array of P finite values >= 0; moved in) and N (>= 0).
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT. */
+int exitnet_fisher_set_state(exitnet_fisher* fisher, struct ArrowArray* sums,
+                             struct ArrowSchema* sums_schema, int64_t count);
+
+/** fisher += other (sums and counts): chunks or ranks combine into the one-pass
+ *  result. @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT if the layouts or label
+ *  modes differ, or other is fisher. */
+int exitnet_fisher_merge(exitnet_fisher* fisher, exitnet_fisher* other);
+
+/** Zeroes S and N (and clears a failed rows update). @return EXITNET_OK. */
+int exitnet_fisher_reset(exitnet_fisher* fisher);
+
+/** One label per row drawn from softmax(logits) (label mode "sampled"). Row r uses
+ *  u = splitmix64(splitmix64(seed) ^ (r + row_offset)) / 2^64 and the inverse CDF,
+ *  so results depend only on (seed, global row, logits), not on threads or batching.
+ *  @param out, out_schema [out] int32 array of N labels; caller releases.
+ *  @param logits, logits_schema [in] N x C matrix; moved in.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NaN/Inf logits, bad type). */
+int exitnet_fisher_sample_labels(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                                 struct ArrowArray* logits, struct ArrowSchema* logits_schema,
+                                 uint64_t seed, uint64_t row_offset);
+
+/** p(c|x) = softmax(logits) per row, computed in float64 (weights of label mode
+ *  "exact"). @param out, out_schema [out] N x C matrix; caller releases.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT. */
+int exitnet_fisher_class_probs(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                               struct ArrowArray* logits, struct ArrowSchema* logits_schema);
+
+/** Combines K Fishers (float32 arrays of equal length, oldest first):
+ *      "sum": sum_k F_k;  "weighted": sum_k weights[k] F_k;
+ *      "online": F <- F_0, then F <- gamma F + F_k for k = 1..K-1, gamma in (0, 1].
+ *  Computed in float64, rounded once.
+ *  @param out, out_schema [out] float32 array; caller releases.
+ *  @param fishers, fishers_schemas [in] K contiguous struct pairs; all moved in.
+ *  @param weights [in] K doubles for "weighted", else NULL. gamma: read by "online".
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (unknown mode, gamma outside
+ *          (0, 1], lengths differ, K < 1, weights count). */
+int exitnet_fisher_consolidate(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                               struct ArrowArray* fishers, struct ArrowSchema* fishers_schemas,
+                               int n_fishers, const char* mode, const double* weights,
+                               double gamma);
+
+/** EWC penalty with the 1/2 convention, and its gradient, over K (anchor, Fisher)
+ *  pairs of flat float32 buffers of P values, in one fused SIMD pass:
+ *      value  = lambda/2 * sum_k sum_i F_k,i (theta_i - anchor_k,i)^2
+ *      grad_i = lambda * sum_k F_k,i (theta_i - anchor_k,i)
+ *  @param out_value [out] the value (accumulated in float64).
+ *  @param out_grad, out_grad_schema [out] float32 array of P, or both NULL to skip.
+ *  @param params, params_schema [in] theta; moved in.
+ *  @param anchors, anchors_schemas, fishers, fishers_schemas [in] n_pairs contiguous
+ *         struct pairs each; all moved in. @param lambda [in] finite, >= 0.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (lambda < 0, lengths differ,
+ *          NaN/Inf making the value non-finite). */
+int exitnet_ewc_penalty(double* out_value, struct ArrowArray* out_grad,
+                        struct ArrowSchema* out_grad_schema, struct ArrowArray* params,
+                        struct ArrowSchema* params_schema, struct ArrowArray* anchors,
+                        struct ArrowSchema* anchors_schemas, struct ArrowArray* fishers,
+                        struct ArrowSchema* fishers_schemas, int n_pairs, double lambda);
+
+/** Saves an EWC state atomically (temporary file in the same directory, fsync,
+ *  rename): one Arrow IPC file, one record batch of P rows, float32 columns
+ *  "fisher/0".."fisher/K-1" then "anchor/0".."anchor/M-1"; schema metadata
+ *  "exitnet.layout" (JSON [{"name":..., "shape":[...]}]), "exitnet.meta" (JSON
+ *  object of the given strings), "exitnet.format" = "fisher_state",
+ *  "exitnet.format_version" = "1" and a whole-file CRC-32C. Readable by any Arrow
+ *  library. A failed save leaves an existing file at path untouched.
+ *  @param path [in] borrowed. @param names, ndims, dims, n_params [in] the layout.
+ *  @param fishers, fishers_schemas [in] n_fishers struct pairs (float32, P values,
+ *         finite, >= 0); moved in. @param anchors, anchors_schemas [in] n_anchors
+ *         pairs (float32, P finite values); moved in.
+ *  @param meta_keys, meta_values [in] n_meta strings each (e.g. "n_samples",
+ *         "label_mode", "granularity", "normalisation"); borrowed.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (lengths, values, layout);
+ *          EXITNET_ERR_IO (cannot write). */
+int exitnet_fisher_state_save(const char* path, const char* const* names, const int64_t* ndims,
+                              const int64_t* dims, int64_t n_params, struct ArrowArray* fishers,
+                              struct ArrowSchema* fishers_schemas, int n_fishers,
+                              struct ArrowArray* anchors, struct ArrowSchema* anchors_schemas,
+                              int n_anchors, const char* const* meta_keys,
+                              const char* const* meta_values, int n_meta);
+
+/** Loads and fully validates a state file (checksum, structure, types, lengths,
+ *  values) before returning it as a record batch (struct array) with the columns
+ *  and schema metadata described at exitnet_fisher_state_save.
+ *  @param out, out_schema [out] caller releases. @param path [in] borrowed.
+ *  @return EXITNET_OK; EXITNET_ERR_IO (missing, truncated, corrupted, not a state
+ *          file); EXITNET_ERR_INVALID_ARGUMENT (NULL pointers). */
+int exitnet_fisher_state_load(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                              const char* path);
 
 /* ======================================================================== */
 /* ==== policy: confidences, exit assignment, exact budget curves ========= */

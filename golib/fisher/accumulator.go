@@ -96,11 +96,11 @@ func (a *Accumulator) Compute(dst []float32) error {
 	if err := a.usable(); err != nil {
 		return err
 	}
-	if len(dst) != len(a.sums) {
-		return xerr.Invalid("dst: %d elements, layout has %d", len(dst), len(a.sums))
-	}
 	if a.count == 0 {
 		return xerr.State("compute: no samples counted (call AddSamples after the updates of each batch)")
+	}
+	if len(dst) != len(a.sums) {
+		return xerr.Invalid("dst: %d elements, layout has %d", len(dst), len(a.sums))
 	}
 	inv := 1 / float64(a.count)
 	for i, s := range a.sums {
