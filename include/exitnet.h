@@ -456,7 +456,8 @@ int exitnet_fisher_state_load(struct ArrowArray* out, struct ArrowSchema* out_sc
  *
  * All functions are thread-safe and keep no state. Arrow inputs are moved in whatever
  * the status (see the header's conventions), except where a function says the count
- * of structs could not be known.
+ * of structs could not be known. Arrow out-structs must not hold live data on entry:
+ * they may be zeroed (release == NULL, nothing to release) when a call fails.
  */
 
 /** Confidence measures. Every measure is "higher = more confident". */
