@@ -50,7 +50,7 @@ from . import _dist
 from ._model import EarlyExitNet
 from ._results import TrainingResult
 
-__all__ = ["SequentialTrainer", "STRATEGIES", "OPTIONS"]
+__all__ = ["SequentialTrainer", "STRATEGIES", "OPTIONS", "available_strategies"]
 
 logger = logging.getLogger("exitnet.trainer")
 
@@ -74,6 +74,29 @@ _RUN_KEYS = (
     "train_prefix", "train_old_heads", "ewc_lambda", "fisher_label_mode", "fisher_samples",
     "ewc_mode", "ewc_gamma", "lwf_alpha", "lwf_temperature", "lwf_targets", "seed",
 )
+
+
+def available_strategies() -> tuple[str, ...]:
+    """The strategies whose supporting modules import here (EWC needs the Fisher and EWC modules,
+    LwF needs :mod:`exitnet.distill`); normally all of :data:`STRATEGIES`."""
+    import importlib
+
+    ok = {"naive", "frozen", "joint"}
+    try:
+        importlib.import_module("exitnet.torch._fisher")
+        importlib.import_module("exitnet.torch._ewc")
+        importlib.import_module("exitnet.fisher")
+        ok.add("ewc")
+    except ImportError:
+        pass
+    try:
+        importlib.import_module("exitnet.distill")
+        ok.add("lwf")
+    except ImportError:
+        pass
+    if "ewc" in ok and "lwf" in ok:
+        ok.add("ewc+lwf")
+    return tuple(s for s in STRATEGIES if s in ok)
 
 
 def _choice(name: str, value: Any, valid: Sequence[str]) -> str:
