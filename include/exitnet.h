@@ -194,6 +194,182 @@ int exitnet_debug_data_address(uintptr_t* out, struct ArrowArray* array,
 /* ==== distill: LwF soft targets, KD loss, recorded target store ========= */
 /* ======================================================================== */
 /* (section: distill) */
+/*
+ * Learning without Forgetting (LwF). N rows (samples), C classes, temperature T.
+ *
+ *   soft targets   p_ij = softmax(z_i / T)_j, row-wise, max-subtracted (stable)
+ *   KD loss        L = T^2 * (1/N) * sum_i KL(softmax(t_i/T) || softmax(s_i/T))
+ *   gradient       dL/ds_ij = (T/N) * (softmax(s_i/T)_j - softmax(t_i/T)_j)
+ *
+ * L equals torch's F.kl_div(F.log_softmax(s/T, 1), F.log_softmax(t/T, 1),
+ * reduction="batchmean", log_target=True) * T^2. Matrices are float32,
+ * fixed_size_list<float32>[C] or arrow.fixed_shape_tensor (any per-row shape,
+ * flattened). Validation: T finite and > 0 (and 1/T representable as float32);
+ * logits finite (the message names the argument, row and column); student and
+ * teacher of equal shape. EMPTY BATCH: N == 0 is EXITNET_ERR_INVALID_ARGUMENT for
+ * the KD loss (a mean over no rows is undefined) and gives an empty result for soft
+ * targets. Accuracy: float32 throughout (exp within ~2 ulp); the loss's absolute
+ * error is about 1e-7 * T^2 * (1 + max|logit|/T), the same order as torch in float32.
+ * Results do not depend on the thread count. All functions in this section are
+ * thread-safe, including concurrent calls on one exitnet_targets handle; calls on
+ * one exitnet_targets_writer handle are serialised internally.
+ *
+ * RECORDED TARGETS. exitnet_targets_writer collects raw (temperature-free) logits
+ * of E exits keyed by int64 sample ids, in chunks, any order; _save writes one
+ * Arrow IPC file: column sample_id int64 (sorted, unique) and one column exit_<j>
+ * fixed_size_list<float32>[C] per exit, schema metadata exitnet.kind=lwf_targets,
+ * exitnet.format_version=1, exitnet.num_exits, exitnet.num_classes,
+ * exitnet.logits=raw. Any Arrow reader can read it (pyarrow:
+ * pyarrow.ipc.open_file(pyarrow.memory_map(path))). exitnet_targets opens such a
+ * file memory-mapped after validating all of it.
+ */
+
+/** Opaque writer of recorded LwF targets. Created by exitnet_targets_writer_new,
+ *  destroyed by exitnet_targets_writer_free. */
+typedef struct exitnet_targets_writer exitnet_targets_writer;
+
+/** Opaque read-only view of a recorded target file. Created by exitnet_targets_open,
+ *  destroyed by exitnet_targets_free. */
+typedef struct exitnet_targets exitnet_targets;
+
+/** Soft targets softmax(logits / T), row-wise.
+ *  @param out, out_schema [out] caller-allocated; filled with an N-row
+ *         fixed_size_list<float32>[C] (C heap). The caller releases both.
+ *         Untouched (zeroed) on failure.
+ *  @param logits, logits_schema [in] N x C matrix; MOVED IN whatever the status.
+ *  @param temperature [in] T, finite and > 0.
+ *  @return EXITNET_OK (N == 0 gives an empty result); EXITNET_ERR_INVALID_ARGUMENT
+ *          for NULL pointers, a released struct, wrong type, nulls, non-finite
+ *          logits or a bad temperature; EXITNET_ERR_OUT_OF_MEMORY for results over
+ *          2^31 values; EXITNET_ERR_INTERNAL if poisoned. Thread-safe. */
+int exitnet_distill_soft_targets(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                                 struct ArrowArray* logits, struct ArrowSchema* logits_schema,
+                                 double temperature);
+
+/** KD loss and (optionally) its gradient with respect to the student logits, in one pass.
+ *  @param out_loss [out] L (see above). Written only on success.
+ *  @param out_grad, out_grad_schema [out] both NULL: loss only. Otherwise
+ *         caller-allocated; filled with the N x C gradient as fixed_size_list<float32>[C]
+ *         (C heap); the caller releases both. Zeroed on failure.
+ *  @param student, student_schema [in] N x C student logits; MOVED IN whatever the status.
+ *  @param teacher, teacher_schema [in] N x C teacher logits; MOVED IN whatever the status.
+ *  @param temperature [in] T, finite and > 0.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT for NULL pointers (out_loss, or one
+ *          of out_grad/out_grad_schema only), released structs, wrong types, nulls,
+ *          different shapes, N == 0, non-finite logits (message names student or
+ *          teacher, row and column), a bad temperature; EXITNET_ERR_OUT_OF_MEMORY;
+ *          EXITNET_ERR_INTERNAL if poisoned. Thread-safe. */
+int exitnet_distill_kd_loss(double* out_loss, struct ArrowArray* out_grad,
+                            struct ArrowSchema* out_grad_schema, struct ArrowArray* student,
+                            struct ArrowSchema* student_schema, struct ArrowArray* teacher,
+                            struct ArrowSchema* teacher_schema, double temperature);
+
+/** The KD loss on plain row-major float buffers (no Arrow; for C callers with their
+ *  own memory and for measuring the call overhead).
+ *  @param out_loss [out] L. @param out_grad [out] NULL (loss only) or rows*cols floats
+ *         the gradient is written into; must not overlap student or teacher.
+ *  @param student, teacher [in] rows*cols floats each, row-major; borrowed for the call.
+ *  @param rows [in] N >= 1. @param cols [in] C >= 1 (rows*cols < 2^40).
+ *  @param temperature [in] T, finite and > 0.
+ *  @return as exitnet_distill_kd_loss. Thread-safe. */
+int exitnet_distill_kd_loss_raw(double* out_loss, float* out_grad, const float* student,
+                                const float* teacher, int64_t rows, int64_t cols,
+                                double temperature);
+
+/** Creates a writer for num_exits exits of num_classes classes each.
+ *  @param out [out] the new handle; release with exitnet_targets_writer_free.
+ *  @param num_exits [in] E in [1, 65536]. @param num_classes [in] C >= 1.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL out, bad counts);
+ *          EXITNET_ERR_INTERNAL if poisoned. Thread-safe. */
+int exitnet_targets_writer_new(exitnet_targets_writer** out, int num_exits, int num_classes);
+
+/** Records a chunk for one exit: ids[i] is the sample id of row i of logits. The data
+ *  is copied; the chunk is recorded entirely or (on any error) not at all.
+ *  @param writer [in] a live writer.
+ *  @param exit [in] in [0, E).
+ *  @param ids, ids_schema [in] n sample ids, int64 (or int32); MOVED IN whatever the status.
+ *  @param logits, logits_schema [in] n x C raw logits; MOVED IN whatever the status.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (exit out of range, wrong types,
+ *          nulls, row count differs from the id count, C differs from the writer's,
+ *          non-finite logits, an id already recorded for this exit or repeated in the
+ *          chunk: the message names it); EXITNET_ERR_INVALID_STATE for a freed or
+ *          foreign writer; EXITNET_ERR_INTERNAL if poisoned. Thread-safe (serialised). */
+int exitnet_targets_writer_add(exitnet_targets_writer* writer, int exit, struct ArrowArray* ids,
+                               struct ArrowSchema* ids_schema, struct ArrowArray* logits,
+                               struct ArrowSchema* logits_schema);
+
+/** @param out [out] number of samples recorded so far for exit.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL out, exit out of range);
+ *          EXITNET_ERR_INVALID_STATE (freed or foreign writer). Thread-safe. */
+int exitnet_targets_writer_num_rows(int64_t* out, exitnet_targets_writer* writer, int exit);
+
+/** Writes the recorded targets to path ATOMICALLY: a temporary file in the same
+ *  directory is written, fsynced and renamed over path. On failure no partial file
+ *  is left and a previous file at path is untouched. The writer stays usable.
+ *  @param writer [in] a live writer. @param path [in] NUL-terminated; borrowed.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL or empty path);
+ *          EXITNET_ERR_INVALID_STATE (freed or foreign writer, or the exits do not
+ *          cover the same sample ids: the message names the exit and a missing id);
+ *          EXITNET_ERR_IO (directory missing or not writable, disk full);
+ *          EXITNET_ERR_INTERNAL if poisoned. Thread-safe (serialised). */
+int exitnet_targets_writer_save(exitnet_targets_writer* writer, const char* path);
+
+/** Destroys a writer and sets *writer to NULL. Accepts NULL and a pointer to NULL.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_STATE for a freed (double free) or foreign
+ *          handle (then *writer is left unchanged). Thread-safe. */
+int exitnet_targets_writer_free(exitnet_targets_writer** writer);
+
+/** Opens a target file: memory-maps it and validates everything (Arrow magic and
+ *  structure, schema and metadata, one record batch, no nulls, lengths, strictly
+ *  increasing ids, finite logits) before use. The file must not be truncated in
+ *  place while open (writers replace it by rename, which is safe).
+ *  @param out [out] the new handle; release with exitnet_targets_free.
+ *  @param path [in] NUL-terminated; borrowed.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL out or path);
+ *          EXITNET_ERR_IO (missing, unreadable, not an Arrow file, truncated,
+ *          corrupted, another schema); EXITNET_ERR_INTERNAL if poisoned. Thread-safe. */
+int exitnet_targets_open(exitnet_targets** out, const char* path);
+
+/** The file's shape. Each out pointer may be NULL (not written).
+ *  @param out_rows [out] N samples. @param out_exits [out] E. @param out_classes [out] C.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL handle);
+ *          EXITNET_ERR_INVALID_STATE (freed or foreign handle). Thread-safe. */
+int exitnet_targets_shape(int64_t* out_rows, int* out_exits, int* out_classes,
+                          exitnet_targets* targets);
+
+/** Gathers the recorded logits of one exit for a batch of sample ids.
+ *  @param out, out_schema [out] caller-allocated; filled with an n-row
+ *         fixed_size_list<float32>[C] (C heap, row i = sample ids[i]); the caller
+ *         releases both. Zeroed on failure.
+ *  @param targets [in] a live handle.
+ *  @param ids, ids_schema [in] n sample ids, int64 (or int32); MOVED IN whatever the status.
+ *  @param exit [in] in [0, E).
+ *  @return EXITNET_OK; EXITNET_ERR_NOT_FOUND (an id absent from the file: the message
+ *          names it and its position); EXITNET_ERR_INVALID_ARGUMENT (NULL pointers,
+ *          released structs, wrong type, nulls, exit out of range);
+ *          EXITNET_ERR_INVALID_STATE (freed or foreign handle); EXITNET_ERR_IO (the
+ *          file was truncated under the mapping); EXITNET_ERR_INTERNAL if poisoned.
+ *          Thread-safe, also on one handle. */
+int exitnet_targets_gather(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                           exitnet_targets* targets, struct ArrowArray* ids,
+                           struct ArrowSchema* ids_schema, int exit);
+
+/** exitnet_targets_gather into a caller buffer (no Arrow).
+ *  @param out [out] out_len floats, written row-major (partially on NOT_FOUND).
+ *  @param out_len [in] must equal n_ids * C.
+ *  @param targets [in] a live handle. @param ids [in] n_ids sample ids; borrowed.
+ *  @param n_ids [in] >= 0. @param exit [in] in [0, E).
+ *  @return as exitnet_targets_gather (EXITNET_ERR_INVALID_ARGUMENT also for a wrong
+ *          out_len). Thread-safe, also on one handle. */
+int exitnet_targets_gather_raw(float* out, int64_t out_len, exitnet_targets* targets,
+                               const int64_t* ids, int64_t n_ids, int exit);
+
+/** Closes (unmaps) a target file and sets *targets to NULL; waits for gathers running
+ *  on other threads. Accepts NULL and a pointer to NULL.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_STATE for a freed (double free) or foreign
+ *          handle (then *targets is left unchanged); EXITNET_ERR_IO if unmapping
+ *          fails. Thread-safe. */
+int exitnet_targets_free(exitnet_targets** targets);
 
 /* ======================================================================== */
 /* ==== fisher: EWC diagonal Fisher, consolidation, penalty =============== */
@@ -602,6 +778,95 @@ int exitnet_policy_summary(double* out_accuracy, double* out_speedup, double* ou
 /* ==== runtime: early-exit inference engine ============================== */
 /* ======================================================================== */
 /* (section: runtime) */
+/*
+ * The early-exit inference engine. A model file (written by exitnet.torch.export)
+ * is an Arrow IPC file: a JSON graph in the schema metadata (exitnet.kind = "model",
+ * exitnet.format_version = "1", exitnet.graph) and one row per weight tensor
+ * (name utf8, shape list<int32>, data list<float32>). No code is executed on load:
+ * a file from a stranger is safe; everything is validated before use.
+ *
+ * A model has K stages and K exit heads. predict runs a batch stage by stage; after
+ * head k, samples whose confidence (exitnet_policy_measure, the same code as
+ * exitnet_policy_assign) is >= tau_k leave, and only the others run stage k+1
+ * (batch compaction): the compute saved is real.
+ *
+ * COSTS are multiply-accumulates (MACs) of Conv2d and Linear layers per sample;
+ * exit k costs the stages and heads 0..k.
+ *
+ * NaN/Inf inputs are refused (EXITNET_ERR_INVALID_ARGUMENT naming the sample).
+ *
+ * Threads: a model handle is immutable; any number of threads may call predict on
+ * it at once (each call uses its own workspace; the model keeps one idle workspace
+ * per concurrent caller it has seen, freed with the model). Work inside one call
+ * uses exitnet_set_num_threads threads.
+ */
+
+/** An early-exit model. Created by exitnet_model_load, destroyed by exitnet_model_free. */
+typedef struct exitnet_model exitnet_model;
+
+/** Parameters of exitnet_model_predict. Get defaults from
+ *  exitnet_model_predict_default_params, then change fields. */
+typedef struct exitnet_predict_params {
+  int measure;              /**< an exitnet_policy_measure (default MAX_SOFTMAX) */
+  const float* thresholds;  /**< tau values, borrowed for the call; NULL = no early exit */
+  int64_t n_thresholds;     /**< 0 (no early exit), 1 (global tau), K-1 (per exit; the
+                                 last exit always accepts) or K (the last is ignored) */
+  float temperature;        /**< > 0, divides the logits before the softmax (default 1) */
+  int return_logits;        /**< nonzero: add columns logits_0 .. logits_{K-1} */
+} exitnet_predict_params;
+
+/** Loads and validates a model file.
+ *  @param out  [out] the new model; free with exitnet_model_free.
+ *  @param path [in] file path (borrowed).
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL); EXITNET_ERR_IO (missing,
+ *          unreadable, truncated or corrupted file, inconsistent shapes, missing
+ *          weights, declared sizes over the bounds); EXITNET_ERR_NOT_SUPPORTED (an
+ *          unknown op, named in the message, or a newer format_version). */
+int exitnet_model_load(exitnet_model** out, const char* path);
+
+/** Frees a model and sets *model to NULL. Accepts NULL and *model == NULL.
+ *  Must not race with a predict call on the same model.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_STATE (not a live model handle). */
+int exitnet_model_free(exitnet_model** model);
+
+/** Number of exits K. @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL out);
+ *  EXITNET_ERR_INVALID_STATE (bad handle). */
+int exitnet_model_num_exits(int* out, const exitnet_model* model);
+
+/** Number of classes C (logits per exit). Statuses as exitnet_model_num_exits. */
+int exitnet_model_num_classes(int* out, const exitnet_model* model);
+
+/** Input shape: out[0..2] = C, H, W. Statuses as exitnet_model_num_exits. */
+int exitnet_model_input_shape(int64_t out[3], const exitnet_model* model);
+
+/** Cumulative cost of leaving at each exit, in MACs per sample.
+ *  @param out [out] n values. @param n [in] must equal K.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL, n != K);
+ *          EXITNET_ERR_INVALID_STATE (bad handle). */
+int exitnet_model_exit_costs(int64_t* out, int n, const exitnet_model* model);
+
+/** Fills *out with the defaults: MAX_SOFTMAX, no thresholds, temperature 1, no logits.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL). */
+int exitnet_model_predict_default_params(exitnet_predict_params* out);
+
+/** Runs a batch with early exits.
+ *  @param out, out_schema [out] record batch of N rows: prediction int32, exit int32
+ *         (0-based exit taken), confidence float32 (at the exit taken), and with
+ *         return_logits the columns logits_k, fixed_size_list<float32>[C], NaN rows
+ *         for samples that left before exit k. Caller releases.
+ *  @param out_macs [out] MACs actually executed for the batch; may be NULL.
+ *  @param model [in] the model.
+ *  @param input, input_schema [in] N samples: arrow.fixed_shape_tensor with shape
+ *         [C, H, W] equal to the model's, or fixed_size_list<float32>[C*H*W]; moved in
+ *         whatever the status.
+ *  @param params [in] NULL for the defaults; borrowed.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL pointers, wrong type, shape
+ *          or channel count, nulls, NaN/Inf values, threshold count or NaN threshold,
+ *          bad measure or temperature); EXITNET_ERR_INVALID_STATE (bad handle). */
+int exitnet_model_predict(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                          int64_t* out_macs, const exitnet_model* model,
+                          struct ArrowArray* input, struct ArrowSchema* input_schema,
+                          const exitnet_predict_params* params);
 
 #ifdef __cplusplus
 }  /* extern "C" */
