@@ -1,0 +1,593 @@
+"""EWC: exact per-sample diagonal Fisher, consolidation across exits, the penalty.
+
+Definitions
+-----------
+For parameters θ laid out as named tensors (a *layout*: ``{name: shape}`` in
+order) and per-sample gradients ``g_n = ∇_θ ℓ(x_n, y_n)`` of a **sum-reduced**
+loss (a mean-reduced loss scales them by 1/B), the accumulator keeps float64
+sums and a sample count::
+
+    S_i = Σ_n w_n · g_{n,i}²            (updates; w_n = 1 without weights)
+    F_i = S_i / N                        (compute; normalisation "mean_over_samples")
+
+**Counting is explicit.** Updates never count samples; call :meth:`add_samples`
+once per batch, however many layers of that batch you fed. (With label mode
+``"exact"`` a batch of B samples and C classes has B·C weighted rows but counts B.)
+
+Input modes, all exact (nothing is approximated, no N×P matrix is built unless
+you pass one):
+
+* rows: per-sample gradient rows N×P (torch.func, BackPACK, JAX…);
+* Linear factors: inputs A (N×in) and output gradients G (N×out):
+  ``S_W += (w∘G∘G)ᵀ(A∘A)``, one GEMM; ``S_b += Σ_n w_n G_n∘G_n``;
+* Conv2d factors: inputs N×Cin×H×W and output gradients N×Cout×Ho×Wo plus the
+  geometry (stride, padding, dilation, groups incl. depthwise): per sample and
+  group ``(G_n U_nᵀ)²`` with ``U_n`` the unfolded input, memory bounded by one
+  sample per worker;
+* squared: ``Σ_n g_n²`` summed by you (e.g. norm layers' γ/β).
+
+Label modes (metadata; the sampling of labels is yours): ``"empirical"``,
+``"sampled"`` (see :func:`sample_labels`), ``"argmax"``, ``"exact"`` (every
+class, rows weighted by ``p(c|x)`` from :func:`class_probs`) and ``"batched"``.
+``"batched"`` reproduces the squared-minibatch-gradient shortcut of several
+continual-learning libraries, for comparison only: ``update_squared(name,
+m_b**2, B)`` with ``m_b`` the minibatch gradient of the mean-reduced loss stores
+``B·m_b²``, so with ``add_samples(B)`` per batch ``F = Σ_b B_b m_b² / Σ_b B_b``,
+the mean over minibatches of ``m_b²`` for equal batch sizes (about F/B near
+convergence). The other update modes are refused in that mode.
+
+EWC penalty, with the **½ convention** (λ values from papers using
+``λ·Σ F(θ−θ*)²`` must be doubled)::
+
+    value  = λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²
+    grad_i = λ · Σ_k F_{k,i} (θ_i − θ*_{k,i})
+
+Example
+-------
+>>> import numpy as np
+>>> from exitnet import fisher
+>>> acc = fisher.FisherAccumulator({"w": (2, 3), "b": (2,)}, label_mode="empirical")
+>>> A = np.ones((4, 3), np.float32); G = np.full((4, 2), 0.5, np.float32)
+>>> acc.update_linear("w", "b", A, G)
+>>> acc.add_samples(4)
+>>> acc.compute()["b"]
+array([0.25, 0.25], dtype=float32)
+>>> acc.close()
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import _lib
+from ._arrow import (
+    ArrowArray,
+    ArrowArrayP,
+    ArrowIn,
+    ArrowOut,
+    ArrowSchema,
+    ArrowSchemaP,
+    as_floats,
+    as_matrix,
+    as_tensor,
+    matrix_to_numpy,
+    to_numpy,
+)
+from ._errors import InvalidArgumentError, InvalidStateError
+
+__all__ = [
+    "LABEL_MODES",
+    "FisherAccumulator",
+    "sample_labels",
+    "class_probs",
+    "consolidate",
+    "ewc_penalty",
+    "save_state",
+    "load_state",
+]
+
+LABEL_MODES = ("empirical", "sampled", "argmax", "exact", "batched")
+LabelMode = Literal["empirical", "sampled", "argmax", "exact", "batched"]
+
+_A, _S = ArrowArrayP, ArrowSchemaP
+_h = ctypes.c_void_p
+_i64p = ctypes.POINTER(ctypes.c_int64)
+_cpp = ctypes.POINTER(ctypes.c_char_p)
+
+
+class _Geometry(ctypes.Structure):
+    _fields_ = [
+        ("stride", ctypes.c_int32 * 2),
+        ("padding", ctypes.c_int32 * 2),
+        ("dilation", ctypes.c_int32 * 2),
+        ("groups", ctypes.c_int32),
+    ]
+
+
+_lib.declare("exitnet_fisher_new", ctypes.c_int, [ctypes.POINTER(_h), _cpp, _i64p, _i64p, ctypes.c_int64, ctypes.c_char_p])
+_lib.declare("exitnet_fisher_free", ctypes.c_int, [ctypes.POINTER(_h)])
+_lib.declare("exitnet_fisher_update_rows", ctypes.c_int, [_h, ctypes.c_char_p, _A, _S, _A, _S])
+_lib.declare("exitnet_fisher_update_linear", ctypes.c_int,
+             [_h, ctypes.c_char_p, ctypes.c_char_p, _A, _S, _A, _S, _A, _S])
+_lib.declare("exitnet_fisher_update_conv2d", ctypes.c_int,
+             [_h, ctypes.c_char_p, ctypes.c_char_p, _A, _S, _A, _S, ctypes.POINTER(_Geometry), _A, _S])
+_lib.declare("exitnet_fisher_update_squared", ctypes.c_int, [_h, ctypes.c_char_p, _A, _S, ctypes.c_int64])
+_lib.declare("exitnet_fisher_add_samples", ctypes.c_int, [_h, ctypes.c_int64])
+_lib.declare("exitnet_fisher_num_samples", ctypes.c_int, [_i64p, _h])
+_lib.declare("exitnet_fisher_compute", ctypes.c_int, [_A, _S, _h])
+_lib.declare("exitnet_fisher_state", ctypes.c_int, [_A, _S, _i64p, _h])
+_lib.declare("exitnet_fisher_set_state", ctypes.c_int, [_h, _A, _S, ctypes.c_int64])
+_lib.declare("exitnet_fisher_merge", ctypes.c_int, [_h, _h])
+_lib.declare("exitnet_fisher_reset", ctypes.c_int, [_h])
+_lib.declare("exitnet_fisher_sample_labels", ctypes.c_int, [_A, _S, _A, _S, ctypes.c_uint64, ctypes.c_uint64])
+_lib.declare("exitnet_fisher_class_probs", ctypes.c_int, [_A, _S, _A, _S])
+_lib.declare("exitnet_fisher_consolidate", ctypes.c_int,
+             [_A, _S, _A, _S, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(ctypes.c_double), ctypes.c_double])
+_lib.declare("exitnet_ewc_penalty", ctypes.c_int,
+             [ctypes.POINTER(ctypes.c_double), _A, _S, _A, _S, _A, _S, _A, _S, ctypes.c_int, ctypes.c_double])
+_lib.declare("exitnet_fisher_state_save", ctypes.c_int,
+             [ctypes.c_char_p, _cpp, _i64p, _i64p, ctypes.c_int64, _A, _S, ctypes.c_int, _A, _S, ctypes.c_int,
+              _cpp, _cpp, ctypes.c_int])
+_lib.declare("exitnet_fisher_state_load", ctypes.c_int, [_A, _S, ctypes.c_char_p])
+
+
+class _InMany:
+    """K exported inputs in two contiguous C arrays of structs (moved in by the call)."""
+
+    def __init__(self, arrs: Sequence[pa.Array]) -> None:
+        k = max(len(arrs), 1)
+        self.n = len(arrs)
+        self._a = (ArrowArray * k)()
+        self._s = (ArrowSchema * k)()
+        self._keep = list(arrs)
+        for i, arr in enumerate(arrs):
+            arr._export_to_c(ctypes.addressof(self._a[i]), ctypes.addressof(self._s[i]))
+
+    @property
+    def array(self) -> Any:
+        return ctypes.cast(self._a, ArrowArrayP) if self.n else None
+
+    @property
+    def schema(self) -> Any:
+        return ctypes.cast(self._s, ArrowSchemaP) if self.n else None
+
+    def __del__(self) -> None:
+        rel_a = ctypes.CFUNCTYPE(None, ArrowArrayP)
+        rel_s = ctypes.CFUNCTYPE(None, ArrowSchemaP)
+        try:
+            for i in range(self.n):
+                if self._a[i].release:
+                    rel_a(self._a[i].release)(ctypes.byref(self._a[i]))
+                if self._s[i].release:
+                    rel_s(self._s[i].release)(ctypes.byref(self._s[i]))
+        except Exception:
+            pass
+
+
+def _layout_arrays(layout: Mapping[str, Sequence[int]]) -> tuple[Any, Any, Any, int, list]:
+    names = list(layout)
+    shapes = []
+    for n in names:
+        if not isinstance(n, str):
+            raise InvalidArgumentError(f"layout: parameter names must be str, got {n!r}")
+        shp = layout[n]
+        shp = (int(shp),) if isinstance(shp, (int, np.integer)) else tuple(int(d) for d in shp)
+        shapes.append(shp)
+    enc = [n.encode() for n in names]
+    c_names = (ctypes.c_char_p * max(len(enc), 1))(*enc)
+    c_ndims = (ctypes.c_int64 * max(len(shapes), 1))(*[len(s) for s in shapes])
+    flat = [d for s in shapes for d in s]
+    c_dims = (ctypes.c_int64 * max(len(flat), 1))(*flat)
+    return c_names, c_ndims, c_dims, len(names), shapes
+
+
+def _f32(x: Any, name: str) -> np.ndarray:
+    a = to_numpy(x, name)
+    if a.dtype != np.float32:
+        raise InvalidArgumentError(
+            f"{name}: expected float32 data, got {a.dtype}; convert with x.astype(np.float32) or tensor.float()"
+        )
+    return np.ascontiguousarray(a)
+
+
+def _pair(v: Any, name: str) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    t = tuple(int(x) for x in v)
+    if len(t) != 2:
+        raise InvalidArgumentError(f"{name}: expected an int or a pair, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def _weights_in(weights: Any) -> ArrowIn | None:
+    if weights is None:
+        return None
+    return ArrowIn(as_floats(_f32(weights, "weights").reshape(-1), "weights"))
+
+
+class FisherAccumulator:
+    """Sums of squared per-sample gradients over a layout; see the module docstring.
+
+    Parameters
+    ----------
+    layout : mapping ``name -> shape`` (ordered; PyTorch shapes).
+    label_mode : ``"empirical"``, ``"sampled"``, ``"argmax"``, ``"exact"`` (default) or
+        ``"batched"``; stored with the result, and ``"batched"`` switches granularity.
+
+    Counting: updates only add to the sums; :meth:`add_samples` counts samples (once
+    per batch). :meth:`compute` divides by that count.
+
+    Thread-safety: calls on one accumulator are serialised by the library. Not
+    usable in a forked child (see :mod:`exitnet._lib`).
+    """
+
+    def __init__(self, layout: Mapping[str, tuple[int, ...]], label_mode: LabelMode = "exact") -> None:
+        self._h = _h()
+        names, ndims, dims, n, shapes = _layout_arrays(layout)
+        self._names = list(layout)
+        self._shapes = shapes
+        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        self._offsets = np.concatenate([[0], np.cumsum(self._sizes, dtype=np.int64)]).tolist()
+        self.label_mode: str = str(label_mode)
+        _lib.call("exitnet_fisher_new", ctypes.byref(self._h), names, ndims, dims, n, self.label_mode.encode())
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        """Free the native accumulator (idempotent)."""
+        if getattr(self, "_h", None) and self._h.value:
+            _lib.call("exitnet_fisher_free", ctypes.byref(self._h))
+
+    def __enter__(self) -> "FisherAccumulator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if _lib.is_loaded():
+                self.close()
+        except Exception:
+            pass
+
+    def _handle(self) -> Any:
+        if not self._h.value:
+            raise InvalidStateError("FisherAccumulator: used after close()")
+        return self._h
+
+    def __repr__(self) -> str:
+        state = "closed" if not self._h.value else f"n_samples={self.n_samples}"
+        return (f"FisherAccumulator({len(self._names)} params, {self.size} elements, "
+                f"label_mode={self.label_mode!r}, {state})")
+
+    # -- properties --------------------------------------------------------------
+    @property
+    def layout(self) -> dict[str, tuple[int, ...]]:
+        return dict(zip(self._names, self._shapes))
+
+    @property
+    def size(self) -> int:
+        """Total number of elements P."""
+        return int(self._offsets[-1])
+
+    @property
+    def granularity(self) -> str:
+        return "batched" if self.label_mode == "batched" else "per_sample"
+
+    @property
+    def normalisation(self) -> str:
+        return "mean_over_samples"
+
+    @property
+    def n_samples(self) -> int:
+        out = ctypes.c_int64()
+        _lib.call("exitnet_fisher_num_samples", ctypes.byref(out), self._handle())
+        return int(out.value)
+
+    # -- updates -----------------------------------------------------------------
+    def update_rows(self, rows: Any, *, param: str | None = None, weights: Any = None) -> None:
+        """Add ``Σ_n w_n g_n²`` from per-sample gradient rows.
+
+        ``rows`` is (N, P) over the whole layout, or (N, *shape) / (N, size) of one
+        parameter when ``param`` is given; float32 numpy, torch CPU or pyarrow.
+        A NaN/Inf gradient raises ``InvalidArgumentError`` naming the parameter and
+        leaves the accumulator unusable until :meth:`reset` (it is found after the
+        single pass over the data).
+        """
+        h = self._handle()
+        if isinstance(rows, pa.Array):
+            arr = rows
+        else:
+            r = _f32(rows, "rows")
+            if r.ndim == 1:
+                r = r.reshape(1, -1) if param is None and r.size == self.size else r.reshape(r.shape[0], 1)
+            arr = as_matrix(r.reshape(r.shape[0], -1), "rows")
+        a = ArrowIn(arr)
+        w = _weights_in(weights)
+        _lib.call("exitnet_fisher_update_rows", h, None if param is None else param.encode(), a.array, a.schema,
+                  w.array if w else None, w.schema if w else None)
+
+    def update_linear(self, weight: str, bias: str | None, inputs: Any, grad_outputs: Any, *,
+                      weights: Any = None) -> None:
+        """Add the exact squared per-sample gradients of ``y = W a + b`` from its factors.
+
+        ``inputs`` A is (N, in), ``grad_outputs`` G is (N, out) (per-sample output
+        gradients of a sum-reduced loss); ``S_W += (w∘G∘G)ᵀ(A∘A)`` as one GEMM and
+        ``S_b += Σ_n w_n G_n²``. ``weights``: N values ≥ 0 (label mode ``"exact"``:
+        ``p(c|x)`` of each (sample, class) row).
+        """
+        h = self._handle()
+        a = ArrowIn(as_matrix(_f32(inputs, "inputs"), "inputs"))
+        g = ArrowIn(as_matrix(_f32(grad_outputs, "grad_outputs"), "grad_outputs"))
+        w = _weights_in(weights)
+        _lib.call("exitnet_fisher_update_linear", h, weight.encode(), None if bias is None else bias.encode(),
+                  a.array, a.schema, g.array, g.schema, w.array if w else None, w.schema if w else None)
+
+    def update_conv2d(self, weight: str, bias: str | None, inputs: Any, grad_outputs: Any, *,
+                      stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                      weights: Any = None) -> None:
+        """Add the exact squared per-sample gradients of an ``nn.Conv2d``.
+
+        ``inputs`` (N, Cin, H, W) and ``grad_outputs`` (N, Cout, Ho, Wo), float32;
+        ``stride``/``padding``/``dilation`` ints or pairs (zero padding only), ``groups``
+        as in ``nn.Conv2d`` (``groups == Cin`` is depthwise). The kernel size comes
+        from the weight's 4-D shape in the layout.
+        """
+        h = self._handle()
+        x = _f32(inputs, "inputs")
+        gr = _f32(grad_outputs, "grad_outputs")
+        if x.ndim != 4 or gr.ndim != 4:
+            raise InvalidArgumentError(
+                f"inputs/grad_outputs: expected 4-D (N, C, H, W) arrays, got {x.shape} and {gr.shape}")
+        geo = _Geometry()
+        geo.stride[:] = _pair(stride, "stride")
+        geo.padding[:] = _pair(padding, "padding")
+        geo.dilation[:] = _pair(dilation, "dilation")
+        geo.groups = int(groups)
+        a = ArrowIn(as_tensor(x, "inputs"))
+        g = ArrowIn(as_tensor(gr, "grad_outputs"))
+        w = _weights_in(weights)
+        _lib.call("exitnet_fisher_update_conv2d", h, weight.encode(), None if bias is None else bias.encode(),
+                  a.array, a.schema, g.array, g.schema, ctypes.byref(geo),
+                  w.array if w else None, w.schema if w else None)
+
+    def update_squared(self, param: str, sq_sum: Any, n: int) -> None:
+        """Add already-squared gradients of one parameter.
+
+        Per-sample granularity: ``sq_sum = Σ_n g_n²`` over ``n`` samples (``n ≥ 1`` is
+        only checked; counting is :meth:`add_samples`'s job). Batched granularity:
+        ``sq_sum = m_b²`` of a minibatch of ``n`` samples, stored as ``n·m_b²``.
+        """
+        h = self._handle()
+        s = ArrowIn(as_floats(_f32(sq_sum, "sq_sum").reshape(-1), "sq_sum"))
+        _lib.call("exitnet_fisher_update_squared", h, param.encode(), s.array, s.schema, int(n))
+
+    def add_samples(self, n: int) -> None:
+        """Count ``n ≥ 0`` samples (once per batch, whatever the number of updates)."""
+        _lib.call("exitnet_fisher_add_samples", self._handle(), int(n))
+
+    # -- results -----------------------------------------------------------------
+    def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        return {n: flat[self._offsets[i]:self._offsets[i + 1]].reshape(self._shapes[i])
+                for i, n in enumerate(self._names)}
+
+    def compute(self) -> dict[str, np.ndarray]:
+        """``F = S / N`` per parameter (float32, shaped per layout; views of one buffer).
+
+        Raises ``InvalidStateError`` if no samples were counted."""
+        out = ArrowOut()
+        _lib.call("exitnet_fisher_compute", out.array, out.schema, self._handle())
+        flat = out.to_array().to_numpy(zero_copy_only=True)
+        return self._split(flat)
+
+    def state(self) -> tuple[dict[str, np.ndarray], int]:
+        """Raw float64 sums per parameter and the sample count (for all-reduce)."""
+        out = ArrowOut()
+        cnt = ctypes.c_int64()
+        _lib.call("exitnet_fisher_state", out.array, out.schema, ctypes.byref(cnt), self._handle())
+        flat = out.to_array().to_numpy(zero_copy_only=True)
+        return self._split(flat), int(cnt.value)
+
+    def load_state(self, sums: Mapping[str, Any], count: int) -> None:
+        """Replace the sums (float64 or float32 per parameter, finite, ≥ 0) and the count."""
+        h = self._handle()
+        missing = [n for n in self._names if n not in sums]
+        extra = [n for n in sums if n not in self._names]
+        if missing or extra:
+            raise InvalidArgumentError(f"sums: missing parameters {missing}, unknown {extra}")
+        flat = np.empty(self.size, np.float64)
+        for i, n in enumerate(self._names):
+            v = to_numpy(sums[n], "sums").astype(np.float64, copy=False).reshape(-1)
+            if v.size != self._sizes[i]:
+                raise InvalidArgumentError(f"sums: parameter {n!r} has {v.size} values, layout says {self._sizes[i]}")
+            flat[self._offsets[i]:self._offsets[i + 1]] = v
+        s = ArrowIn(pa.array(flat, type=pa.float64()))
+        _lib.call("exitnet_fisher_set_state", h, s.array, s.schema, int(count))
+
+    def merge(self, other: "FisherAccumulator") -> None:
+        """Add ``other``'s sums and count (same layout and label mode)."""
+        if not isinstance(other, FisherAccumulator):
+            raise InvalidArgumentError(f"other: expected a FisherAccumulator, got {type(other).__name__}")
+        _lib.call("exitnet_fisher_merge", self._handle(), other._handle())
+
+    def reset(self) -> None:
+        """Zero the sums and the count."""
+        _lib.call("exitnet_fisher_reset", self._handle())
+
+
+# -- free functions --------------------------------------------------------------
+
+def sample_labels(logits: Any, seed: int, *, row_offset: int = 0) -> np.ndarray:
+    """One label per row drawn from ``softmax(logits)`` (label mode ``"sampled"``).
+
+    Deterministic: row r uses ``splitmix64(splitmix64(seed) ^ (r + row_offset))``, so
+    the labels depend only on the seed, the global row index and the logits (pass
+    ``row_offset`` = index of the batch's first row to make batches agree with one
+    call). Returns int32 (N,).
+    """
+    a = ArrowIn(as_matrix(_f32(logits, "logits"), "logits"))
+    out = ArrowOut()
+    _lib.call("exitnet_fisher_sample_labels", out.array, out.schema, a.array, a.schema,
+              int(seed) & (2**64 - 1), int(row_offset))
+    return out.to_array().to_numpy(zero_copy_only=True)
+
+
+def class_probs(logits: Any) -> np.ndarray:
+    """``p(c|x) = softmax(logits)`` per row, computed in float64 (N, C) float32."""
+    a = ArrowIn(as_matrix(_f32(logits, "logits"), "logits"))
+    out = ArrowOut()
+    _lib.call("exitnet_fisher_class_probs", out.array, out.schema, a.array, a.schema)
+    return matrix_to_numpy(out.to_array())
+
+
+def _keys_of(ds: Sequence[Mapping[str, Any]], what: str) -> list[str]:
+    keys = list(ds[0])
+    for k, d in enumerate(ds):
+        if set(d) != set(keys):
+            raise InvalidArgumentError(f"{what}: entry {k} has parameters {sorted(d)}, entry 0 has {sorted(keys)}")
+    return keys
+
+
+def consolidate(fishers: Sequence[Mapping[str, Any]], mode: Literal["separate", "sum", "weighted", "online"] = "sum",
+                weights: Sequence[float] | None = None, gamma: float = 1.0) -> Any:
+    """Combine the Fishers of several exits (oldest first).
+
+    * ``"separate"``: the list itself (copies), for one penalty term per exit;
+    * ``"sum"``: ``Σ_k F_k``;  ``"weighted"``: ``Σ_k c_k F_k`` with ``weights``;
+    * ``"online"``: ``F ← F_0``, then ``F ← γ·F + F_k``, ``γ ∈ (0, 1]``.
+
+    Returns a list of dicts for ``"separate"``, else one dict ``name -> float32 array``.
+    """
+    fishers = list(fishers)
+    if not fishers:
+        raise InvalidArgumentError("fishers: empty list")
+    keys = _keys_of(fishers, "fishers")
+    if mode == "separate":
+        if weights is not None:
+            raise InvalidArgumentError('weights: only used by mode "weighted"')
+        return [{n: np.array(_f32(f[n], "fishers"), copy=True) for n in keys} for f in fishers]
+    c_w = None
+    if weights is not None:
+        w = [float(x) for x in weights]
+        if len(w) != len(fishers):
+            raise InvalidArgumentError(f"weights: {len(w)} weights for {len(fishers)} Fishers")
+        c_w = (ctypes.c_double * len(w))(*w)
+    out: dict[str, np.ndarray] = {}
+    for n in keys:
+        arrs = [_f32(f[n], "fishers") for f in fishers]
+        shape = arrs[0].shape
+        ins = _InMany([pa.array(a.reshape(-1), type=pa.float32()) for a in arrs])
+        o = ArrowOut()
+        _lib.call("exitnet_fisher_consolidate", o.array, o.schema, ins.array, ins.schema, len(arrs),
+                  str(mode).encode(), c_w, float(gamma))
+        out[n] = o.to_array().to_numpy(zero_copy_only=True).reshape(shape)
+    return out
+
+
+def _as_list(x: Any) -> list[Mapping[str, Any]]:
+    if isinstance(x, Mapping):
+        return [x]
+    return list(x)
+
+
+def ewc_penalty(params: Mapping[str, Any], anchors: Any, fishers: Any, lam: float) -> tuple[float, dict[str, np.ndarray]]:
+    """EWC penalty value and gradient over numpy buffers (Go SIMD kernel, one fused pass).
+
+    ``value = λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²`` and ``grad = λ · Σ_k F_k (θ − θ*_k)``.
+    ``anchors`` and ``fishers`` are one mapping each or equal-length sequences of
+    mappings (one (θ*, F) pair per earlier stage); every mapping must hold every
+    parameter of ``params``. ``lam ≥ 0``. Returns ``(value, {name: grad})``.
+    For a training step use :func:`exitnet.torch.ewc_penalty` (autograd, any device).
+    """
+    anchors, fishers = _as_list(anchors), _as_list(fishers)
+    if len(anchors) != len(fishers):
+        raise InvalidArgumentError(f"anchors: {len(anchors)} anchors for {len(fishers)} Fishers")
+    total = 0.0
+    grads: dict[str, np.ndarray] = {}
+    if not params:
+        if not (float(lam) >= 0 and math.isfinite(float(lam))):
+            raise InvalidArgumentError(f"lambda: {lam} must be finite and >= 0")
+        return 0.0, grads
+    for n, p in params.items():
+        theta = _f32(p, "params")
+        for what, lst in (("anchors", anchors), ("fishers", fishers)):
+            for k, d in enumerate(lst):
+                if n not in d:
+                    raise InvalidArgumentError(f"{what}: entry {k} lacks parameter {n!r}")
+        t_in = ArrowIn(pa.array(theta.reshape(-1), type=pa.float32()))
+        a_in = _InMany([pa.array(_f32(d[n], "anchors").reshape(-1), type=pa.float32()) for d in anchors])
+        f_in = _InMany([pa.array(_f32(d[n], "fishers").reshape(-1), type=pa.float32()) for d in fishers])
+        v = ctypes.c_double()
+        o = ArrowOut()
+        _lib.call("exitnet_ewc_penalty", ctypes.byref(v), o.array, o.schema, t_in.array, t_in.schema,
+                  a_in.array, a_in.schema, f_in.array, f_in.schema, len(fishers), float(lam))
+        total += v.value
+        grads[n] = o.to_array().to_numpy(zero_copy_only=True).reshape(theta.shape)
+    return total, grads
+
+
+def save_state(path: str | os.PathLike, fishers: list[Mapping[str, Any]], anchors: list[Mapping[str, Any]],
+               meta: Mapping[str, Any] | None = None) -> None:
+    """Save Fishers (one per exit, or consolidated), anchors (one per stage) and
+    metadata as one Arrow IPC file, atomically (temp file, fsync, rename: a failed
+    save leaves the previous file intact).
+
+    Every mapping must have the same parameters and shapes (the layout is taken from
+    the first). ``meta`` values are stored as JSON (e.g. ``n_samples``, ``label_mode``,
+    ``granularity``, ``normalisation``, ``lam``). The file is plain Arrow: readable
+    with ``pyarrow.ipc.open_file``; columns ``fisher/k`` and ``anchor/k``.
+    """
+    fishers, anchors = list(fishers), list(anchors)
+    both = fishers + anchors
+    if not both:
+        raise InvalidArgumentError("fishers/anchors: nothing to save")
+    keys = _keys_of(both, "fishers/anchors")
+    layout = {n: tuple(np.shape(to_numpy(both[0][n], "fishers"))) for n in keys}
+    names, ndims, dims, npar, _ = _layout_arrays(layout)
+
+    def flat(d: Mapping[str, Any], what: str) -> pa.Array:
+        parts = []
+        for n in keys:
+            a = _f32(d[n], what)
+            if a.shape != layout[n]:
+                raise InvalidArgumentError(f"{what}: parameter {n!r} has shape {a.shape}, expected {layout[n]}")
+            parts.append(a.reshape(-1))
+        return pa.array(np.concatenate(parts) if parts else np.empty(0, np.float32), type=pa.float32())
+
+    f_in = _InMany([flat(f, "fishers") for f in fishers])
+    a_in = _InMany([flat(a, "anchors") for a in anchors])
+    meta = dict(meta or {})
+    mk = [str(k).encode() for k in meta]
+    mv = [json.dumps(v).encode() for v in meta.values()]
+    c_mk = (ctypes.c_char_p * max(len(mk), 1))(*mk)
+    c_mv = (ctypes.c_char_p * max(len(mv), 1))(*mv)
+    _lib.call("exitnet_fisher_state_save", os.fsencode(os.fspath(path)), names, ndims, dims, npar,
+              f_in.array, f_in.schema, len(fishers), a_in.array, a_in.schema, len(anchors), c_mk, c_mv, len(mk))
+
+
+def load_state(path: str | os.PathLike) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], dict[str, Any]]:
+    """Load and validate a file written by :func:`save_state` (checksum, structure,
+    values). Returns ``(fishers, anchors, meta)``. A truncated or corrupted file
+    raises :class:`exitnet.ExitnetIOError`."""
+    out = ArrowOut()
+    _lib.call("exitnet_fisher_state_load", out.array, out.schema, os.fsencode(os.fspath(path)))
+    batch = out.to_batch()
+    md = {k.decode(): v.decode() for k, v in (batch.schema.metadata or {}).items()}
+    layout = [(p["name"], tuple(p["shape"])) for p in json.loads(md["exitnet.layout"])]
+    meta = {k: json.loads(v) for k, v in json.loads(md["exitnet.meta"]).items()}
+    offsets = np.concatenate([[0], np.cumsum([int(np.prod(s, dtype=np.int64)) for _, s in layout])]).tolist()
+
+    def split(col: pa.Array) -> dict[str, np.ndarray]:
+        flat = col.to_numpy(zero_copy_only=True)
+        return {n: flat[offsets[i]:offsets[i + 1]].reshape(s) for i, (n, s) in enumerate(layout)}
+
+    fishers = [split(batch.column(i)) for i, f in enumerate(batch.schema) if f.name.startswith("fisher/")]
+    anchors = [split(batch.column(i)) for i, f in enumerate(batch.schema) if f.name.startswith("anchor/")]
+    return fishers, anchors, meta
