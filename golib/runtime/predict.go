@@ -13,8 +13,8 @@ import (
 type Options struct {
 	// Measure is the confidence measure (policy.MaxSoftmax by default).
 	Measure policy.Measure
-	// Thresholds holds τ_k per exit: K−1 values (the last exit always accepts)
-	// or K values (the last one is ignored). A sample leaves at the first exit
+	// Thresholds holds τ_k per exit: 1 value (a global τ for every exit), K−1
+	// values (the last exit always accepts) or K values (the last one is ignored). A sample leaves at the first exit
 	// with confidence ≥ τ_k. Nil means no early exit (everything runs to the end).
 	Thresholds []float32
 	// Temperature divides the logits before the softmax (0 means 1).
@@ -137,15 +137,15 @@ func (m *Model) Predict(dst *Result, x []float32, n int, opts Options) error {
 	switch len(opts.Thresholds) {
 	case 0:
 		tau = nil
-	case K - 1, K:
+	case 1, K - 1, K:
 		tau = opts.Thresholds
-		for k, t := range tau[:K-1] {
-			if t != t {
+		for k, t := range tau {
+			if t != t && (k < K-1 || len(tau) == 1) {
 				return xerr.Invalid("thresholds: entry %d is NaN", k)
 			}
 		}
 	default:
-		return xerr.Invalid("thresholds: %d values, want %d (one per exit but the last) or %d", len(opts.Thresholds), K-1, K)
+		return xerr.Invalid("thresholds: %d values, want 1 (global), %d (one per exit but the last) or %d", len(opts.Thresholds), K-1, K)
 	}
 	T := opts.Temperature
 	if T == 0 {
@@ -269,7 +269,7 @@ func (m *Model) runChunk(ws *workspace, dst *Result, x []float32, base, rows int
 		}
 		t := float32(math.Inf(1))
 		if tau != nil && k < K-1 {
-			t = tau[k]
+			t = tau[min(k, len(tau)-1)]
 		}
 		if err := policy.ExitStep(k, K, logits, rows, C, opts.Measure, t, T,
 			ws.run, ws.prevPred, ws.conf, ws.pred, ws.exit); err != nil {

@@ -1,0 +1,246 @@
+package main
+
+/*
+#include "shim.h"
+
+typedef struct exitnet_predict_params {
+  int measure;
+  const float* thresholds;
+  int64_t n_thresholds;
+  float temperature;
+  int return_logits;
+} exitnet_predict_params;
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/exitnet/exitnet/golib/arrowx"
+	"github.com/exitnet/exitnet/golib/policy"
+	"github.com/exitnet/exitnet/golib/runtime"
+	"github.com/exitnet/exitnet/golib/xerr"
+)
+
+// Runtime exports: a model handle wraps an immutable *runtime.Model, safe to
+// share between threads.
+
+func getModel(h *C.exitnet_model, name string) (*runtime.Model, error) {
+	return getHandle[*runtime.Model](unsafe.Pointer(h), name)
+}
+
+//export exitnet_model_load
+func exitnet_model_load(out **C.exitnet_model, path *C.char) C.int {
+	return run("exitnet_model_load", func() error {
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		p, err := goString(path, "path")
+		if err != nil {
+			return err
+		}
+		m, err := runtime.Load(p)
+		if err != nil {
+			return err
+		}
+		*out = (*C.exitnet_model)(putHandle(m))
+		return nil
+	})
+}
+
+//export exitnet_model_free
+func exitnet_model_free(h **C.exitnet_model) C.int {
+	return run("exitnet_model_free", func() error {
+		if h == nil || *h == nil {
+			return nil
+		}
+		if _, _, err := dropHandle[*runtime.Model](unsafe.Pointer(*h), "model"); err != nil {
+			return err
+		}
+		*h = nil
+		return nil
+	})
+}
+
+//export exitnet_model_num_exits
+func exitnet_model_num_exits(out *C.int, h *C.exitnet_model) C.int {
+	return run("exitnet_model_num_exits", func() error {
+		m, err := getModel(h, "model")
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		*out = C.int(m.NumExits())
+		return nil
+	})
+}
+
+//export exitnet_model_num_classes
+func exitnet_model_num_classes(out *C.int, h *C.exitnet_model) C.int {
+	return run("exitnet_model_num_classes", func() error {
+		m, err := getModel(h, "model")
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		*out = C.int(m.NumClasses())
+		return nil
+	})
+}
+
+//export exitnet_model_input_shape
+func exitnet_model_input_shape(out *C.int64_t, h *C.exitnet_model) C.int {
+	return run("exitnet_model_input_shape", func() error {
+		m, err := getModel(h, "model")
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		s := m.InputShape()
+		o := unsafe.Slice((*int64)(unsafe.Pointer(out)), 3)
+		for i := range s {
+			o[i] = int64(s[i])
+		}
+		return nil
+	})
+}
+
+//export exitnet_model_exit_costs
+func exitnet_model_exit_costs(out *C.int64_t, n C.int, h *C.exitnet_model) C.int {
+	return run("exitnet_model_exit_costs", func() error {
+		m, err := getModel(h, "model")
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		if int(n) != m.NumExits() {
+			return xerr.Invalid("n: %d, the model has %d exits", int(n), m.NumExits())
+		}
+		copy(unsafe.Slice((*int64)(unsafe.Pointer(out)), int(n)), m.ExitCosts())
+		return nil
+	})
+}
+
+//export exitnet_model_predict_default_params
+func exitnet_model_predict_default_params(out *C.exitnet_predict_params) C.int {
+	return run("exitnet_model_predict_default_params", func() error {
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		*out = C.exitnet_predict_params{measure: C.int(policy.MaxSoftmax), temperature: 1}
+		return nil
+	})
+}
+
+//export exitnet_model_predict
+func exitnet_model_predict(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema, outMACs *C.int64_t,
+	h *C.exitnet_model, inA *C.struct_ArrowArray, inS *C.struct_ArrowSchema, params *C.exitnet_predict_params) C.int {
+	return run("exitnet_model_predict", func() error {
+		ins, release, err := importAll(arg(inA, inS, "input"))
+		defer release()
+		if err != nil {
+			return err
+		}
+		m, err := getModel(h, "model")
+		if err != nil {
+			return err
+		}
+		if err := checkOut(outA, outS, "out"); err != nil {
+			return err
+		}
+		opts := runtime.Options{Measure: policy.MaxSoftmax, Temperature: 1}
+		if params != nil {
+			opts.Measure = policy.Measure(params.measure)
+			opts.Temperature = float32(params.temperature)
+			opts.ReturnLogits = params.return_logits != 0
+			nt := int64(params.n_thresholds)
+			if nt < 0 || nt > 1<<16 {
+				return xerr.Invalid("params.n_thresholds: %d", nt)
+			}
+			if nt > 0 {
+				if params.thresholds == nil {
+					return xerr.Invalid("params.thresholds: NULL with n_thresholds = %d", nt)
+				}
+				opts.Thresholds = unsafe.Slice((*float32)(unsafe.Pointer(params.thresholds)), int(nt))
+			}
+		}
+		x, err := ins[0].Matrix("input")
+		if err != nil {
+			return err
+		}
+		want := m.InputShape()
+		if len(x.Shape) == 3 {
+			if x.Shape[0] != want[0] || x.Shape[1] != want[1] || x.Shape[2] != want[2] {
+				return xerr.Invalid("input: tensor shape %v (%d channels), the model expects [C, H, W] = %v", x.Shape, x.Shape[0], want)
+			}
+		} else if x.Cols != want[0]*want[1]*want[2] || len(x.Shape) > 1 {
+			return xerr.Invalid("input: rows of shape %v (%d values), the model expects [C, H, W] = %v (%d values)", x.Shape, x.Cols, want, want[0]*want[1]*want[2])
+		}
+		n := x.Rows
+		K, C := m.NumExits(), m.NumClasses()
+		// The result arrays live on the C heap; Predict writes into them directly.
+		var cols []arrow.Array
+		defer func() {
+			for _, c := range cols {
+				c.Release()
+			}
+		}()
+		pa, pv, err := arrowx.NewInt32(cmem, n, "prediction")
+		if err != nil {
+			return err
+		}
+		cols = append(cols, pa)
+		ea, ev, err := arrowx.NewInt32(cmem, n, "exit")
+		if err != nil {
+			return err
+		}
+		cols = append(cols, ea)
+		fa, fv, err := arrowx.NewFloat32(cmem, n, "confidence")
+		if err != nil {
+			return err
+		}
+		cols = append(cols, fa)
+		res := runtime.Result{Pred: pv, Exit: ev, Conf: fv}
+		fields := []arrow.Field{
+			{Name: "prediction", Type: arrow.PrimitiveTypes.Int32},
+			{Name: "exit", Type: arrow.PrimitiveTypes.Int32},
+			{Name: "confidence", Type: arrow.PrimitiveTypes.Float32},
+		}
+		if opts.ReturnLogits {
+			res.Logits = make([][]float32, K)
+			for k := 0; k < K; k++ {
+				la, lv, err := arrowx.NewMatrix(cmem, n, C, "logits")
+				if err != nil {
+					return err
+				}
+				cols = append(cols, la)
+				res.Logits[k] = lv
+				fields = append(fields, arrow.Field{Name: fmt.Sprintf("logits_%d", k), Type: la.DataType()})
+			}
+		}
+		if err := m.Predict(&res, x.Data, n, opts); err != nil {
+			return err
+		}
+		if len(res.Pred) > 0 && &res.Pred[0] != &pv[0] {
+			return xerr.Internal("prediction buffer was reallocated")
+		}
+		if outMACs != nil {
+			*outMACs = C.int64_t(res.MACs)
+		}
+		rec := array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, int64(n))
+		exportRecord(rec, outA, outS)
+		return nil
+	})
+}
