@@ -383,7 +383,8 @@ class Calibration:
     def __repr__(self) -> str:
         t = f"target_cost={self.target_cost:g}" if self.target_cost is not None else \
             f"target_accuracy={self.target_accuracy:g}"
-        s = f"Calibration({self.method}, {t}, thresholds=[{", ".join(f"{t:.4g}" for t in self.thresholds)}]"
+        thr = ", ".join(f"{v:.4g}" for v in self.thresholds)
+        s = f"Calibration({self.method}, {t}, thresholds=[{thr}]"
         s += f", val acc={self.val.accuracy:.4f} cost={self.val.mean_cost:g}"
         if self.test is not None:
             s += f", test acc={self.test.accuracy:.4f} cost={self.test.mean_cost:g} speedup={self.test.speedup:.3f}"

@@ -213,6 +213,7 @@ def test_plot_curve(tmp_path):
     z, y = data(10, N=200)
     cost = policy.CostModel.uniform(4)
     cal = policy.calibrate(z, y, z, y, target_cost=2.5, method="per_exit", cost=cost)
+    assert "per_exit" in repr(cal) and "Scores(" in repr(policy.confidence(z)) and "CostModel" in repr(cost)
     ax = policy.plot_curve(z, y, cost, calibrations=[cal])
     ax.figure.savefig(tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
