@@ -92,6 +92,12 @@ func (t Target) check(cost CostModel) error {
 	if t.Cost != t.Cost {
 		return xerr.Invalid("target_cost: NaN")
 	}
+	if t.Cost < cost.Cum[0] && t.Cost >= cost.Cum[0]*(1-relTol) {
+		return nil // rounding of fraction·full (e.g. (Cum[0]/Full)·Full): snapped by snap()
+	}
+	if t.Cost > cost.Full() && t.Cost <= cost.Full()*(1+relTol) {
+		return nil
+	}
 	if t.Cost < cost.Cum[0] {
 		return xerr.Invalid("target_cost: %g is below the cost of the first exit (%g): no policy can be that cheap", t.Cost, cost.Cum[0])
 	}
@@ -121,6 +127,9 @@ func Calibrate(val *Scores, valLabels []int32, test *Scores, testLabels []int32,
 		if err := test.checkLabels(testLabels); err != nil {
 			return nil, xerr.Wrap(err, "test")
 		}
+	}
+	if !target.ByAccuracy { // within relTol of a bound (checked above): snap onto it
+		target.Cost = min(max(target.Cost, cost.Cum[0]), cost.Full())
 	}
 	o := objective{target}
 	var (

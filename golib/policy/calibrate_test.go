@@ -147,6 +147,18 @@ func TestCalibrateErrors(t *testing.T) {
 			}
 		}
 	}
+	// a budget fraction times the full cost that rounds just below the first exit's cost
+	cm, _ := CostFromCumulative([]float64{0.1, 0.2, 0.3, 2.9}) // (0.1/2.9)·2.9 = 0.09999999999999999
+	frac := cm.Cum[0] / cm.Full()
+	if !(frac*cm.Full() < cm.Cum[0]) {
+		t.Fatalf("no rounding for this example: %v", frac*cm.Full())
+	}
+	for _, m := range []Method{Global, MSDNet, PerExit} {
+		c, err := Calibrate(sv, yv, nil, nil, cm, Target{Cost: frac * cm.Full()}, m)
+		if err != nil || c.Val.Hist[0] != int64(sv.N) {
+			t.Errorf("%v at the first exit's cost: %v", m, err)
+		}
+	}
 	bad := slices.Clone(yt)
 	bad[3] = 10
 	if _, err := Calibrate(sv, yv, st, bad, cost, Target{Cost: cost.Full()}, Global); err == nil || !strings.Contains(err.Error(), "labels: 10 at row 3") {
