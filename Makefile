@@ -15,7 +15,7 @@ STAGE := $(BUILD)/install
 VERSION := $(shell sed -n 's/^\#define EXITNET_VERSION_STRING "\(.*\)"/\1/p' include/exitnet.h)
 GO_SOURCES := $(shell find golib capi -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.s' -o -name '*.map') go.mod go.sum
 
-.PHONY: help lib install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-py fuzz clean
+.PHONY: help lib install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-c bench-py fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -73,10 +73,16 @@ test-c: $(LIB) ## C tests, linked against an installed copy through pkg-config
 test-py: $(VENV)/.installed lib ## pytest (Python API, torch integration, notebook)
 	$(PY) -m pytest -q tests/python
 
-bench: bench-go bench-py ## every benchmark, side by side with the alternatives
+bench: bench-go bench-c bench-py ## every benchmark, side by side with the alternatives
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./golib/...
+
+bench-c: $(LIB)
+	rm -rf $(STAGE) && $(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(STAGE)
+	set -e; export PKG_CONFIG_PATH=$(CURDIR)/$(STAGE)/lib/pkgconfig; mkdir -p $(BUILD)/c; \
+	for b in bench/bench_*.c; do exe=$(BUILD)/c/$$(basename $$b .c); \
+	  gcc -std=c99 -O2 -o $$exe $$b $$(pkg-config --cflags --libs exitnet) -lpthread -lm; echo "== $$b"; $$exe; done
 
 bench-py: $(VENV)/.installed lib
 	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

@@ -18,6 +18,7 @@ wrong dtype is an error that says how to convert.
 from __future__ import annotations
 
 import ctypes
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -213,7 +214,7 @@ def as_matrix(x: Any, name: str, *, cols: int | None = None) -> pa.Array:
     if a.ndim < 2:
         raise InvalidArgumentError(f"{name}: expected a 2-D (rows, columns) array, got shape {a.shape}")
     n = a.shape[0]
-    c = int(np.prod(a.shape[1:]))
+    c = math.prod(a.shape[1:])
     if c == 0:
         raise InvalidArgumentError(f"{name}: rows must have at least one value, got shape {a.shape}")
     flat = pa.array(a.reshape(-1), type=pa.float32())
@@ -229,7 +230,7 @@ def as_tensor(x: Any, name: str) -> pa.Array:
     if a.ndim < 2:
         raise InvalidArgumentError(f"{name}: expected (N, ...) with at least 2 dimensions, got {a.shape}")
     shape = list(a.shape[1:])
-    storage = pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), type=pa.float32()), int(np.prod(shape)))
+    storage = pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), type=pa.float32()), math.prod(shape))
     typ = pa.fixed_shape_tensor(pa.float32(), shape)
     return pa.ExtensionArray.from_storage(typ, storage)
 
