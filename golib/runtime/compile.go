@@ -128,6 +128,21 @@ func convOut(in, k, s, p, d int) int {
 	return span/s + 1
 }
 
+// poolOutCeil is torch's pooled length with ceil_mode=True:
+// ⌈(in + 2p − k)/s⌉ + 1, minus one when the last window would start in the
+// right padding.
+func poolOutCeil(in, k, s, p int) int {
+	span := in + 2*p - k
+	if span < 0 {
+		return 0
+	}
+	o := (span+s-1)/s + 1
+	if (o-1)*s >= in+p {
+		o--
+	}
+	return o
+}
+
 // ops compiles a list of ops reading buffer in (owned: this list may overwrite
 // and release it) with shape s. It returns the output buffer, whether the
 // caller owns it, and its shape.
@@ -274,6 +289,12 @@ func (c *compiler) ops(where string, list []OpSpec, in int, owned bool, s shape)
 				return 0, false, s, xerr.IO("%s: padding %v larger than half the kernel %v", at, pd, k)
 			}
 			o := shape{C: s.C, H: convOut(s.H, k[0], st[0], pd[0], 1), W: convOut(s.W, k[1], st[1], pd[1], 1)}
+			if op.CeilMode {
+				if op.Op != "maxpool2d" {
+					return 0, false, s, xerr.NotSupported("%s: ceil_mode is supported for maxpool2d only", at)
+				}
+				o.H, o.W = poolOutCeil(s.H, k[0], st[0], pd[0]), poolOutCeil(s.W, k[1], st[1], pd[1])
+			}
 			if o.H < 1 || o.W < 1 {
 				return 0, false, s, xerr.IO("%s: kernel %v larger than the input %v", at, k, s)
 			}

@@ -36,7 +36,7 @@ type Graph struct {
 //	                    out_channels, kernel, stride, padding, dilation ([2] each), groups
 //	linear              weight [out, in], bias [out] or "", in_features, out_features
 //	relu, relu6, flatten
-//	maxpool2d           kernel, stride, padding
+//	maxpool2d           kernel, stride, padding, ceil_mode
 //	avgpool2d           kernel, stride, padding, count_include_pad
 //	adaptive_avgpool2d  output size 1×1 only
 //	residual            main (ops), shortcut (ops; empty = identity), relu (after the sum)
@@ -54,6 +54,7 @@ type OpSpec struct {
 	Dilation        []int    `json:"dilation,omitempty"`
 	Groups          int      `json:"groups,omitempty"`
 	CountIncludePad *bool    `json:"count_include_pad,omitempty"`
+	CeilMode        bool     `json:"ceil_mode,omitempty"`
 	OutputSize      []int    `json:"output_size,omitempty"`
 	Main            []OpSpec `json:"main,omitempty"`
 	Shortcut        []OpSpec `json:"shortcut,omitempty"`

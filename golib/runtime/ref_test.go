@@ -81,6 +81,16 @@ func refRun(g *Graph, wts map[string][]float64, ops []OpSpec, x refT) refT {
 			k, s, p := op.Kernel, op.Stride, op.Padding
 			ho := (x.h+2*p[0]-k[0])/s[0] + 1
 			wo := (x.w+2*p[1]-k[1])/s[1] + 1
+			if op.CeilMode { // torch: ceil, unless the last window starts in the right padding
+				ho = (x.h+2*p[0]-k[0]+s[0]-1)/s[0] + 1
+				if (ho-1)*s[0] >= x.h+p[0] {
+					ho--
+				}
+				wo = (x.w+2*p[1]-k[1]+s[1]-1)/s[1] + 1
+				if (wo-1)*s[1] >= x.w+p[1] {
+					wo--
+				}
+			}
 			y := refT{c: x.c, h: ho, w: wo, v: make([]float64, x.c*ho*wo)}
 			for c := 0; c < x.c; c++ {
 				for yy := 0; yy < ho; yy++ {
@@ -243,7 +253,8 @@ func everyOpGraph(b *modelBuilder) *Graph {
 	s2 := []OpSpec{
 		b.conv("s2.dw", 12, 24, 3, 2, 1, 1, 12, true), {Op: "relu"},
 		{Op: "avgpool2d", Kernel: []int{3, 3}, Stride: []int{1, 1}, Padding: []int{1, 1}},
-		{Op: "flatten"}, b.linear("s2.l", 24*3*2, 20), {Op: "relu"},
+		{Op: "maxpool2d", Kernel: []int{2, 2}, Stride: []int{2, 2}, Padding: []int{0, 0}, CeilMode: true}, // 3×2 → 2×1
+		{Op: "flatten"}, b.linear("s2.l", 24*2*1, 20), {Op: "relu"},
 	}
 	h2 := []OpSpec{b.linear("h2.l", 20, 5)}
 	g.Stages = [][]OpSpec{s0, s1, s2}
