@@ -11,8 +11,9 @@
  *
  *  Status.     Every function that can fail returns an int status: EXITNET_OK (0) or
  *              one of the EXITNET_ERR_* codes below. Results go through out-params,
- *              which come first. On failure out-params are left untouched unless a
- *              function says otherwise.
+ *              which come first. On failure, scalar and handle out-params are left
+ *              untouched; caller-allocated Arrow output structs may have been
+ *              zeroed (release == NULL: nothing to release).
  *  Errors.     exitnet_last_error() returns the calling thread's message for the
  *              last failing call (names the function and the argument). It is
  *              kept in C behind a pthread key: reading it never enters Go.
