@@ -225,3 +225,100 @@ def test_results_tables_and_plots(splits, tmp_path):
     fig = plot_stability_matrices({"naive": r1, "frozen": r2})
     fig.savefig(tmp_path / "m.png")
     assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------------- EWC
+
+def _brute_exact_fisher(net, x, k):
+    """F = 1/N Σ_n Σ_c p(c|x_n) (∂ log p(c|x_n) / ∂θ)², float64, eval mode, one sample at a time."""
+    net = copy.deepcopy(net).double().eval()
+    params = net.parameters_for_exit(k)
+    acc = {n: torch.zeros_like(p) for n, p in params.items()}
+    for i in range(len(x)):
+        logp = torch.log_softmax(net.forward_exit(x[i : i + 1].double(), k), 1)[0]
+        for c in range(logp.shape[0]):
+            g = torch.autograd.grad(logp[c], list(params.values()), retain_graph=True)
+            for (n, _), gi in zip(params.items(), g):
+                acc[n] += logp[c].exp().detach() * gi**2
+    return {n: v / len(x) for n, v in acc.items()}
+
+
+def test_ewc_fisher_is_exact_fisher_of_the_exit_in_eval_mode(splits):
+    net = _net()
+    tr = SequentialTrainer(net, "ewc", fisher_samples=12, progress=False)
+    tr._num_classes = 10
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    fisher, n = tr._compute_fisher(splits.train, 1)
+    assert n == 12 and net.training  # mode restored
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])  # no BatchNorm statistics moved
+    assert set(fisher) == set(net.parameters_for_exit(1))
+    idx = tr._fisher_subset(splits.train, 1).indices
+    ref = _brute_exact_fisher(net, splits.train.tensors[0][idx], 1)
+    for k in ref:
+        torch.testing.assert_close(fisher[k].double(), ref[k], rtol=1e-4, atol=1e-9)
+
+
+def _moved(a, b, prefix):
+    return sum(float((a[k].float() - b[k].float()).norm()) for k in a
+               if k.startswith(prefix) and "running" not in k and "num_batches" not in k)
+
+
+def test_ewc_penalty_holds_earlier_exits(splits):
+    _, _, naive = _fit("naive", splits, lr=3e-3)
+    _, res, ewc = _fit("ewc", splits, lr=3e-3, ewc_lambda=1e5, fisher_samples=50)
+    # stage 1 moves stage 0 (exit 0's prefix) far less under a strong EWC penalty
+    # (Adam: a step is about lr whatever the gradient, so the penalty bounds the drift, not to 0)
+    assert _moved(ewc[0], ewc[1], "stages.0.") < 0.5 * _moved(naive[0], naive[1], "stages.0.")
+    assert res.timings["fisher"] > 0
+    assert any(h["ewc"] > 0 for h in res.history if h["stage"] > 0)
+
+
+@pytest.mark.parametrize("mode,gamma", [("separate", 1.0), ("online", 0.5)])
+def test_ewc_checkpoint_resume_equals_uninterrupted(splits, tmp_path, mode, gamma):
+    kw = dict(epochs_per_stage=1, progress=False, ewc_mode=mode, ewc_gamma=gamma, fisher_samples=30,
+              ewc_lambda=50.0)
+    net_full = _net()
+    full = SequentialTrainer(net_full, "ewc", log=lambda r: None, **kw).fit(splits.train, splits.val, analyse=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop(rec):
+        if rec["event"] == "stage_end" and rec["stage"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        SequentialTrainer(_net(), "ewc", log=stop, checkpoint_dir=tmp_path, **kw).fit(splits.train, splits.val, analyse=False)
+    net = _net()
+    res = SequentialTrainer(net, "ewc", log=lambda r: None, checkpoint_dir=tmp_path, **kw).fit(
+        splits.train, splits.val, analyse=False)
+    np.testing.assert_array_equal(res.stability, full.stability)
+    for k, v in net_full.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[k], v, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_analysis_budget_points(splits):
+    from exitnet import policy
+    net, res, _ = _fit("naive", splits)
+    tr = SequentialTrainer(net, "naive", progress=False)
+    res.val_logits, res.val_labels = tr.predict_logits(splits.val)
+    res.test_logits, res.test_labels = tr.predict_logits(splits.test)
+    res.costs = tr._costs(splits.train)
+    res.analyse(budgets=(0.5, 0.9))
+    # test logits: every exit's accuracy is the stability matrix's last row
+    acc = (res.test_logits.argmax(2) == res.test_labels).mean(1)
+    np.testing.assert_allclose(acc, res.stability[3], atol=1e-12)
+    # costs are cumulative MACs: strictly increasing
+    assert np.all(np.diff(res.costs) > 0)
+    op = res.operating_points.set_index("budget")
+    assert (op["test_cost"] <= 1.0 + 1e-9).all() and (op["val_cost"] <= op.index + 1e-9).all()
+    # calibrated point re-simulated by hand: first exit whose max softmax ≥ τ (last always accepts)
+    tau = op.loc[0.5, "tau"]
+    p = torch.softmax(torch.as_tensor(res.test_logits), 2).numpy()
+    conf = p.max(2)
+    ex = np.array([next((k for k in range(3) if conf[k, i] >= tau), 3) for i in range(conf.shape[1])])
+    pred = res.test_logits.argmax(2)[ex, np.arange(len(ex))]
+    assert op.loc[0.5, "test_accuracy"] == pytest.approx((pred == res.test_labels).mean())
+    assert op.loc[0.5, "test_cost"] == pytest.approx(res.costs[ex].mean() / res.costs[-1])
