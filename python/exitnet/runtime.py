@@ -1,0 +1,251 @@
+"""The early-exit inference engine (Go, through the C ABI).
+
+A model file written by :func:`exitnet.torch.export` is loaded, validated and
+compiled once; :meth:`Model.predict` runs a batch stage by stage. After exit k the
+samples whose confidence is at least ``τ_k`` leave; the others are gathered into a
+dense batch for stage k+1 (batch compaction), so the compute saved is real::
+
+    leave at the first k < K−1 with conf_k(x) ≥ τ_k; the last exit always accepts
+    cost(exit k) = Σ_{j≤k} MACs(stage_j) + MACs(head_j)
+
+Confidences are those of :mod:`exitnet.policy` (the same Go code): ``max_softmax``,
+``entropy`` (1 − H/log C), ``margin`` and ``patience``. Non-finite inputs are
+refused (:class:`~exitnet.InvalidArgumentError` naming the sample).
+
+A :class:`Model` is safe to share between threads; each ``predict`` call uses
+``exitnet.set_num_threads`` threads.
+
+Example
+-------
+>>> import numpy as np, torch, tempfile, os
+>>> from torch import nn
+>>> from exitnet.torch import EarlyExitNet, export
+>>> from exitnet.runtime import Model
+>>> net = EarlyExitNet([nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU())],
+...                    [nn.Sequential(nn.Flatten(), nn.Linear(4 * 6 * 6, 3)), nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 3))])
+>>> path = export(net, os.path.join(tempfile.mkdtemp(), "m.exitnet"), (1, 8, 8))
+>>> with Model(path) as m:
+...     out = m.predict(np.zeros((5, 1, 8, 8), np.float32), thresholds=0.5)
+>>> out.column_names
+['prediction', 'exit', 'confidence']
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any, Literal, Optional, Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+
+from . import _lib
+from ._arrow import ArrowArrayP, ArrowIn, ArrowOut, ArrowSchemaP, _is_torch, to_numpy
+from ._errors import InvalidArgumentError, InvalidStateError
+
+__all__ = ["Model", "MEASURES"]
+
+MEASURES = {"max_softmax": 0, "entropy": 1, "margin": 2, "patience": 3}
+
+_h = ctypes.c_void_p
+_A, _S = ArrowArrayP, ArrowSchemaP
+
+
+class _Params(ctypes.Structure):
+    _fields_ = [
+        ("measure", ctypes.c_int),
+        ("thresholds", ctypes.POINTER(ctypes.c_float)),
+        ("n_thresholds", ctypes.c_int64),
+        ("temperature", ctypes.c_float),
+        ("return_logits", ctypes.c_int),
+    ]
+
+
+# int exitnet_model_load(exitnet_model** out, const char* path);
+_lib.declare("exitnet_model_load", ctypes.c_int, [ctypes.POINTER(_h), ctypes.c_char_p])
+# int exitnet_model_free(exitnet_model** model);
+_lib.declare("exitnet_model_free", ctypes.c_int, [ctypes.POINTER(_h)])
+# int exitnet_model_num_exits(int* out, const exitnet_model* model);
+_lib.declare("exitnet_model_num_exits", ctypes.c_int, [ctypes.POINTER(ctypes.c_int), _h])
+# int exitnet_model_num_classes(int* out, const exitnet_model* model);
+_lib.declare("exitnet_model_num_classes", ctypes.c_int, [ctypes.POINTER(ctypes.c_int), _h])
+# int exitnet_model_input_shape(int64_t out[3], const exitnet_model* model);
+_lib.declare("exitnet_model_input_shape", ctypes.c_int, [ctypes.POINTER(ctypes.c_int64), _h])
+# int exitnet_model_exit_costs(int64_t* out, int n, const exitnet_model* model);
+_lib.declare("exitnet_model_exit_costs", ctypes.c_int, [ctypes.POINTER(ctypes.c_int64), ctypes.c_int, _h])
+# int exitnet_model_predict(struct ArrowArray* out, struct ArrowSchema* out_schema, int64_t* out_macs,
+#     const exitnet_model* model, struct ArrowArray* input, struct ArrowSchema* input_schema,
+#     const exitnet_predict_params* params);
+_lib.declare("exitnet_model_predict", ctypes.c_int,
+             [_A, _S, ctypes.POINTER(ctypes.c_int64), _h, _A, _S, ctypes.POINTER(_Params)])
+
+
+class Model:
+    """A loaded early-exit model.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A model file from :func:`exitnet.torch.export`.
+
+    Attributes
+    ----------
+    num_exits : int
+        K.
+    num_classes : int
+        Logits per exit.
+    input_shape : tuple (C, H, W)
+    exit_costs : numpy.ndarray of int64
+        MACs per sample of leaving at each exit (cumulative).
+    last_macs : int
+        MACs executed by the last :meth:`predict` call.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        self._h = _h()
+        self.path = os.fspath(path)
+        h = _h()
+        _lib.call("exitnet_model_load", ctypes.byref(h), self.path.encode())
+        self._h = h
+        k, c = ctypes.c_int(), ctypes.c_int()
+        _lib.call("exitnet_model_num_exits", ctypes.byref(k), h)
+        _lib.call("exitnet_model_num_classes", ctypes.byref(c), h)
+        shape = (ctypes.c_int64 * 3)()
+        _lib.call("exitnet_model_input_shape", shape, h)
+        costs = (ctypes.c_int64 * k.value)()
+        _lib.call("exitnet_model_exit_costs", costs, k.value, h)
+        self.num_exits: int = k.value
+        self.num_classes: int = c.value
+        self.input_shape: tuple[int, int, int] = (shape[0], shape[1], shape[2])
+        self.exit_costs: np.ndarray = np.array(costs[:], dtype=np.int64)
+        self.last_macs: int = 0
+
+    # -- lifetime ---------------------------------------------------------
+    def close(self) -> None:
+        """Free the native model (idempotent)."""
+        if self._h:
+            h = self._h
+            self._h = _h()
+            _lib.call("exitnet_model_free", ctypes.byref(h))
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._h and _lib.is_loaded():
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "" if self._h else ", closed"
+        return (f"Model({self.path!r}, exits={self.num_exits}, classes={self.num_classes}, "
+                f"input_shape={self.input_shape}, full_cost={int(self.exit_costs[-1]):,} MACs{state})")
+
+    # -- inference --------------------------------------------------------
+    def _input(self, x: Any) -> pa.Array:
+        if isinstance(x, pa.ChunkedArray):
+            x = x.combine_chunks()
+        if isinstance(x, pa.Array):
+            return x
+        if hasattr(x, "__arrow_c_array__") and not isinstance(x, np.ndarray) and not _is_torch(x):
+            return pa.array(x)
+        a = to_numpy(x, "x")
+        if a.dtype != np.float32:
+            raise InvalidArgumentError(
+                f"x: expected float32 data, got {a.dtype}; convert with x.astype(np.float32) or tensor.float()"
+            )
+        C, H, W = self.input_shape
+        if a.ndim == 3 and C == 1 and a.shape[1:] == (H, W):
+            a = a[:, None]
+        if a.ndim == 2 and a.shape[1] == C * H * W:
+            a = a.reshape(-1, C, H, W)
+        if a.ndim != 4:
+            raise InvalidArgumentError(f"x: expected (N, C, H, W) = (N, {C}, {H}, {W}), got shape {a.shape}")
+        if a.shape[1:] != (C, H, W):
+            raise InvalidArgumentError(
+                f"x: samples of shape {a.shape[1:]} ({a.shape[1]} channels), the model expects (C, H, W) = {(C, H, W)}"
+            )
+        a = np.ascontiguousarray(a)
+        storage = pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), type=pa.float32()), C * H * W)
+        return pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(pa.float32(), [C, H, W]), storage)
+
+    def predict(
+        self,
+        x: Any,
+        thresholds: Union[None, float, Sequence[float], np.ndarray] = None,
+        measure: Literal["max_softmax", "entropy", "margin", "patience"] = "max_softmax",
+        return_logits: bool = False,
+        temperature: float = 1.0,
+        output: Literal["table", "numpy"] = "table",
+    ) -> Union[pa.Table, dict]:
+        """Classify a batch with early exits.
+
+        Parameters
+        ----------
+        x : numpy array, torch CPU tensor or pyarrow array
+            float32 (N, C, H, W) (also (N, H, W) when C = 1, or (N, C·H·W)); pyarrow:
+            ``arrow.fixed_shape_tensor`` [C, H, W] or ``fixed_size_list<float32>[C·H·W]``.
+            Not copied (a non-contiguous array is packed first).
+        thresholds : None, float or sequence
+            None: no early exit (every sample runs the full network). A float: one τ for
+            every exit. A sequence: K−1 values (τ_0..τ_{K−2}) or K (the last is ignored).
+        measure : str
+            Confidence measure (see :mod:`exitnet.policy`).
+        return_logits : bool
+            Add columns ``logits_0 .. logits_{K−1}`` (rows of samples that left
+            earlier are NaN).
+        temperature : float
+            Divides the logits before the softmax.
+        output : "table" or "numpy"
+            A pyarrow Table (columns prediction, exit, confidence[, logits_k]) or a
+            dict of numpy arrays (logits as one (K, N, C) array).
+
+        Returns
+        -------
+        pyarrow.Table or dict
+            Per sample: predicted class, exit taken (0-based), confidence at that exit.
+            ``self.last_macs`` holds the MACs actually executed.
+        """
+        if not self._h:
+            raise InvalidStateError("predict: the model is closed")
+        if measure not in MEASURES:
+            raise InvalidArgumentError(f"measure: {measure!r} is not one of {', '.join(MEASURES)}")
+        if output not in ("table", "numpy"):
+            raise InvalidArgumentError(f"output: {output!r} is not 'table' or 'numpy'")
+        params = _Params(MEASURES[measure], None, 0, float(temperature), int(bool(return_logits)))
+        tau = None
+        if thresholds is not None:
+            tau = np.ascontiguousarray(np.atleast_1d(np.asarray(thresholds, dtype=np.float32)).reshape(-1))
+            if tau.size == 0:
+                raise InvalidArgumentError("thresholds: empty (pass None for no early exit)")
+            params.thresholds = tau.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+            params.n_thresholds = tau.size
+        arr = self._input(x)
+        ins = ArrowIn(arr)
+        out = ArrowOut()
+        macs = ctypes.c_int64()
+        _lib.call("exitnet_model_predict", out.array, out.schema, ctypes.byref(macs), self._h,
+                  ins.array, ins.schema, ctypes.byref(params))
+        del tau
+        self.last_macs = int(macs.value)
+        batch = out.to_batch()
+        if output == "table":
+            return pa.Table.from_batches([batch])
+        res: dict = {
+            "prediction": batch.column("prediction").to_numpy(),
+            "exit": batch.column("exit").to_numpy(),
+            "confidence": batch.column("confidence").to_numpy(),
+            "macs": self.last_macs,
+        }
+        if return_logits:
+            n = batch.num_rows
+            res["logits"] = np.stack([
+                batch.column(f"logits_{k}").flatten().to_numpy().reshape(n, self.num_classes)
+                for k in range(self.num_exits)
+            ])
+        return res
