@@ -322,3 +322,67 @@ def test_fit_analysis_budget_points(splits):
     pred = res.test_logits.argmax(2)[ex, np.arange(len(ex))]
     assert op.loc[0.5, "test_accuracy"] == pytest.approx((pred == res.test_labels).mean())
     assert op.loc[0.5, "test_cost"] == pytest.approx(res.costs[ex].mean() / res.costs[-1])
+
+
+# ---------------------------------------------------------------------------------------- LwF
+
+def test_lwf_term_matches_reference_and_reaches_the_student(splits):
+    net = _net()
+    tr = SequentialTrainer(net, "lwf", lwf_targets="online", lwf_temperature=2.0, progress=False)
+    tr._num_classes = 10
+    teacher = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        for p in net.stages[0].parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    net.eval()
+    x, ids = splits.train.tensors[0][:32], splits.train.tensors[2][:32]
+    outs = net.forward_exits(x, upto=2)
+    term = tr._lwf_term(outs[:2], x, ids, None, teacher, k=2)
+    # reference: Σ_j T² · mean_n KL(softmax(t/T) ‖ softmax(s/T)), float64
+    T = 2.0
+    with torch.no_grad():
+        tz = teacher.forward_exits(x, upto=1)
+    ref = 0.0
+    for j in range(2):
+        pt = torch.softmax(tz[j].double() / T, 1)
+        ls = torch.log_softmax(outs[j].detach().double() / T, 1)
+        ref += T * T * float((pt * (pt.log() - ls)).sum(1).mean())
+    assert float(term) == pytest.approx(ref, rel=1e-4)
+    assert ref > 0
+    net.zero_grad()
+    term.backward()
+    g = sum(float(p.grad.abs().sum()) for p in net.stages[0].parameters())
+    assert g > 0  # the distillation gradient flows into the student's shared prefix
+
+
+def test_lwf_recorded_targets_equal_online_teacher(splits):
+    net = _net()
+    tr = SequentialTrainer(net, "lwf", progress=False)
+    tr._num_classes = 10
+    reader = tr._record_targets(splits.train, 2)
+    try:
+        ids = splits.train.tensors[2][[5, 0, 77, 3]]
+        got = tr._lookup(reader, ids)
+        net.eval()
+        with torch.no_grad():
+            want = net.forward_exits(splits.train.tensors[0][[5, 0, 77, 3]], upto=1)
+        assert len(got) == 2
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    finally:
+        reader.close()
+        tr._tmpdir.cleanup()
+
+
+def test_lwf_recorded_and_online_runs_agree(splits):
+    _, rec, _ = _fit("lwf", splits, lwf_targets="recorded")
+    net_o, onl, _ = _fit("lwf", splits, lwf_targets="online")
+    np.testing.assert_allclose(rec.stability, onl.stability, atol=0.01)
+    assert rec.timings["targets"] > 0
+    assert all(h["lwf"] > 0 for h in rec.history if h["stage"] > 0)
+
+
+def test_ewc_plus_lwf_has_both_terms(splits):
+    _, res, _ = _fit("ewc+lwf", splits, fisher_samples=30)
+    later = [h for h in res.history if h["stage"] > 0]
+    assert all(h["lwf"] > 0 for h in later) and any(h["ewc"] > 0 for h in later)
