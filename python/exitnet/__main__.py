@@ -113,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if cfg.get("export"):
             from .torch._export import export
 
-            export(net, os.path.join(out, f"model_{tag}.exitnet"), (1,) + tuple(splits.input_shape))
+            export(net.eval(), os.path.join(out, f"model_{tag}.exitnet"), tuple(splits.input_shape))
     table = compare(results)
     table.to_csv(os.path.join(out, "summary.csv"))
     print("\n" + table.round(4).to_string(), flush=True)
@@ -198,7 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         net.load_state_dict(sd)
     except RuntimeError as e:
         raise SystemExit(f"weights: {args.weights} does not fit {args.model}: {e}") from None
-    export(net.eval(), args.out, (1,) + shape)
+    export(net.eval(), args.out, shape)
     print(f"exported {args.model} to {args.out}")
     return 0
 

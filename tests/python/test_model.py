@@ -99,7 +99,32 @@ def test_ready_made_cnns(factory, size):
 
 def test_small_resnet_32():
     from exitnet.torch._model import small_resnet_32
-    pytest.importorskip("exitnet.torch._export", reason="ResidualBlock lives in _export (issue 5)")
+    torch.manual_seed(0)
     net = small_resnet_32(num_classes=5).eval()
     outs = net(torch.randn(2, 3, 32, 32))
     assert [o.shape for o in outs] == [(2, 5)] * 4
+
+
+@pytest.mark.parametrize("name,shape", [("small_cnn_28", (1, 28, 28)), ("small_cnn_8", (1, 8, 8)),
+                                        ("small_resnet_32", (3, 32, 32))])
+def test_ready_made_models_run_in_the_runtime(tmp_path, name, shape):
+    """Every ready-made model exports; the Go runtime's logits equal torch's (eval mode)."""
+    import numpy as np
+    from exitnet.runtime import Model
+    from exitnet.torch._export import export
+    from exitnet.torch import _model
+
+    torch.manual_seed(0)
+    net = getattr(_model, name)(num_classes=6)
+    # non-trivial BatchNorm statistics so that folding is exercised
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(16, *shape))
+    net.eval()
+    x = torch.randn(5, *shape)
+    with torch.no_grad():
+        ref = torch.stack(net(x)).numpy()
+    path = export(net, tmp_path / "m.exitnet", shape)
+    with Model(path) as m:
+        out = m.predict(x.numpy(), thresholds=None, return_logits=True, output="numpy")
+    np.testing.assert_allclose(out["logits"], ref, rtol=1e-4, atol=1e-4)
