@@ -787,3 +787,67 @@ func exitnet_fisher_state_load(outA *C.struct_ArrowArray, outS *C.struct_ArrowSc
 }
 
 
+
+//export exitnet_ewc_penalty_into
+func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
+	pA *C.struct_ArrowArray, pS *C.struct_ArrowSchema,
+	aA *C.struct_ArrowArray, aS *C.struct_ArrowSchema, fA *C.struct_ArrowArray, fS *C.struct_ArrowSchema,
+	nPairs C.int, lambda C.double) C.int {
+	return run("exitnet_ewc_penalty_into", func() error {
+		anch, err1 := fisherStructArgs(aA, aS, int(nPairs), "anchors")
+		fish, err2 := fisherStructArgs(fA, fS, int(nPairs), "fishers")
+		if err1 != nil || err2 != nil {
+			releaseArgs(arg(pA, pS, "params"))
+			if err1 != nil {
+				return err1
+			}
+			return err2
+		}
+		all := append([]arrowArg{arg(pA, pS, "params")}, anch...)
+		all = append(all, fish...)
+		ins, release, err := importAll(all...)
+		defer release()
+		if err != nil {
+			return err
+		}
+		if outValue == nil {
+			return xerr.Invalid("out_value: NULL pointer")
+		}
+		theta, err := arrowx.Float32s(ins[0].Field, ins[0].Array, "params")
+		if err != nil {
+			return err
+		}
+		var dst []float32
+		if outGrad != nil {
+			if int(n) != len(theta) {
+				return xerr.Invalid("out_grad: %d values, params have %d", int64(n), len(theta))
+			}
+			if n > 0 {
+				dst = unsafe.Slice((*float32)(unsafe.Pointer(outGrad)), int(n))
+			}
+		}
+		k := int(nPairs)
+		as, err := float32Inputs(ins[1:1+k], "anchors")
+		if err != nil {
+			return err
+		}
+		fs, err := float32Inputs(ins[1+k:], "fishers")
+		if err != nil {
+			return err
+		}
+		var v float64
+		if dst == nil && outGrad == nil {
+			v, err = fisher.Penalty(theta, as, fs, float64(lambda))
+		} else {
+			if dst == nil { // n == 0
+				dst = []float32{}
+			}
+			v, err = fisher.PenaltyGrad(dst, theta, as, fs, float64(lambda))
+		}
+		if err != nil {
+			return err
+		}
+		*outValue = C.double(v)
+		return nil
+	})
+}

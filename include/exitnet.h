@@ -578,6 +578,19 @@ int exitnet_ewc_penalty(double* out_value, struct ArrowArray* out_grad,
                         struct ArrowSchema* anchors_schemas, struct ArrowArray* fishers,
                         struct ArrowSchema* fishers_schemas, int n_pairs, double lambda);
 
+/** exitnet_ewc_penalty writing the gradient into a caller buffer (no allocation:
+ *  the fast path for repeated calls, e.g. from numpy).
+ *  @param out_value [out] the value. @param out_grad [out] n floats written (or NULL
+ *         to skip the gradient); borrowed for the call, must not alias the inputs.
+ *  @param n [in] length of out_grad; must equal the length of params.
+ *  Other parameters and statuses as exitnet_ewc_penalty (plus
+ *  EXITNET_ERR_INVALID_ARGUMENT if n differs from the length of params). */
+int exitnet_ewc_penalty_into(double* out_value, float* out_grad, int64_t n,
+                             struct ArrowArray* params, struct ArrowSchema* params_schema,
+                             struct ArrowArray* anchors, struct ArrowSchema* anchors_schemas,
+                             struct ArrowArray* fishers, struct ArrowSchema* fishers_schemas,
+                             int n_pairs, double lambda);
+
 /** Saves an EWC state atomically (temporary file in the same directory, fsync,
  *  rename): one Arrow IPC file, one record batch of P rows, float32 columns
  *  "fisher/0".."fisher/K-1" then "anchor/0".."anchor/M-1"; schema metadata

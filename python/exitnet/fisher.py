@@ -132,6 +132,9 @@ _lib.declare("exitnet_fisher_consolidate", ctypes.c_int,
              [_A, _S, _A, _S, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(ctypes.c_double), ctypes.c_double])
 _lib.declare("exitnet_ewc_penalty", ctypes.c_int,
              [ctypes.POINTER(ctypes.c_double), _A, _S, _A, _S, _A, _S, _A, _S, ctypes.c_int, ctypes.c_double])
+_lib.declare("exitnet_ewc_penalty_into", ctypes.c_int,
+             [ctypes.POINTER(ctypes.c_double), ctypes.c_void_p, ctypes.c_int64, _A, _S, _A, _S, _A, _S, ctypes.c_int,
+              ctypes.c_double])
 _lib.declare("exitnet_fisher_state_save", ctypes.c_int,
              [ctypes.c_char_p, _cpp, _i64p, _i64p, ctypes.c_int64, _A, _S, ctypes.c_int, _A, _S, ctypes.c_int,
               _cpp, _cpp, ctypes.c_int])
@@ -497,13 +500,16 @@ def _as_list(x: Any) -> list[Mapping[str, Any]]:
     return list(x)
 
 
-def ewc_penalty(params: Mapping[str, Any], anchors: Any, fishers: Any, lam: float) -> tuple[float, dict[str, np.ndarray]]:
+def ewc_penalty(params: Mapping[str, Any], anchors: Any, fishers: Any, lam: float, *,
+                out: Mapping[str, np.ndarray] | None = None) -> tuple[float, dict[str, np.ndarray]]:
     """EWC penalty value and gradient over numpy buffers (Go SIMD kernel, one fused pass).
 
     ``value = λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²`` and ``grad = λ · Σ_k F_k (θ − θ*_k)``.
     ``anchors`` and ``fishers`` are one mapping each or equal-length sequences of
     mappings (one (θ*, F) pair per earlier stage); every mapping must hold every
-    parameter of ``params``. ``lam ≥ 0``. Returns ``(value, {name: grad})``.
+    parameter of ``params``. ``lam ≥ 0``. Returns ``(value, {name: grad})``. ``out``:
+    preallocated float32 C-contiguous gradient arrays per name, written in place and
+    returned (saves the allocation and page faults of a new array on repeated calls).
     For a training step use :func:`exitnet.torch.ewc_penalty` (autograd, any device).
     """
     anchors, fishers = _as_list(anchors), _as_list(fishers)
@@ -524,12 +530,19 @@ def ewc_penalty(params: Mapping[str, Any], anchors: Any, fishers: Any, lam: floa
         t_in = ArrowIn(pa.array(theta.reshape(-1), type=pa.float32()))
         a_in = _InMany([pa.array(_f32(d[n], "anchors").reshape(-1), type=pa.float32()) for d in anchors])
         f_in = _InMany([pa.array(_f32(d[n], "fishers").reshape(-1), type=pa.float32()) for d in fishers])
+        if out is not None and n in out:
+            g = out[n]
+            if not (isinstance(g, np.ndarray) and g.dtype == np.float32 and g.flags.c_contiguous
+                    and g.flags.writeable and g.shape == theta.shape):
+                raise InvalidArgumentError(
+                    f"out: {n!r} must be a writable C-contiguous float32 array of shape {theta.shape}")
+        else:
+            g = np.empty(theta.shape, np.float32)
         v = ctypes.c_double()
-        o = ArrowOut()
-        _lib.call("exitnet_ewc_penalty", ctypes.byref(v), o.array, o.schema, t_in.array, t_in.schema,
-                  a_in.array, a_in.schema, f_in.array, f_in.schema, len(fishers), float(lam))
+        _lib.call("exitnet_ewc_penalty_into", ctypes.byref(v), g.ctypes.data if g.size else None, g.size,
+                  t_in.array, t_in.schema, a_in.array, a_in.schema, f_in.array, f_in.schema, len(fishers), float(lam))
         total += v.value
-        grads[n] = o.to_array().to_numpy(zero_copy_only=True).reshape(theta.shape)
+        grads[n] = g
     return total, grads
 
 

@@ -178,6 +178,22 @@ int main(void) {
   }
   CHECK(close_rel(value, 1.5 * vref, 1e-6), "penalty %g, want %g", value, 1.5 * vref);
   CHECK(bad == 0, "%d gradient values differ", bad);
+  /* the same into a caller buffer */
+  float gbuf[PP];
+  double value2 = 0;
+  make_f32(&pa_, &ps, th, PP);
+  for (int k = 0; k < 2; k++) {
+    make_f32(&aa[k], &as[k], an[k], PP);
+    make_f32(&fa[k], &fs[k], fi[k], PP);
+  }
+  CHECK_STATUS(exitnet_ewc_penalty_into(&value2, gbuf, PP, &pa_, &ps, aa, as, fa, fs, 2, 3.0), EXITNET_OK);
+  CHECK(value2 == value && memcmp(gbuf, gv, sizeof gbuf) == 0, "into == arrow output");
+  make_f32(&pa_, &ps, th, PP);
+  make_f32(&aa[0], &as[0], an[0], PP);
+  make_f32(&fa[0], &fs[0], fi[0], PP);
+  CHECK_STATUS(exitnet_ewc_penalty_into(&value2, gbuf, PP - 1, &pa_, &ps, aa, as, fa, fs, 1, 3.0),
+               EXITNET_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(exitnet_last_error(), "out_grad") != NULL, "%s", exitnet_last_error());
   grad.release(&grad);
   grads.release(&grads);
   make_f32(&pa_, &ps, th, PP);

@@ -411,6 +411,13 @@ def test_penalty_value_and_finite_differences(no_leaks):
         tm[k][idx] -= h
         fd = (f64(tp) - f64(tm)) / (2 * h)
         assert grad[k][idx] == pytest.approx(fd, rel=1e-4, abs=1e-5)
+    # out=: written in place, same result
+    out = {k: np.full(s, 7, np.float32) for k, s in shapes.items()}
+    val2, grad2 = fisher.ewc_penalty(params, anchors, fishers, lam, out=out)
+    assert val2 == val and grad2["w"] is out["w"]
+    np.testing.assert_array_equal(out["b"], grad["b"])
+    with pytest.raises(InvalidArgumentError, match="out"):
+        fisher.ewc_penalty(params, anchors, fishers, lam, out={"w": np.zeros((9, 7), np.float32)})
     # a single (anchor, fisher) pair as plain mappings
     v1, _ = fisher.ewc_penalty(params, anchors[0], fishers[0], lam)
     assert v1 < val

@@ -1,0 +1,224 @@
+"""Core Fisher kernels of exitnet (golib/fisher through the C ABI) against the obvious alternatives.
+
+Run:  PYTHONPATH=python .venv/bin/python bench/bench_fisher_core.py [--p 11000000] [--n 256] [--reps 3]
+      [--only rows,linear,penalty]
+
+1. rows     Σ_n g_n² over per-sample gradient rows N×P float32 (N=256, P=11M: 11.3 GB of rows;
+            use --p to shrink, the GB/s figure does not depend on P once the rows exceed L3):
+            exitnet update_rows on 1 and 2 threads vs numpy einsum('ij,ij->j') (float32, one core).
+            Targets: ≥10 GB/s on one core, ≥20 GB/s on two, ≥1.4× numpy.
+2. linear   exact per-sample Fisher of an MLP 784-512-512-10 at batch 256 from layer factors
+            (A, G already captured: three update_linear calls = three GEMMs on squared factors)
+            vs one batched backward pass (forward + mean CE + backward), and vs torch.func
+            vmap(grad) per-sample gradients + squaring + sum. Targets: ≤1.5× backward, ≥50× vmap.
+            (The end-to-end torch path with hooks is bench/bench_fisher_torch.py.)
+3. penalty  EWC value + gradient at P=11M (one (F, θ*) pair), one thread: exitnet ewc_penalty
+            (into a reused output buffer, and returning a new array) vs numpy vs torch CPU.
+            Target: ≤15 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def best(fn, reps):
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def row(name, t, unit="ms", extra=""):
+    v = t * 1e3 if unit == "ms" else t
+    print(f"  {name:<44s} {v:10.2f} {unit}  {extra}")
+
+
+def bench_rows(n, p, reps):
+    import exitnet
+    from exitnet import fisher
+
+    print(f"rows: N={n} x P={p} float32 ({n * p * 4 / 1e9:.2f} GB)")
+    rng = np.random.default_rng(0)
+    rows = np.empty((n, p), np.float32)
+    for i in range(n):  # cheap fill: one random row, scaled copies
+        if i == 0:
+            rows[0] = rng.standard_normal(p, dtype=np.float32)
+        else:
+            np.multiply(rows[0], np.float32(1 + i / n), out=rows[i])
+    gb = rows.nbytes / 1e9
+    res = {}
+    acc = fisher.FisherAccumulator({"theta": (p,)}, label_mode="empirical")
+    for th in (1, 2):
+        exitnet.set_num_threads(th)
+        acc.update_rows(rows)  # warm-up
+        res[th] = best(lambda: acc.update_rows(rows), reps)
+    exitnet.set_num_threads(2)
+    out = np.empty(p, np.float32)
+    np.einsum("ij,ij->j", rows[:, :1000], rows[:, :1000])
+    t_np = best(lambda: np.einsum("ij,ij->j", rows, rows, out=out), reps)
+    # correctness spot check against float64
+    acc.reset()
+    acc.update_rows(rows)
+    s, _ = acc.state()
+    ref = (rows[:, :1000].astype(np.float64) ** 2).sum(0)
+    assert np.allclose(s["theta"][:1000], ref, rtol=1e-12)
+    acc.close()
+    row("exitnet update_rows, 1 thread", res[1], extra=f"{gb / res[1]:6.1f} GB/s")
+    row("exitnet update_rows, 2 threads", res[2], extra=f"{gb / res[2]:6.1f} GB/s")
+    row("numpy einsum('ij,ij->j') (float32 sums)", t_np, extra=f"{gb / t_np:6.1f} GB/s")
+    print(f"  ratio numpy/exitnet: 1 thread {t_np / res[1]:.2f}x, 2 threads {t_np / res[2]:.2f}x")
+    del rows
+
+
+def bench_linear(reps):
+    import torch
+    from torch import nn
+    from torch.func import functional_call, grad, vmap
+
+    import exitnet
+    from exitnet import fisher
+
+    exitnet.set_num_threads(1)
+    torch.set_num_threads(1)
+    print(f"linear: MLP 784-512-512-10, batch 256, 1 thread (GEMM backend: {exitnet.blas_backend()})")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    x = torch.randn(256, 784)
+    y = torch.randint(0, 10, (256,))
+    lins = [m for m in model if isinstance(m, nn.Linear)]
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+    # factors: inputs of every Linear and per-sample output gradients (sum-reduced loss)
+    acts, outs = [], []
+    def hook(m, i, o):
+        acts.append(i[0].detach())
+        o.retain_grad()
+        outs.append(o)
+
+    hs = [m.register_forward_hook(hook) for m in lins]
+    loss = nn.functional.cross_entropy(model(x), y, reduction="sum")
+    loss.backward()
+    for h in hs:
+        h.remove()
+    A = [a.numpy() for a in acts]
+    G = [o.grad.numpy() for o in outs]
+    layout = {}
+    for nm, m in zip(names, lins):
+        layout[nm + ".weight"] = tuple(m.weight.shape)
+        layout[nm + ".bias"] = tuple(m.bias.shape)
+    acc = fisher.FisherAccumulator(layout, label_mode="empirical")
+
+    def factors():
+        for nm, a, g in zip(names, A, G):
+            acc.update_linear(nm + ".weight", nm + ".bias", a, g)
+        acc.add_samples(256)
+
+    def backward():
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss1(p, xi, yi):
+        return nn.functional.cross_entropy(functional_call(model, p, (xi[None],)), yi[None])
+
+    per_sample = vmap(grad(loss1), in_dims=(None, 0, 0))
+
+    def vmapped():
+        g = per_sample(params, x, y)
+        return {k: (v * v).sum(0) for k, v in g.items()}
+
+    factors(), backward(), vmapped()
+    t_f = best(factors, reps * 3)
+    t_b = best(backward, reps * 3)
+    t_v = best(vmapped, reps)
+    # agreement with vmap (float32 both): mean over samples
+    acc.reset()
+    factors()
+    F_ = acc.compute()
+    ref = vmapped()
+    err = max(float(np.abs(F_[k] - ref[k].numpy() / 256).max() / (np.abs(ref[k].numpy() / 256).max() + 1e-30))
+              for k in ref)
+    acc.close()
+    row("exitnet update_linear x3 (factors given)", t_f)
+    row("torch one batched backward (fwd + bwd)", t_b)
+    row("torch.func vmap per-sample grads + square", t_v)
+    print(f"  ratio exitnet/backward {t_f / t_b:.2f}x (target <= 1.5); vmap/exitnet {t_v / t_f:.0f}x "
+          f"(target >= 50); max rel. diff vs vmap {err:.1e}")
+
+
+def bench_penalty(p, reps):
+    import torch
+
+    import exitnet
+    from exitnet import fisher
+
+    exitnet.set_num_threads(1)
+    torch.set_num_threads(1)
+    print(f"penalty: value + gradient, P={p}, one (F, θ*) pair, 1 thread")
+    rng = np.random.default_rng(1)
+    th = rng.standard_normal(p, dtype=np.float32)
+    an = rng.standard_normal(p, dtype=np.float32)
+    fi = rng.random(p, dtype=np.float32)
+    lam = 10.0
+    go = lambda: fisher.ewc_penalty({"t": th}, {"t": an}, {"t": fi}, lam)  # noqa: E731
+    go()
+    t_go = best(go, reps * 3)
+    buf = {"t": np.empty(p, np.float32)}
+    go_into = lambda: fisher.ewc_penalty({"t": th}, {"t": an}, {"t": fi}, lam, out=buf)  # noqa: E731
+    go_into()
+    t_into = best(go_into, reps * 3)
+
+    def np_pen():
+        d = th - an
+        fd = fi * d
+        return 0.5 * lam * float(np.dot(fd, d)), lam * fd
+
+    t_np = best(np_pen, reps * 3)
+    tt, ta, tf = (torch.from_numpy(v) for v in (th, an, fi))
+
+    def torch_pen():
+        d = tt - ta
+        fd = tf * d
+        return 0.5 * lam * float(torch.dot(fd, d)), lam * fd
+
+    t_t = best(torch_pen, reps * 3)
+    v_go, g_go = go()
+    v_np, g_np = np_pen()
+    d64 = th.astype(np.float64) - an
+    v64 = 0.5 * lam * float(np.dot(fi * d64, d64))
+    assert abs(v_go - v64) <= 1e-6 * abs(v64), (v_go, v64)
+    print(f"  value rel. error vs float64: exitnet {abs(v_go - v64) / v64:.1e}, numpy float32 {abs(v_np - v64) / v64:.1e}")
+    assert np.allclose(g_go["t"], g_np, rtol=1e-6)
+    row("exitnet ewc_penalty (out= reused buffer)", t_into, extra=f"{16 * p / 1e9 / t_into:6.1f} GB/s")
+    row("exitnet ewc_penalty (new grad array)", t_go, extra=f"{16 * p / 1e9 / t_go:6.1f} GB/s")
+    row("numpy (d, F*d, dot, lam*)", t_np)
+    row("torch CPU (same expression)", t_t)
+    print(f"  ratio numpy/exitnet {t_np / t_into:.1f}x (out=), {t_np / t_go:.1f}x (new array); "
+          f"torch/exitnet {t_t / t_into:.1f}x (target <= 15 ms)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--p", type=int, default=11_000_000)
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--only", default="rows,linear,penalty")
+    a = ap.parse_args()
+    parts = a.only.split(",")
+    if "rows" in parts:
+        bench_rows(a.n, a.p, a.reps)
+    if "linear" in parts:
+        bench_linear(a.reps)
+    if "penalty" in parts:
+        bench_penalty(a.p, a.reps)
+
+
+if __name__ == "__main__":
+    main()
