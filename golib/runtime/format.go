@@ -107,6 +107,9 @@ func Decode(data []byte) (m *Model, err error) {
 	if len(data) > maxFileBytes {
 		return nil, xerr.IO("model file: %d bytes, more than %d", len(data), int64(maxFileBytes))
 	}
+	if err := checkFooter(data); err != nil {
+		return nil, err
+	}
 	alloc := &boundedAllocator{mem: memory.NewGoAllocator(), limit: 2*len(data) + 1<<20}
 	r, err := ipc.NewMappedFileReader(data, ipc.WithAllocator(alloc))
 	if err != nil {

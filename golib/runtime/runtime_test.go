@@ -381,3 +381,19 @@ func FuzzLoadModel(f *testing.F) {
 		_ = m.Predict(&res, x, 2, Options{})
 	})
 }
+
+// Corrupted files found by the Python test (byte flips in the schema) made
+// arrow-go allocate a declared vector length; checkFooter refuses them first.
+func TestCorruptedSchemaLengths(t *testing.T) {
+	b := newBuilder(2)
+	good := b.encode(everyOpGraph(b))
+	r := rand.New(rand.NewPCG(9, 9))
+	tail := len(good) - 2048 // the footer and its schema are at the end
+	for i := 0; i < 3000; i++ {
+		bad := append([]byte(nil), good...)
+		for j := 0; j < 3; j++ {
+			bad[tail+r.IntN(len(good)-tail)] ^= byte(1 + r.IntN(255))
+		}
+		_, _ = Decode(bad)
+	}
+}
