@@ -20,7 +20,24 @@ func sqAcc4AVX2(acc *float64, r0, r1, r2, r3 *float32, w *[4]float64, n int)
 //go:noescape
 func penaltyAVX2(grad, theta, anchor, fisher *float32, n int, lam float32, acc int) float64
 
+// sqAcc4PfAVX2 is sqAcc4AVX2 that also prefetches each row pointer + pf bytes.
+//
+//go:noescape
+func sqAcc4PfAVX2(acc *float64, r0, r1, r2, r3 *float32, w *[4]float64, n int, pf int)
+
 var useAVX2 = cpuidAVX2FMA()
+
+// sqAcc4Pf is sqAcc4 with a software prefetch of the rows pf bytes ahead.
+func sqAcc4Pf(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64, pf int) {
+	n := len(acc)
+	m := n &^ 3
+	if useAVX2 && m > 0 {
+		sqAcc4PfAVX2(&acc[0], &r0[0], &r1[0], &r2[0], &r3[0], w, m, pf)
+	} else {
+		m = 0
+	}
+	sqAcc4Generic(acc[m:], r0[m:n], r1[m:n], r2[m:n], r3[m:n], w)
+}
 
 func sqAcc4(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64) {
 	n := len(acc)

@@ -11,3 +11,7 @@ func sqAcc4(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64) {
 func penaltyKernel(grad, theta, anchor, fisher []float32, lam float32, accumulate bool) float64 {
 	return penaltyGeneric(grad, theta, anchor, fisher, lam, accumulate)
 }
+
+func sqAcc4Pf(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64, pf int) {
+	sqAcc4Generic(acc, r0, r1, r2, r3, w)
+}

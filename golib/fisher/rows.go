@@ -11,6 +11,9 @@ import (
 // one block (16 KiB) stay in L1 while all N rows stream through it.
 const rowsBlock = 2048
 
+// pfRows is how many rows ahead the rows kernel prefetches.
+const pfRows = 4
+
 // UpdateRows adds Σ_n w_n g_n∘g_n to the sums, for per-sample gradient rows
 // over the whole layout: rows is n×p row-major with p == Layout().Size().
 // weights is nil (all 1) or n finite values ≥ 0. It does not count samples.
@@ -98,7 +101,12 @@ func sqAccRows(acc []float64, rows []float32, n, p int, weights []float32, onBad
 						w[k] = float64(weights[rr])
 					}
 				}
-				sqAcc4(blk, rs[0], rs[1], rs[2], rs[3], &w)
+				if r+4+pfRows <= n {
+					// prefetch the same columns of the next group of 4 rows
+					sqAcc4Pf(blk, rs[0], rs[1], rs[2], rs[3], &w, 4*pfRows*p)
+				} else {
+					sqAcc4(blk, rs[0], rs[1], rs[2], rs[3], &w)
+				}
 			}
 			for j, v := range blk {
 				if v-v != 0 {
