@@ -141,6 +141,7 @@ CONVS = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's own
 @pytest.mark.parametrize("case", sorted(CONVS))
 def test_conv2d(case):
     c = dict(CONVS[case])

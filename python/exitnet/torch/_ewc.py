@@ -262,7 +262,7 @@ class EWC:
         else:
             out = gofisher.consolidate(arrs, mode="online", gamma=self.gamma)
         like = fs[-1]
-        return {n: torch.as_tensor(np.asarray(out[n])).to(like[n].device, like[n].dtype) for n in like}
+        return {n: torch.from_numpy(np.array(out[n], copy=True)).to(like[n].device, like[n].dtype) for n in like}
 
     def penalty(self, named_params: NamedParams) -> Tensor:
         """λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})² for the current parameters (0 before the first

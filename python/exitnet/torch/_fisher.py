@@ -113,7 +113,7 @@ class FisherResult(Mapping):
         self.label_mode = str(label_mode)
         self.granularity = "batched" if label_mode == "batched" else "per_sample"
         self.normalisation = "mean_over_samples"
-        self.sums = {k: np.asarray(v) for k, v in sums.items()}
+        self.sums = {k: np.array(v, dtype=np.float64, copy=True) for k, v in sums.items()}
         self.methods = dict(methods or {})
 
     def __getitem__(self, name: str) -> Tensor:
@@ -161,7 +161,7 @@ class FisherResult(Mapping):
             sums, count = a.state()
             f = a.compute()
         ref = self._f
-        out = {k: torch.as_tensor(np.asarray(f[k])).to(ref[k].device, ref[k].dtype) for k in ref}
+        out = {k: torch.from_numpy(np.array(f[k], copy=True)).to(ref[k].device, ref[k].dtype) for k in ref}
         methods = {k: self.methods.get(k, "") for k in ref}
         for k, m in other.methods.items():
             if methods.get(k) != m:
@@ -519,9 +519,9 @@ class _FisherRunner:
                 lab = go.sample_labels(_np32(logits), seed=self.seed, row_offset=self.n_seen)
             else:
                 lab = go.sample_labels(_np32(logits), self.seed + self.batch_index)
-            yield torch.as_tensor(np.asarray(lab)).long().to(self.device), None, None
+            yield torch.from_numpy(np.array(lab, dtype=np.int64)).long().to(self.device), None, None
         else:  # exact
-            probs = np.ascontiguousarray(np.asarray(_go().class_probs(_np32(logits)), np.float32))
+            probs = np.array(_go().class_probs(_np32(logits)), dtype=np.float32, order="C", copy=True)
             pt = torch.from_numpy(probs).to(self.device)
             for c in range(C):
                 lab = torch.full((N,), c, dtype=torch.long, device=self.device)
@@ -790,7 +790,7 @@ class _FisherRunner:
         out = {}
         for n in self.layout:
             p = self.cand[n]
-            out[n] = torch.as_tensor(np.asarray(f[n])).reshape(p.shape).to(p.device, p.dtype)
+            out[n] = torch.from_numpy(np.array(f[n], copy=True)).reshape(p.shape).to(p.device, p.dtype)
         return FisherResult(
             out, n_samples=count, label_mode=self.label_mode, sums=sums, methods=self.methods
         )
