@@ -139,20 +139,18 @@ func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float6
 		for r := lo; r < hi; r++ {
 			s := student[r*cols : (r+1)*cols]
 			t := teacher[r*cols : (r+1)*cols]
-			ms, bs := k.maxCheck(s)
-			if bs != 0 {
-				return nonFinite("student", s, r)
-			}
-			mt, bt := k.maxCheck(t)
-			if bt != 0 {
+			ms, mt, bad := k.max2(s, t)
+			if bad != 0 {
+				if _, b := k.maxCheck(s); b != 0 {
+					return nonFinite("student", s, r)
+				}
 				return nonFinite("teacher", t, r)
 			}
-			zt, d := k.expSumDot(et, t, s, mt, invT)
 			g := es
 			if grad != nil {
 				g = grad[r*cols : (r+1)*cols]
 			}
-			zs := k.expSum(g, s, ms, invT)
+			zs, zt, d := k.kdExp(g, et, s, t, ms, mt, invT)
 			kl := float64(d)*inv/float64(zt) + (float64(ms)-float64(mt))*inv +
 				math.Log(float64(zs)) - math.Log(float64(zt))
 			if math.IsNaN(kl) || math.IsInf(kl, 0) {

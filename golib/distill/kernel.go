@@ -3,29 +3,32 @@ package distill
 // Row kernels shared by SoftTargets and KDLoss. Each has an AVX2+FMA assembly
 // version (kernel_amd64.s, selected at init when the CPU has both) and a
 // pure-Go version (kernel_generic.go) that is also the reference the assembly
-// is tested against. All work on float32, accumulate in float32 lanes, and use
-// the same exp approximation:
+// is tested against. All work on float32, accumulate in float32 lanes, and
+// compute exp((x − m)·scale) in base 2, which keeps the FMA pipes free (the
+// range reduction is one exact subtraction):
 //
-//	exp(z) = 2^n · (1 + r + r²·P(r)),  n = round(z·log2 e),  r = z − n·ln2 (two-part ln2),
-//	P a degree-5 minimax polynomial (Cephes expf), z clamped to [−88, 88].
+//	u = (x − m)·c,  c = scale·log2(e)       (one float32 rounding, as z = (x−m)·scale would be)
+//	n = round(u),   f = u − n ∈ [−½, ½]     (exact; rounding by adding M = 1.5·2²³ + 127)
+//	2^f ≈ 1 + f·(c1 + f·(c2 + … + f·c6))    (near-minimax, relative error ≤ 1.3 ulp in float32)
+//	exp = 2^f · 2^n,  2^n built from the bits of u + M shifted left by 23
 //
-// Accuracy: about 2 ulp for z in [−87.3, 88]; results below 2^−126 (z < −87.3)
-// may flush to 0 (absolute error < 1.2e−38); z > 88 saturates at exp(88).
-// Callers only pass z ≤ 0 (max-subtracted logits).
+// u is clamped to [−127, 127]: results below 2^−126 (x−m < −87.3 at scale 1)
+// may flush to 0 (absolute error < 1.2e−38) and u > 127 saturates. The
+// relative error is about 1.3 ulp plus |x−m|·scale·1.2e−7 from rounding c and u
+// (twice what rounding z = (x−m)/T costs any float32 softmax). Callers only pass
+// x ≤ m (max-subtracted logits), so u ≤ 0.
 
-// Constants of the exp approximation (Cephes expf), shared with the assembly.
+// Constants of the exp approximation, shared with the assembly.
 const (
-	expLo    = -88.0
-	expHi    = 88.0
-	expLog2e = 1.44269504088896341
-	expC1    = 0.693359375
-	expC2    = -2.12194440e-4
-	expP0    = 1.9875691500e-4
-	expP1    = 1.3981999507e-3
-	expP2    = 8.3334519073e-3
-	expP3    = 4.1665795894e-2
-	expP4    = 1.6666665459e-1
-	expP5    = 5.0000001201e-1
+	exp2Lo   = -127.0
+	exp2Hi   = 127.0
+	expMagic = 12583039.0 // 1.5·2^23 + 127
+	expC1    = 0.6931472028546121
+	expC2    = 0.2402264791265092
+	expC3    = 0.05550332471045455
+	expC4    = 0.009618437457764827
+	expC5    = 0.0013398874541434812
+	expC6    = 0.00015353337223261362
 )
 
 // kernels is the active implementation; tests swap it to compare both.
@@ -41,6 +44,11 @@ type kernels struct {
 	axpby func(dst, e []float32, a, b float32)
 	// scale writes dst[i] = a·dst[i].
 	scale func(dst []float32, a float32)
+	// max2 returns max(s), max(t) and Σ (s·0 + t·0) (0 when all are finite); len(t) ≥ len(s).
+	max2 func(s, t []float32) (ms, mt, bad float32)
+	// kdExp writes es[i] = exp((s[i]−ms)·scale), et[i] = exp((t[i]−mt)·scale) and
+	// returns Σ es, Σ et and Σ et[i]·(t[i]−s[i]): both exponential passes of one KD row.
+	kdExp func(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32)
 }
 
 var genericKernels = kernels{
@@ -50,6 +58,8 @@ var genericKernels = kernels{
 	expSumDot: expSumDotGeneric,
 	axpby:     axpbyGeneric,
 	scale:     scaleGeneric,
+	max2:      max2Generic,
+	kdExp:     kdExpGeneric,
 }
 
 // kern is the implementation in use (set by init in kernel_amd64.go when possible).

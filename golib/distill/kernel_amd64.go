@@ -19,19 +19,30 @@ func axpbyAVX2(dst, e []float32, a, b float32)
 //go:noescape
 func scaleAVX2(dst []float32, a float32)
 
-// avx2Kernels wraps the assembly. The assembly assumes len(dst) >= len(x) (and
+//go:noescape
+func max2AVX2(s, t []float32) (ms, mt, bad float32)
+
+//go:noescape
+func kdExpAVX2(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32)
+
+// avx2Kernels wraps the assembly (which takes c = scale·log2 e, see kernel.go). The assembly assumes len(dst) >= len(x) (and
 // len(y) >= len(x)); the wrappers enforce it with a bounds-checked reslice.
 var avx2Kernels = kernels{
 	name:     "avx2",
 	maxCheck: maxCheckAVX2,
 	expSum: func(dst, x []float32, m, scale float32) float32 {
-		return expSumAVX2(dst[:len(x)], x, m, scale)
+		return expSumAVX2(dst[:len(x)], x, m, log2Scale(scale))
 	},
 	expSumDot: func(dst, x, y []float32, m, scale float32) (float32, float32) {
-		return expSumDotAVX2(dst[:len(x)], x, y[:len(x)], m, scale)
+		return expSumDotAVX2(dst[:len(x)], x, y[:len(x)], m, log2Scale(scale))
 	},
 	axpby: func(dst, e []float32, a, b float32) { axpbyAVX2(dst, e[:len(dst)], a, b) },
 	scale: scaleAVX2,
+	max2:  func(s, t []float32) (float32, float32, float32) { return max2AVX2(s, t[:len(s)]) },
+	kdExp: func(es, et, s, t []float32, ms, mt, scale float32) (float32, float32, float32) {
+		n := len(s)
+		return kdExpAVX2(es[:n], et[:n], s, t[:n], ms, mt, log2Scale(scale))
+	},
 }
 
 var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA

@@ -5,27 +5,24 @@
 // AVX2+FMA row kernels; see kernel.go for the math and kernel_generic.go for
 // the scalar reference. Tails (len % 8) use one masked load/store.
 
-// EXPZ computes Z = exp(Z) lane-wise (Cephes expf, see kernel.go).
-// Clobbers T1, T2.
+// EXPZ computes Z = 2^Z lane-wise (Z = (x − m)·scale·log2 e; see kernel.go).
+// Rounding trick: T1 = u + M with M = 1.5·2^23 + 127 leaves n + 127 in the low
+// mantissa bits of T1 (n = round(u)), so T1 − M is n as a float and T1 << 23 is
+// the bit pattern of 2^n. Clobbers T1 and T2.
 #define EXPZ(Z, T1, T2) \
-	VMAXPS ·vexpLo<>(SB), Z, Z \
-	VMINPS ·vexpHi<>(SB), Z, Z \
-	VMULPS ·vexpLog2e<>(SB), Z, T1 \
-	VROUNDPS $0, T1, T1 \
-	VFNMADD231PS ·vexpC1<>(SB), T1, Z \
-	VFNMADD231PS ·vexpC2<>(SB), T1, Z \
-	VMOVUPS ·vexpP0<>(SB), T2 \
-	VFMADD213PS ·vexpP1<>(SB), Z, T2 \
-	VFMADD213PS ·vexpP2<>(SB), Z, T2 \
-	VFMADD213PS ·vexpP3<>(SB), Z, T2 \
-	VFMADD213PS ·vexpP4<>(SB), Z, T2 \
-	VFMADD213PS ·vexpP5<>(SB), Z, T2 \
-	VCVTPS2DQ T1, T1 \
-	VPADDD ·vbias<>(SB), T1, T1 \
+	VMAXPS ·vexp2Lo<>(SB), Z, Z \
+	VMINPS ·vexp2Hi<>(SB), Z, Z \
+	VADDPS ·vmagic<>(SB), Z, T1 \
+	VSUBPS ·vmagic<>(SB), T1, T2 \
+	VSUBPS T2, Z, Z \
+	VMOVUPS ·vexpC6<>(SB), T2 \
+	VFMADD213PS ·vexpC5<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC4<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC3<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC2<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC1<>(SB), Z, T2 \
+	VFMADD213PS ·vone<>(SB), Z, T2 \
 	VPSLLD $23, T1, T1 \
-	VMULPS Z, Z, Y15 \
-	VFMADD213PS Z, Y15, T2 \
-	VADDPS ·vone<>(SB), T2, T2 \
 	VMULPS T1, T2, Z
 
 // TAILMASK sets M to the mask of the first CX lanes (0 < CX < 8).
@@ -171,6 +168,134 @@ eddone:
 	VZEROUPPER
 	RET
 
+// func max2AVX2(s, t []float32) (ms, mt, bad float32)
+// len(t) >= len(s) is guaranteed by the caller.
+TEXT ·max2AVX2(SB), NOSPLIT, $0-60
+	MOVQ s_base+0(FP), SI
+	MOVQ s_len+8(FP), CX
+	MOVQ t_base+24(FP), DX
+	VMOVUPS ·vneginf<>(SB), Y0
+	VMOVUPS Y0, Y8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   m2tail
+m2loop:
+	VMOVUPS (SI), Y3
+	VMOVUPS (DX), Y9
+	VMAXPS Y3, Y0, Y0
+	VMAXPS Y9, Y8, Y8
+	VMULPS Y2, Y3, Y4
+	VFMADD231PS Y2, Y9, Y4
+	VADDPS Y4, Y1, Y1
+	ADDQ $32, SI
+	ADDQ $32, DX
+	DECQ BX
+	JNZ  m2loop
+m2tail:
+	ANDQ $7, CX
+	JZ   m2done
+	TAILMASK(Y5, X5)
+	VMASKMOVPS (SI), Y5, Y3
+	VMASKMOVPS (DX), Y5, Y9
+	VMULPS Y2, Y3, Y4
+	VFMADD231PS Y2, Y9, Y4
+	VADDPS Y4, Y1, Y1
+	VMOVUPS ·vneginf<>(SB), Y6
+	VBLENDVPS Y5, Y3, Y6, Y3
+	VBLENDVPS Y5, Y9, Y6, Y9
+	VMAXPS Y3, Y0, Y0
+	VMAXPS Y9, Y8, Y8
+m2done:
+	VEXTRACTF128 $1, Y0, X3
+	VMAXPS X3, X0, X0
+	VMOVHLPS X0, X0, X3
+	VMAXPS X3, X0, X0
+	VMOVSHDUP X0, X3
+	VMAXPS X3, X0, X0
+	VEXTRACTF128 $1, Y8, X3
+	VMAXPS X3, X8, X8
+	VMOVHLPS X8, X8, X3
+	VMAXPS X3, X8, X8
+	VMOVSHDUP X8, X3
+	VMAXPS X3, X8, X8
+	HSUM(Y1, X1)
+	VMOVSS X0, ms+48(FP)
+	VMOVSS X8, mt+52(FP)
+	VMOVSS X1, bad+56(FP)
+	VZEROUPPER
+	RET
+
+// func kdExpAVX2(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32)
+// es[i] = exp((s[i]-ms)*scale), et[i] = exp((t[i]-mt)*scale); zs = Σ es, zt = Σ et,
+// dot = Σ et·(t−s). All slices have len(s) elements (checked by the caller).
+TEXT ·kdExpAVX2(SB), NOSPLIT, $0-124
+	MOVQ es_base+0(FP), DI
+	MOVQ et_base+24(FP), R8
+	MOVQ s_base+48(FP), SI
+	MOVQ s_len+56(FP), CX
+	MOVQ t_base+72(FP), DX
+	VBROADCASTSS ms+96(FP), Y1
+	VBROADCASTSS mt+100(FP), Y2
+	VBROADCASTSS scale+104(FP), Y10
+	VXORPS Y6, Y6, Y6
+	VXORPS Y8, Y8, Y8
+	VXORPS Y11, Y11, Y11
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   kdtail
+kdloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (DX), Y5
+	VSUBPS Y0, Y5, Y9
+	VSUBPS Y1, Y0, Y0
+	VSUBPS Y2, Y5, Y5
+	VMULPS Y10, Y0, Y0
+	VMULPS Y10, Y5, Y5
+	EXPZ(Y0, Y3, Y4)
+	EXPZ(Y5, Y12, Y13)
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y5, (R8)
+	VADDPS Y0, Y6, Y6
+	VADDPS Y5, Y8, Y8
+	VFMADD231PS Y9, Y5, Y11
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ BX
+	JNZ  kdloop
+kdtail:
+	ANDQ $7, CX
+	JZ   kddone
+	TAILMASK(Y7, X7)
+	VMASKMOVPS (SI), Y7, Y0
+	VMASKMOVPS (DX), Y7, Y5
+	VSUBPS Y0, Y5, Y9
+	VSUBPS Y1, Y0, Y0
+	VSUBPS Y2, Y5, Y5
+	VMULPS Y10, Y0, Y0
+	VMULPS Y10, Y5, Y5
+	EXPZ(Y0, Y3, Y4)
+	EXPZ(Y5, Y12, Y13)
+	VANDPS Y7, Y0, Y0
+	VANDPS Y7, Y5, Y5
+	VMASKMOVPS Y0, Y7, (DI)
+	VMASKMOVPS Y5, Y7, (R8)
+	VADDPS Y0, Y6, Y6
+	VADDPS Y5, Y8, Y8
+	VFMADD231PS Y9, Y5, Y11
+kddone:
+	HSUM(Y6, X6)
+	HSUM(Y8, X8)
+	HSUM(Y11, X11)
+	VMOVSS X6, zs+112(FP)
+	VMOVSS X8, zt+116(FP)
+	VMOVSS X11, dot+120(FP)
+	VZEROUPPER
+	RET
+
 // func axpbyAVX2(dst, e []float32, a, b float32)
 TEXT ·axpbyAVX2(SB), NOSPLIT, $0-56
 	MOVQ dst_base+0(FP), DI
@@ -227,105 +352,33 @@ scdone:
 	VZEROUPPER
 	RET
 
-DATA ·vexpLo<>+0(SB)/4, $0xc2b00000
-DATA ·vexpLo<>+4(SB)/4, $0xc2b00000
-DATA ·vexpLo<>+8(SB)/4, $0xc2b00000
-DATA ·vexpLo<>+12(SB)/4, $0xc2b00000
-DATA ·vexpLo<>+16(SB)/4, $0xc2b00000
-DATA ·vexpLo<>+20(SB)/4, $0xc2b00000
-DATA ·vexpLo<>+24(SB)/4, $0xc2b00000
-DATA ·vexpLo<>+28(SB)/4, $0xc2b00000
-GLOBL ·vexpLo<>(SB), RODATA|NOPTR, $32
-DATA ·vexpHi<>+0(SB)/4, $0x42b00000
-DATA ·vexpHi<>+4(SB)/4, $0x42b00000
-DATA ·vexpHi<>+8(SB)/4, $0x42b00000
-DATA ·vexpHi<>+12(SB)/4, $0x42b00000
-DATA ·vexpHi<>+16(SB)/4, $0x42b00000
-DATA ·vexpHi<>+20(SB)/4, $0x42b00000
-DATA ·vexpHi<>+24(SB)/4, $0x42b00000
-DATA ·vexpHi<>+28(SB)/4, $0x42b00000
-GLOBL ·vexpHi<>(SB), RODATA|NOPTR, $32
-DATA ·vexpLog2e<>+0(SB)/4, $0x3fb8aa3b
-DATA ·vexpLog2e<>+4(SB)/4, $0x3fb8aa3b
-DATA ·vexpLog2e<>+8(SB)/4, $0x3fb8aa3b
-DATA ·vexpLog2e<>+12(SB)/4, $0x3fb8aa3b
-DATA ·vexpLog2e<>+16(SB)/4, $0x3fb8aa3b
-DATA ·vexpLog2e<>+20(SB)/4, $0x3fb8aa3b
-DATA ·vexpLog2e<>+24(SB)/4, $0x3fb8aa3b
-DATA ·vexpLog2e<>+28(SB)/4, $0x3fb8aa3b
-GLOBL ·vexpLog2e<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC1<>+0(SB)/4, $0x3f318000
-DATA ·vexpC1<>+4(SB)/4, $0x3f318000
-DATA ·vexpC1<>+8(SB)/4, $0x3f318000
-DATA ·vexpC1<>+12(SB)/4, $0x3f318000
-DATA ·vexpC1<>+16(SB)/4, $0x3f318000
-DATA ·vexpC1<>+20(SB)/4, $0x3f318000
-DATA ·vexpC1<>+24(SB)/4, $0x3f318000
-DATA ·vexpC1<>+28(SB)/4, $0x3f318000
-GLOBL ·vexpC1<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC2<>+0(SB)/4, $0xb95e8083
-DATA ·vexpC2<>+4(SB)/4, $0xb95e8083
-DATA ·vexpC2<>+8(SB)/4, $0xb95e8083
-DATA ·vexpC2<>+12(SB)/4, $0xb95e8083
-DATA ·vexpC2<>+16(SB)/4, $0xb95e8083
-DATA ·vexpC2<>+20(SB)/4, $0xb95e8083
-DATA ·vexpC2<>+24(SB)/4, $0xb95e8083
-DATA ·vexpC2<>+28(SB)/4, $0xb95e8083
-GLOBL ·vexpC2<>(SB), RODATA|NOPTR, $32
-DATA ·vexpP0<>+0(SB)/4, $0x39506967
-DATA ·vexpP0<>+4(SB)/4, $0x39506967
-DATA ·vexpP0<>+8(SB)/4, $0x39506967
-DATA ·vexpP0<>+12(SB)/4, $0x39506967
-DATA ·vexpP0<>+16(SB)/4, $0x39506967
-DATA ·vexpP0<>+20(SB)/4, $0x39506967
-DATA ·vexpP0<>+24(SB)/4, $0x39506967
-DATA ·vexpP0<>+28(SB)/4, $0x39506967
-GLOBL ·vexpP0<>(SB), RODATA|NOPTR, $32
-DATA ·vexpP1<>+0(SB)/4, $0x3ab743ce
-DATA ·vexpP1<>+4(SB)/4, $0x3ab743ce
-DATA ·vexpP1<>+8(SB)/4, $0x3ab743ce
-DATA ·vexpP1<>+12(SB)/4, $0x3ab743ce
-DATA ·vexpP1<>+16(SB)/4, $0x3ab743ce
-DATA ·vexpP1<>+20(SB)/4, $0x3ab743ce
-DATA ·vexpP1<>+24(SB)/4, $0x3ab743ce
-DATA ·vexpP1<>+28(SB)/4, $0x3ab743ce
-GLOBL ·vexpP1<>(SB), RODATA|NOPTR, $32
-DATA ·vexpP2<>+0(SB)/4, $0x3c088908
-DATA ·vexpP2<>+4(SB)/4, $0x3c088908
-DATA ·vexpP2<>+8(SB)/4, $0x3c088908
-DATA ·vexpP2<>+12(SB)/4, $0x3c088908
-DATA ·vexpP2<>+16(SB)/4, $0x3c088908
-DATA ·vexpP2<>+20(SB)/4, $0x3c088908
-DATA ·vexpP2<>+24(SB)/4, $0x3c088908
-DATA ·vexpP2<>+28(SB)/4, $0x3c088908
-GLOBL ·vexpP2<>(SB), RODATA|NOPTR, $32
-DATA ·vexpP3<>+0(SB)/4, $0x3d2aa9c1
-DATA ·vexpP3<>+4(SB)/4, $0x3d2aa9c1
-DATA ·vexpP3<>+8(SB)/4, $0x3d2aa9c1
-DATA ·vexpP3<>+12(SB)/4, $0x3d2aa9c1
-DATA ·vexpP3<>+16(SB)/4, $0x3d2aa9c1
-DATA ·vexpP3<>+20(SB)/4, $0x3d2aa9c1
-DATA ·vexpP3<>+24(SB)/4, $0x3d2aa9c1
-DATA ·vexpP3<>+28(SB)/4, $0x3d2aa9c1
-GLOBL ·vexpP3<>(SB), RODATA|NOPTR, $32
-DATA ·vexpP4<>+0(SB)/4, $0x3e2aaaaa
-DATA ·vexpP4<>+4(SB)/4, $0x3e2aaaaa
-DATA ·vexpP4<>+8(SB)/4, $0x3e2aaaaa
-DATA ·vexpP4<>+12(SB)/4, $0x3e2aaaaa
-DATA ·vexpP4<>+16(SB)/4, $0x3e2aaaaa
-DATA ·vexpP4<>+20(SB)/4, $0x3e2aaaaa
-DATA ·vexpP4<>+24(SB)/4, $0x3e2aaaaa
-DATA ·vexpP4<>+28(SB)/4, $0x3e2aaaaa
-GLOBL ·vexpP4<>(SB), RODATA|NOPTR, $32
-DATA ·vexpP5<>+0(SB)/4, $0x3f000000
-DATA ·vexpP5<>+4(SB)/4, $0x3f000000
-DATA ·vexpP5<>+8(SB)/4, $0x3f000000
-DATA ·vexpP5<>+12(SB)/4, $0x3f000000
-DATA ·vexpP5<>+16(SB)/4, $0x3f000000
-DATA ·vexpP5<>+20(SB)/4, $0x3f000000
-DATA ·vexpP5<>+24(SB)/4, $0x3f000000
-DATA ·vexpP5<>+28(SB)/4, $0x3f000000
-GLOBL ·vexpP5<>(SB), RODATA|NOPTR, $32
+DATA ·vexp2Lo<>+0(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+4(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+8(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+12(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+16(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+20(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+24(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+28(SB)/4, $0xc2fe0000
+GLOBL ·vexp2Lo<>(SB), RODATA|NOPTR, $32
+DATA ·vexp2Hi<>+0(SB)/4, $0x42fe0000
+DATA ·vexp2Hi<>+4(SB)/4, $0x42fe0000
+DATA ·vexp2Hi<>+8(SB)/4, $0x42fe0000
+DATA ·vexp2Hi<>+12(SB)/4, $0x42fe0000
+DATA ·vexp2Hi<>+16(SB)/4, $0x42fe0000
+DATA ·vexp2Hi<>+20(SB)/4, $0x42fe0000
+DATA ·vexp2Hi<>+24(SB)/4, $0x42fe0000
+DATA ·vexp2Hi<>+28(SB)/4, $0x42fe0000
+GLOBL ·vexp2Hi<>(SB), RODATA|NOPTR, $32
+DATA ·vmagic<>+0(SB)/4, $0x4b40007f
+DATA ·vmagic<>+4(SB)/4, $0x4b40007f
+DATA ·vmagic<>+8(SB)/4, $0x4b40007f
+DATA ·vmagic<>+12(SB)/4, $0x4b40007f
+DATA ·vmagic<>+16(SB)/4, $0x4b40007f
+DATA ·vmagic<>+20(SB)/4, $0x4b40007f
+DATA ·vmagic<>+24(SB)/4, $0x4b40007f
+DATA ·vmagic<>+28(SB)/4, $0x4b40007f
+GLOBL ·vmagic<>(SB), RODATA|NOPTR, $32
 DATA ·vone<>+0(SB)/4, $0x3f800000
 DATA ·vone<>+4(SB)/4, $0x3f800000
 DATA ·vone<>+8(SB)/4, $0x3f800000
@@ -335,15 +388,60 @@ DATA ·vone<>+20(SB)/4, $0x3f800000
 DATA ·vone<>+24(SB)/4, $0x3f800000
 DATA ·vone<>+28(SB)/4, $0x3f800000
 GLOBL ·vone<>(SB), RODATA|NOPTR, $32
-DATA ·vbias<>+0(SB)/4, $0x0000007f
-DATA ·vbias<>+4(SB)/4, $0x0000007f
-DATA ·vbias<>+8(SB)/4, $0x0000007f
-DATA ·vbias<>+12(SB)/4, $0x0000007f
-DATA ·vbias<>+16(SB)/4, $0x0000007f
-DATA ·vbias<>+20(SB)/4, $0x0000007f
-DATA ·vbias<>+24(SB)/4, $0x0000007f
-DATA ·vbias<>+28(SB)/4, $0x0000007f
-GLOBL ·vbias<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC1<>+0(SB)/4, $0x3f317218
+DATA ·vexpC1<>+4(SB)/4, $0x3f317218
+DATA ·vexpC1<>+8(SB)/4, $0x3f317218
+DATA ·vexpC1<>+12(SB)/4, $0x3f317218
+DATA ·vexpC1<>+16(SB)/4, $0x3f317218
+DATA ·vexpC1<>+20(SB)/4, $0x3f317218
+DATA ·vexpC1<>+24(SB)/4, $0x3f317218
+DATA ·vexpC1<>+28(SB)/4, $0x3f317218
+GLOBL ·vexpC1<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC2<>+0(SB)/4, $0x3e75fdee
+DATA ·vexpC2<>+4(SB)/4, $0x3e75fdee
+DATA ·vexpC2<>+8(SB)/4, $0x3e75fdee
+DATA ·vexpC2<>+12(SB)/4, $0x3e75fdee
+DATA ·vexpC2<>+16(SB)/4, $0x3e75fdee
+DATA ·vexpC2<>+20(SB)/4, $0x3e75fdee
+DATA ·vexpC2<>+24(SB)/4, $0x3e75fdee
+DATA ·vexpC2<>+28(SB)/4, $0x3e75fdee
+GLOBL ·vexpC2<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC3<>+0(SB)/4, $0x3d635774
+DATA ·vexpC3<>+4(SB)/4, $0x3d635774
+DATA ·vexpC3<>+8(SB)/4, $0x3d635774
+DATA ·vexpC3<>+12(SB)/4, $0x3d635774
+DATA ·vexpC3<>+16(SB)/4, $0x3d635774
+DATA ·vexpC3<>+20(SB)/4, $0x3d635774
+DATA ·vexpC3<>+24(SB)/4, $0x3d635774
+DATA ·vexpC3<>+28(SB)/4, $0x3d635774
+GLOBL ·vexpC3<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC4<>+0(SB)/4, $0x3c1d96a7
+DATA ·vexpC4<>+4(SB)/4, $0x3c1d96a7
+DATA ·vexpC4<>+8(SB)/4, $0x3c1d96a7
+DATA ·vexpC4<>+12(SB)/4, $0x3c1d96a7
+DATA ·vexpC4<>+16(SB)/4, $0x3c1d96a7
+DATA ·vexpC4<>+20(SB)/4, $0x3c1d96a7
+DATA ·vexpC4<>+24(SB)/4, $0x3c1d96a7
+DATA ·vexpC4<>+28(SB)/4, $0x3c1d96a7
+GLOBL ·vexpC4<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC5<>+0(SB)/4, $0x3aaf9f2a
+DATA ·vexpC5<>+4(SB)/4, $0x3aaf9f2a
+DATA ·vexpC5<>+8(SB)/4, $0x3aaf9f2a
+DATA ·vexpC5<>+12(SB)/4, $0x3aaf9f2a
+DATA ·vexpC5<>+16(SB)/4, $0x3aaf9f2a
+DATA ·vexpC5<>+20(SB)/4, $0x3aaf9f2a
+DATA ·vexpC5<>+24(SB)/4, $0x3aaf9f2a
+DATA ·vexpC5<>+28(SB)/4, $0x3aaf9f2a
+GLOBL ·vexpC5<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC6<>+0(SB)/4, $0x3920fdcd
+DATA ·vexpC6<>+4(SB)/4, $0x3920fdcd
+DATA ·vexpC6<>+8(SB)/4, $0x3920fdcd
+DATA ·vexpC6<>+12(SB)/4, $0x3920fdcd
+DATA ·vexpC6<>+16(SB)/4, $0x3920fdcd
+DATA ·vexpC6<>+20(SB)/4, $0x3920fdcd
+DATA ·vexpC6<>+24(SB)/4, $0x3920fdcd
+DATA ·vexpC6<>+28(SB)/4, $0x3920fdcd
+GLOBL ·vexpC6<>(SB), RODATA|NOPTR, $32
 DATA ·viota<>+0(SB)/4, $0x00000000
 DATA ·viota<>+4(SB)/4, $0x00000001
 DATA ·viota<>+8(SB)/4, $0x00000002

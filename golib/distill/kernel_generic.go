@@ -2,27 +2,29 @@ package distill
 
 import "math"
 
-// expf is the scalar version of the exp approximation documented in kernel.go.
-func expf(z float32) float32 {
-	if z < expLo {
-		z = expLo
+// exp2f is the scalar version of the base-2 exponential documented in kernel.go.
+func exp2f(u float32) float32 {
+	if u < exp2Lo {
+		u = exp2Lo
 	}
-	if z > expHi {
-		z = expHi
+	if u > exp2Hi {
+		u = exp2Hi
 	}
-	n := float32(math.RoundToEven(float64(z * expLog2e)))
-	r := z - n*expC1
-	r = r - n*expC2
-	p := float32(expP0)
-	p = p*r + expP1
-	p = p*r + expP2
-	p = p*r + expP3
-	p = p*r + expP4
-	p = p*r + expP5
-	y := p*(r*r) + r + 1
-	bits := uint32(int32(n)+127) << 23
-	return y * math.Float32frombits(bits)
+	t := u + expMagic
+	n := t - expMagic
+	f := u - n
+	p := float32(expC6)
+	p = p*f + expC5
+	p = p*f + expC4
+	p = p*f + expC3
+	p = p*f + expC2
+	p = p*f + expC1
+	p = p*f + 1
+	return p * math.Float32frombits(math.Float32bits(t)<<23)
 }
+
+// log2Scale converts a natural-exponent scale into the base-2 factor c = scale·log2(e).
+func log2Scale(scale float32) float32 { return float32(float64(scale) * math.Log2E) }
 
 func maxCheckGeneric(x []float32) (m, bad float32) {
 	m = float32(math.Inf(-1))
@@ -37,9 +39,10 @@ func maxCheckGeneric(x []float32) (m, bad float32) {
 
 func expSumGeneric(dst, x []float32, m, scale float32) float32 {
 	dst = dst[:len(x)]
+	c := log2Scale(scale)
 	var s float32
 	for i, v := range x {
-		e := expf((v - m) * scale)
+		e := exp2f((v - m) * c)
 		dst[i] = e
 		s += e
 	}
@@ -49,8 +52,9 @@ func expSumGeneric(dst, x []float32, m, scale float32) float32 {
 func expSumDotGeneric(dst, x, y []float32, m, scale float32) (sum, dot float32) {
 	dst = dst[:len(x)]
 	y = y[:len(x)]
+	c := log2Scale(scale)
 	for i, v := range x {
-		e := expf((v - m) * scale)
+		e := exp2f((v - m) * c)
 		dst[i] = e
 		sum += e
 		dot += e * (v - y[i])
@@ -69,4 +73,25 @@ func scaleGeneric(dst []float32, a float32) {
 	for i := range dst {
 		dst[i] *= a
 	}
+}
+
+func max2Generic(s, t []float32) (ms, mt, bad float32) {
+	ms, b1 := maxCheckGeneric(s)
+	mt, b2 := maxCheckGeneric(t[:len(s)])
+	return ms, mt, b1 + b2
+}
+
+func kdExpGeneric(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32) {
+	n := len(s)
+	es, et, t = es[:n], et[:n], t[:n]
+	c := log2Scale(scale)
+	for i, sv := range s {
+		a := exp2f((sv - ms) * c)
+		b := exp2f((t[i] - mt) * c)
+		es[i], et[i] = a, b
+		zs += a
+		zt += b
+		dot += b * (t[i] - sv)
+	}
+	return zs, zt, dot
 }
