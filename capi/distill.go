@@ -143,6 +143,25 @@ func exitnet_distill_kd_loss_raw(outLoss *C.double, outGrad *C.float, student, t
 	})
 }
 
+//export exitnet_distill_soft_targets_raw
+func exitnet_distill_soft_targets_raw(out *C.float, logits *C.float, rows, cols C.int64_t, temperature C.double) C.int {
+	return run("exitnet_distill_soft_targets_raw", func() error {
+		if rows < 0 || cols < 1 || (rows > 0 && int64(cols) > (1<<40)/int64(rows)) {
+			return xerr.Invalid("rows, cols: shape %d×%d (need rows ≥ 0, cols ≥ 1, rows·cols < 2^40)", int64(rows), int64(cols))
+		}
+		n := int(rows) * int(cols)
+		if n > 0 && (out == nil || logits == nil) {
+			return xerr.Invalid("out, logits: NULL pointer")
+		}
+		var dst, src []float32
+		if n > 0 {
+			dst = unsafe.Slice((*float32)(unsafe.Pointer(out)), n)
+			src = unsafe.Slice((*float32)(unsafe.Pointer(logits)), n)
+		}
+		return distill.SoftTargets(dst, src, int(rows), int(cols), float64(temperature))
+	})
+}
+
 //export exitnet_targets_writer_new
 func exitnet_targets_writer_new(out **C.exitnet_targets_writer, numExits, numClasses C.int) C.int {
 	return run("exitnet_targets_writer_new", func() error {

@@ -277,6 +277,17 @@ int exitnet_distill_kd_loss_raw(double* out_loss, float* out_grad, const float* 
                                 const float* teacher, int64_t rows, int64_t cols,
                                 double temperature);
 
+/** Soft targets on plain row-major float buffers (no Arrow).
+ *  @param out [out] rows*cols floats; may be the same buffer as logits (in place),
+ *         must not partially overlap it.
+ *  @param logits [in] rows*cols floats, row-major; borrowed for the call.
+ *  @param rows [in] >= 0 (0: nothing to do). @param cols [in] >= 1 (rows*cols < 2^40).
+ *  @param temperature [in] T, finite and > 0.
+ *  @return as exitnet_distill_soft_targets (EXITNET_ERR_INVALID_ARGUMENT also for NULL
+ *          buffers when rows*cols > 0). Thread-safe. */
+int exitnet_distill_soft_targets_raw(float* out, const float* logits, int64_t rows, int64_t cols,
+                                     double temperature);
+
 /** Creates a writer for num_exits exits of num_classes classes each.
  *  @param out [out] the new handle; release with exitnet_targets_writer_free.
  *  @param num_exits [in] E in [1, 65536]. @param num_classes [in] C >= 1.

@@ -86,6 +86,8 @@ _lib.declare("exitnet_distill_soft_targets", ctypes.c_int, [_A, _S, _A, _S, ctyp
 _lib.declare("exitnet_distill_kd_loss", ctypes.c_int, [_dp, _A, _S, _A, _S, _A, _S, ctypes.c_double])
 _lib.declare("exitnet_distill_kd_loss_raw", ctypes.c_int,
              [_dp, _fp, _fp, _fp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
+_lib.declare("exitnet_distill_soft_targets_raw", ctypes.c_int,
+             [_fp, _fp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
 _lib.declare("exitnet_targets_writer_new", ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int])
 _lib.declare("exitnet_targets_writer_add", ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, _A, _S, _A, _S])
 _lib.declare("exitnet_targets_writer_num_rows", ctypes.c_int, [_i64p, ctypes.c_void_p, ctypes.c_int])
@@ -106,54 +108,119 @@ def _temperature(temperature: float) -> float:
         raise InvalidArgumentError(f"temperature: expected a number, got {temperature!r}") from None
 
 
-def soft_targets(logits: Any, temperature: float = 2.0) -> np.ndarray:
+def _dense(x: Any, name: str) -> np.ndarray | None:
+    """(N, C) float32 C-contiguous numpy view of a numpy array or torch CPU tensor
+    (None for Arrow inputs, which take the Arrow C Data path). No copy, except that a
+    non-contiguous array is packed (documented); a wrong dtype is an error."""
+    if not (isinstance(x, np.ndarray) or (type(x).__module__.startswith("torch") and hasattr(x, "detach"))):
+        return None
+    a = to_numpy(x, name)
+    if a.dtype != np.float32:
+        raise InvalidArgumentError(
+            f"{name}: expected float32 data, got {a.dtype}; convert with x.astype(np.float32) or "
+            "tensor.float() (exitnet never converts silently)")
+    if a.ndim < 2:
+        raise InvalidArgumentError(f"{name}: expected a 2-D (rows, columns) array, got shape {a.shape}")
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
+
+
+def _out(out: np.ndarray | None, shape: tuple[int, int], name: str = "out") -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise InvalidArgumentError(f"{name}: need a writable C-contiguous float32 numpy array of shape {shape}")
+    return out
+
+
+def soft_targets(logits: Any, temperature: float = 2.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """Row-wise ``softmax(logits / T)``.
 
     Parameters
     ----------
     logits : (N, C) float32 numpy array, torch CPU tensor or pyarrow matrix
-        Read in place (no copy). NaN/Inf are refused.
+        Read in place (no copy). NaN/Inf are refused. Trailing dimensions are
+        flattened into C.
     temperature : float
         T > 0.
+    out : numpy.ndarray, optional
+        (N, C) float32 C-contiguous array to write into (may be ``logits`` itself).
 
     Returns
     -------
     numpy.ndarray
         (N, C) float32, each row sums to 1 (N == 0 gives an empty array).
     """
+    T = _temperature(temperature)
+    a = _dense(logits, "logits")
+    if a is not None:
+        r = _out(out, a.shape)
+        _lib.call("exitnet_distill_soft_targets_raw", r.ctypes.data_as(_fp), a.ctypes.data_as(_fp),
+                  a.shape[0], a.shape[1], T)
+        return r
     x = ArrowIn(as_matrix(logits, "logits"))
-    out = ArrowOut()
-    _lib.call("exitnet_distill_soft_targets", out.array, out.schema, x.array, x.schema, _temperature(temperature))
-    return matrix_to_numpy(out.to_array())
+    res = ArrowOut()
+    _lib.call("exitnet_distill_soft_targets", res.array, res.schema, x.array, x.schema, T)
+    m = matrix_to_numpy(res.to_array())
+    if out is not None:
+        _out(out, m.shape)[...] = m
+        return out
+    return m
 
 
-def kd_loss(student: Any, teacher: Any, temperature: float = 2.0, *, grad: bool = True) -> tuple[float, np.ndarray | None]:
+def kd_loss(student: Any, teacher: Any, temperature: float = 2.0, *, grad: bool = True,
+            out: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
     """Distillation loss ``T² · mean_rows KL(softmax(t/T) ‖ softmax(s/T))`` and its gradient.
 
     Parameters
     ----------
     student, teacher : (N, C) float32 arrays (numpy, torch CPU, pyarrow)
-        Logits, read in place. Same shape; N ≥ 1; finite values.
+        Logits, read in place (numpy and torch through raw pointers, pyarrow through
+        the Arrow C Data Interface). Same shape; N ≥ 1; finite values.
     temperature : float
         T > 0 (2 is the classic LwF default).
     grad : bool
         Also return ``∂L/∂student = (T/N)·(softmax(s/T) − softmax(t/T))``.
+    out : numpy.ndarray, optional
+        (N, C) float32 C-contiguous array the gradient is written into.
 
     Returns
     -------
     (loss, grad) : (float, numpy.ndarray of shape (N, C) or None)
+
+    Raises
+    ------
+    InvalidArgumentError
+        Wrong dtype, shapes that differ, N == 0, NaN/Inf logits (the message names
+        student or teacher, the row and the column), T not finite and > 0.
     """
+    T = _temperature(temperature)
+    s_np, t_np = _dense(student, "student"), _dense(teacher, "teacher")
+    loss = ctypes.c_double()
+    if s_np is not None and t_np is not None:
+        if s_np.shape != t_np.shape:
+            raise InvalidArgumentError(
+                f"teacher: shape {t_np.shape}, student: {s_np.shape} (shapes must match)")
+        g = _out(out, s_np.shape) if grad else None
+        _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss),
+                  None if g is None else g.ctypes.data_as(_fp), s_np.ctypes.data_as(_fp),
+                  t_np.ctypes.data_as(_fp), s_np.shape[0], s_np.shape[1], T)
+        return loss.value, g
     s = ArrowIn(as_matrix(student, "student"))
     t = ArrowIn(as_matrix(teacher, "teacher"))
-    loss = ctypes.c_double()
     if not grad:
         _lib.call("exitnet_distill_kd_loss", ctypes.byref(loss), None, None,
-                  s.array, s.schema, t.array, t.schema, _temperature(temperature))
+                  s.array, s.schema, t.array, t.schema, T)
         return loss.value, None
-    out = ArrowOut()
-    _lib.call("exitnet_distill_kd_loss", ctypes.byref(loss), out.array, out.schema,
-              s.array, s.schema, t.array, t.schema, _temperature(temperature))
-    return loss.value, matrix_to_numpy(out.to_array())
+    res = ArrowOut()
+    _lib.call("exitnet_distill_kd_loss", ctypes.byref(loss), res.array, res.schema,
+              s.array, s.schema, t.array, t.schema, T)
+    m = matrix_to_numpy(res.to_array())
+    if out is not None:
+        _out(out, m.shape)[...] = m
+        return loss.value, out
+    return loss.value, m
 
 
 def kd_loss_torch(student: "torch.Tensor", teacher: "torch.Tensor", temperature: float = 2.0) -> "torch.Tensor":

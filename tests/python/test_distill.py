@@ -80,6 +80,13 @@ def test_kd_loss_vs_torch_float64(n, c, T, scale):
     np.testing.assert_allclose(grad, wgrad, rtol=0, atol=1e-5 * np.abs(wgrad).max() + 1e-9)
     l2, g2 = distill.kd_loss(s, t, T, grad=False)
     assert l2 == loss and g2 is None
+    buf = np.empty_like(s)
+    l3, g3 = distill.kd_loss(s, t, T, out=buf)
+    assert l3 == loss and g3 is buf
+    np.testing.assert_array_equal(buf, grad)
+    l4, g4 = distill.kd_loss(as_matrix(s, "s"), as_matrix(t, "t"), T)
+    assert l4 == loss
+    np.testing.assert_array_equal(g4, grad)
 
 
 def test_kd_loss_error_comparable_to_torch_float32():
@@ -132,6 +139,14 @@ def test_soft_targets_vs_torch(T):
     huge = np.array([[1e30, -1e30, 0.0]], np.float32)
     np.testing.assert_allclose(distill.soft_targets(huge, 2.0), [[1, 0, 0]])
     assert distill.soft_targets(np.zeros((0, 4), np.float32), 2.0).shape == (0, 4)
+    assert distill.soft_targets(as_matrix(np.zeros((0, 4), np.float32), "z"), 2.0).shape == (0, 4)
+    # in place, and into a given buffer, and through Arrow: the same bits
+    inplace = s.copy()
+    assert distill.soft_targets(inplace, T, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, p)
+    np.testing.assert_array_equal(distill.soft_targets(as_matrix(s, "s"), T), p)
+    with pytest.raises(InvalidArgumentError, match="out"):
+        distill.soft_targets(s, T, out=np.empty((2, 2), np.float32))
 
 
 def test_kd_loss_torch_matches_and_trains():
@@ -170,7 +185,14 @@ def test_numpy_torch_pyarrow_agree_without_copy():
         got = distill.kd_loss(a, b, 2.0)
         assert got[0] == base[0]
         np.testing.assert_array_equal(got[1], base[1])
-    # zero copy: what the library reads is the caller's memory
+    # mixed forms take the Arrow path and agree too
+    got = distill.kd_loss(s, pt, 2.0)
+    assert got[0] == base[0]
+    np.testing.assert_array_equal(got[1], base[1])
+    # zero copy: what the library reads is the caller's memory (raw path: the
+    # pointers handed over are the arrays' own; Arrow path: the library sees the address)
+    assert distill._dense(s, "s").ctypes.data == s.ctypes.data
+    assert distill._dense(ts, "s").ctypes.data == ts.data_ptr()
     assert _core.data_address(s) == s.ctypes.data
     assert _core.data_address(ts) == ts.data_ptr()
     assert ps.values.buffers()[1].address == s.ctypes.data
@@ -214,39 +236,59 @@ def test_threads_agree_with_single_thread():
 # ------------------------------------------------------------------ bad input
 
 
-def test_bad_inputs():
+def arrow_form(x):
+    return as_matrix(x, "x") if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 else x
+
+
+@pytest.mark.parametrize("form", ["numpy", "arrow"])
+def test_bad_inputs(form):
+    # numpy/torch inputs take the raw-pointer path, pyarrow inputs the Arrow C Data path:
+    # both must give the same clear errors.
+    wrap = (lambda x: x) if form == "numpy" else arrow_form
+    orig_kd, orig_st = distill.kd_loss, distill.soft_targets
+
+    class D:
+        @staticmethod
+        def kd_loss(a, b, *args, **kw):
+            return orig_kd(wrap(a), wrap(b), *args, **kw)
+
+        @staticmethod
+        def soft_targets(a, *args, **kw):
+            return orig_st(wrap(a), *args, **kw)
+
+    distill_ = D
     s, t = logits(9, 4, 5)
     with pytest.raises(InvalidArgumentError, match="float32"):
-        distill.kd_loss(s.astype(np.float64), t)
+        distill_.kd_loss(s.astype(np.float64), t)
     with pytest.raises(InvalidArgumentError, match="teacher"):
-        distill.kd_loss(s, t[:3])
+        distill_.kd_loss(s, t[:3])
     with pytest.raises(InvalidArgumentError, match="teacher"):
-        distill.kd_loss(s, t[:, :4].copy())
+        distill_.kd_loss(s, t[:, :4].copy())
     for T in (0.0, -1.0, float("nan"), float("inf"), 1e-300):
         with pytest.raises(InvalidArgumentError, match="temperature"):
-            distill.kd_loss(s, t, T)
+            distill_.kd_loss(s, t, T)
         with pytest.raises(InvalidArgumentError, match="temperature"):
-            distill.soft_targets(s, T)
+            distill_.soft_targets(s, T)
     with pytest.raises(InvalidArgumentError, match="temperature"):
-        distill.kd_loss(s, t, "hot")
+        distill_.kd_loss(s, t, "hot")
     for v in (np.nan, np.inf, -np.inf):
         b = s.copy()
         b[2, 3] = v
         with pytest.raises(InvalidArgumentError, match=r"student: row 2, column 3"):
-            distill.kd_loss(b, t)
+            distill_.kd_loss(b, t)
         with pytest.raises(InvalidArgumentError, match=r"teacher: row 2, column 3"):
-            distill.kd_loss(t, b)
+            distill_.kd_loss(t, b)
         with pytest.raises(InvalidArgumentError, match=r"logits: row 2, column 3"):
-            distill.soft_targets(b)
+            distill_.soft_targets(b)
     with pytest.raises(InvalidArgumentError, match="empty batch"):
-        distill.kd_loss(np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32))
+        distill_.kd_loss(np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32))
     nulls = pa.FixedSizeListArray.from_arrays(pa.array([1.0, None, 3.0, 4.0], type=pa.float32()), 2)
     with pytest.raises(InvalidArgumentError, match="null"):
-        distill.kd_loss(nulls, nulls)
+        distill_.kd_loss(nulls, nulls)
     with pytest.raises(InvalidArgumentError, match="expected fixed_size_list"):
-        distill.soft_targets(pa.array([1.0, 2.0], type=pa.float32()))
+        distill_.soft_targets(pa.array([1.0, 2.0], type=pa.float32()))
     with pytest.raises(InvalidArgumentError, match="float32"):
-        distill.soft_targets(pa.FixedSizeListArray.from_arrays(pa.array([1.0, 2.0]), 2))
+        distill_.soft_targets(pa.FixedSizeListArray.from_arrays(pa.array([1.0, 2.0]), 2))
 
 
 def test_raw_abi_misuse():
