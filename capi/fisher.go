@@ -445,10 +445,14 @@ func exitnet_fisher_merge(h *C.exitnet_fisher, other *C.exitnet_fisher) C.int {
 		if fh == oh {
 			return xerr.Invalid("other: cannot merge an accumulator into itself")
 		}
-		fh.mu.Lock()
-		defer fh.mu.Unlock()
-		oh.mu.Lock()
-		defer oh.mu.Unlock()
+		first, second := fh, oh // lock in address order: concurrent a<-b and b<-a merges cannot deadlock
+		if uintptr(unsafe.Pointer(second)) < uintptr(unsafe.Pointer(first)) {
+			first, second = second, first
+		}
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		second.mu.Lock()
+		defer second.mu.Unlock()
 		return fh.acc.Merge(oh.acc)
 	})
 }

@@ -260,3 +260,36 @@ func TestComputeMergeReset(t *testing.T) {
 	s[13] = math.NaN()
 	wantCode(t, x.SetState(s, 3), xerr.StatusInvalidArgument, "\"b\"")
 }
+
+func BenchmarkUpdateLinear(b *testing.B) {
+	// MLP 784-512-512-10 layer sizes at batch 256 (pure-Go gonum GEMM here;
+	// the shared library routes blas32 to OpenBLAS).
+	for _, sz := range []struct{ n, in, out int }{{256, 784, 512}, {256, 512, 512}, {256, 512, 10}} {
+		b.Run(fmt.Sprintf("N%d_%dx%d", sz.n, sz.in, sz.out), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			l := mustLayout(b, Param{"w", []int{sz.out, sz.in}}, Param{"b", []int{sz.out}})
+			a := mustAcc(b, l, LabelEmpirical)
+			A, G := randSlice(rng, sz.n*sz.in), randSlice(rng, sz.n*sz.out)
+			for i := 0; i < b.N; i++ {
+				_ = a.UpdateLinear("w", "b", A, G, sz.n, sz.in, sz.out, nil)
+			}
+		})
+	}
+}
+
+func BenchmarkUpdateConv2d(b *testing.B) {
+	// The small CNN's layers (3×3, padding 1, 28×28) at batch 16.
+	for _, sz := range []struct{ cin, cout int }{{1, 32}, {32, 64}, {64, 128}} {
+		b.Run(fmt.Sprintf("%dto%d", sz.cin, sz.cout), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			const n = 16
+			geo := Conv2d{[2]int{1, 1}, [2]int{1, 1}, [2]int{1, 1}, 1, [2]int{3, 3}}
+			l := mustLayout(b, Param{"w", []int{sz.cout, sz.cin, 3, 3}}, Param{"b", []int{sz.cout}})
+			a := mustAcc(b, l, LabelEmpirical)
+			x, g := randSlice(rng, n*sz.cin*784), randSlice(rng, n*sz.cout*784)
+			for i := 0; i < b.N; i++ {
+				_ = a.UpdateConv2d("w", "b", x, [4]int{n, sz.cin, 28, 28}, g, [4]int{n, sz.cout, 28, 28}, geo, nil)
+			}
+		})
+	}
+}

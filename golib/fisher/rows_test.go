@@ -132,7 +132,7 @@ func TestMillionSamplesPrecision(t *testing.T) {
 }
 
 func BenchmarkUpdateRows(b *testing.B) {
-	for _, sz := range []struct{ n, p int }{{256, 1 << 16}, {256, 1 << 20}} {
+	for _, sz := range []struct{ n, p int }{{256, 1 << 16}, {256, 1 << 20}, {64, 11_000_000}} {
 		for _, th := range []int{1, 2} {
 			b.Run(fmt.Sprintf("N%d_P%d_t%d", sz.n, sz.p, th), func(b *testing.B) {
 				par.SetThreads(th)

@@ -299,7 +299,8 @@ class FisherAccumulator:
         """Add ``Σ_n w_n g_n²`` from per-sample gradient rows.
 
         ``rows`` is (N, P) over the whole layout, or (N, *shape) / (N, size) of one
-        parameter when ``param`` is given; float32 numpy, torch CPU or pyarrow.
+        parameter when ``param`` is given (a 1-D array is one sample); float32
+        numpy, torch CPU or pyarrow ``fixed_size_list<float32>``.
         A NaN/Inf gradient raises ``InvalidArgumentError`` naming the parameter and
         leaves the accumulator unusable until :meth:`reset` (it is found after the
         single pass over the data).
@@ -309,8 +310,8 @@ class FisherAccumulator:
             arr = rows
         else:
             r = _f32(rows, "rows")
-            if r.ndim == 1:
-                r = r.reshape(1, -1) if param is None and r.size == self.size else r.reshape(r.shape[0], 1)
+            if r.ndim == 1:  # one sample
+                r = r.reshape(1, -1)
             arr = as_matrix(r.reshape(r.shape[0], -1), "rows")
         a = ArrowIn(arr)
         w = _weights_in(weights)
