@@ -10,6 +10,8 @@ Contenders (each in its own subprocess, so that its peak RSS is its own):
                 layer outputs, Go accumulates (G∘G)ᵀ(A∘A) (Linear) or Σ_n (G_n U_nᵀ)² (Conv2d);
                 empirical labels, steady state after the first-batch plan
   factors-exact the same with label_mode="exact" (C = 10 backward passes per batch)
+  factors-torch CNN only: conv_backend="torch" (per-sample conv weight gradients from one grouped
+                convolution_backward per chunk of samples, squared in torch, sums to Go)
   vmap          torch.func.vmap(grad(loss)) per-sample gradients of every parameter, squared and
                 summed over the batch (what BackPACK-free PyTorch code does)
 
@@ -77,7 +79,8 @@ def one(workload: str, contender: str, threads: int, reps: int) -> dict:
         from exitnet.torch._fisher import _FisherRunner, _ModeGuard
 
         mode = "exact" if contender == "factors-exact" else "empirical"
-        runner = _FisherRunner(model, None, None, mode, 0)
+        backend = "torch" if contender == "factors-torch" else "go"
+        runner = _FisherRunner(model, None, None, mode, 0, backend)
         guard = _ModeGuard(model, runner.cand.values()).__enter__()
         runner.plan((x, y))
 
@@ -130,7 +133,7 @@ def main() -> None:
     env.setdefault("OMP_NUM_THREADS", str(a.threads))
     workloads = ["mlp", "cnn"] if a.workload == "all" else [a.workload]
     plan = {"mlp": ["backward", "factors", "factors-exact", "vmap"],
-            "cnn": ["backward", "factors", "factors-exact", "vmap"]}
+            "cnn": ["backward", "factors", "factors-torch", "factors-exact", "vmap"]}
     print(f"threads={a.threads} reps={a.reps} (median seconds per batch; peak = RSS growth while timed)")
     for w in workloads:
         res = {}
@@ -156,6 +159,12 @@ def main() -> None:
             if "vmap" in res:
                 tgt = "   (target >= 50x)" if w == "mlp" else "   (target >= 3x)"
                 print(f"  vmap / factors             = {res['vmap']['median_s'] / f:.1f}x{tgt}")
+            if "factors-torch" in res:
+                ft = res["factors-torch"]["median_s"]
+                if "vmap" in res:
+                    print(f"  vmap / factors-torch       = {res['vmap']['median_s'] / ft:.2f}x   (target >= 3x)")
+                if "backward" in res:
+                    print(f"  factors-torch / backward   = {ft / res['backward']['median_s']:.2f}x")
             if "factors-exact" in res and "vmap" in res:
                 print(f"  vmap / factors-exact       = {res['vmap']['median_s'] / res['factors-exact']['median_s']:.2f}x"
                       "   (exact = 10 label passes; vmap is one label)")

@@ -142,15 +142,19 @@ CONVS = {
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's own
+@pytest.mark.parametrize("backend", ["go", "torch"])
 @pytest.mark.parametrize("case", sorted(CONVS))
-def test_conv2d(case):
+def test_conv2d(case, backend, monkeypatch):
+    import exitnet.torch._fisher as mod
+
+    monkeypatch.setattr(mod, "_CONV_BUDGET", 200)  # torch backend: chunks of a few samples
     c = dict(CONVS[case])
     torch.manual_seed(4)
     conv = nn.Conv2d(c.pop("cin"), c.pop("cout"), c.pop("k"), **c)
     net = nn.Sequential(conv, nn.Tanh(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.LazyLinear(3))
     x, y = data(n=7, shape=(conv.in_channels, 9, 8), classes=3)
     net(x[:1])  # materialise the lazy layer
-    F = fisher_diagonal(net, batches_of(x, y, [3, 4]), label_mode="exact")
+    F = fisher_diagonal(net, batches_of(x, y, [3, 4]), label_mode="exact", conv_backend=backend)
     assert F.methods["0.weight"] == "conv2d"
     assert_fisher_close(F, ref_fisher(net, x, exact_labels))
 
@@ -465,5 +469,7 @@ def test_bad_input():
     bn = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 3))
     with pytest.raises(ValueError, match="batch statistics"):
         fisher_diagonal(bn, [x], label_mode="exact")
+    with pytest.raises(ValueError, match="conv_backend"):
+        fisher_diagonal(net, [x], conv_backend="cuda")
     with pytest.raises(TypeError, match="net: needs exit_logits"):
         fisher_for_exit(net, 0, [x])

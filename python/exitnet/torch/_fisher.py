@@ -63,6 +63,7 @@ ParamsArg = Union[None, Mapping[str, Tensor], Iterable[str], Iterable[tuple[str,
 
 
 _ROWS_BUDGET = 32 * 1024 * 1024  # per-sample gradient values held at once on the rows path
+_CONV_BUDGET = 16 * 1024 * 1024  # per-sample conv weight gradient values at once (torch backend)
 
 
 def _go():
@@ -262,6 +263,31 @@ def _norm_persample(m: nn.Module, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor]
     return gx, g
 
 
+def _conv_weight_sq_torch(m: nn.Conv2d, A: Tensor, G: Tensor, w: Optional[Tensor]) -> Tensor:
+    """Σ_n w_n (∇W_n)² of a Conv2d, in torch: per-sample gradients of a chunk of samples from one
+    grouped convolution_backward (sample n, group γ → group n·groups + γ), squared and summed."""
+    xp, stride, pad, dil, groups = _conv_geometry(m, A)
+    N, cin, H, W = xp.shape
+    cout = G.shape[1]
+    wshape = tuple(m.weight.shape)
+    per = int(np.prod(wshape))
+    step = max(1, min(N, _CONV_BUDGET // max(per, 1)))
+    tot = torch.zeros(wshape, dtype=torch.float64, device=G.device)
+    for a in range(0, N, step):
+        b = min(a + step, N)
+        n = b - a
+        gw = torch.nn.grad.conv2d_weight(
+            xp[a:b].reshape(1, n * cin, H, W), (n * cout,) + wshape[1:],
+            G[a:b].reshape(1, n * cout, *G.shape[2:]), stride, pad, dil, n * groups,
+        ).reshape((n,) + wshape)
+        gw = gw * gw
+        if w is not None:
+            ww = w[a:b].to(gw.dtype).reshape((n,) + (1,) * len(wshape))
+            gw = gw * ww
+        tot += gw.sum(0, dtype=torch.float64)
+    return tot
+
+
 def _wsum_sq(t: Tensor, w: Optional[Tensor]) -> Tensor:
     """Σ_n w_n t_n² over the first dimension (float64)."""
     t = t.double()
@@ -309,6 +335,7 @@ class _FisherRunner:
         params: ParamsArg,
         label_mode: str,
         seed: int,
+        conv_backend: str = "go",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
@@ -322,6 +349,9 @@ class _FisherRunner:
         self.forward = forward or _default_forward
         self.label_mode = label_mode
         self.seed = int(seed)
+        if conv_backend not in ("go", "torch"):
+            raise ValueError(f"conv_backend: {conv_backend!r} is not one of go, torch")
+        self.conv_backend = conv_backend
         self.explicit = params is not None
         self.cand = self._candidates(params)  # Fisher name -> Parameter
         if not self.cand:
@@ -736,6 +766,12 @@ class _FisherRunner:
                 self.acc.update_squared(wn, _np32(tot), N)
             if bn is not None:
                 self.acc.update_squared(bn, _np32(_wsum_sq(G3.sum(1), w_t)), N)
+        elif s.kind == "conv2d" and self.conv_backend == "torch":
+            N = int(G.shape[0])
+            if wn is not None:
+                self.acc.update_squared(wn, _np32(_conv_weight_sq_torch(m, A, G, w_t)), N)
+            if bn is not None:
+                self.acc.update_squared(bn, _np32(_wsum_sq(G.sum((2, 3)), w_t)), N)
         elif s.kind == "conv2d":
             xp, stride, pad, dil, groups = _conv_geometry(m, A)
             if wn is not None:
@@ -866,6 +902,7 @@ def fisher_diagonal(
     max_samples: Optional[int] = None,
     seed: int = 0,
     progress: bool = False,
+    conv_backend: Literal["go", "torch"] = "go",
 ) -> FisherResult:
     r"""Exact diagonal Fisher of ``model``'s (or one exit's) predictive distribution.
 
@@ -901,6 +938,15 @@ def fisher_diagonal(
         Seed of the ``sampled`` labels.
     progress : bool
         Show a tqdm progress bar.
+    conv_backend : {"go", "torch"}
+        Where Conv2d weight Fishers are formed. ``"go"``: input activations and output gradients
+        go to the Go accumulator (``update_conv2d``: im2col + GEMM per sample, memory of one
+        sample's gradient per thread; activations are copied to the CPU). ``"torch"``: the
+        per-sample weight gradients of a chunk of samples come from one grouped
+        ``convolution_backward`` (groups = chunk·groups) on the parameters' device, are squared
+        and summed there, and the sums go to Go (``update_squared``); memory is bounded by
+        ``_CONV_BUDGET`` gradient values (64 MB in float32). Both are exact; ``"torch"`` is faster
+        where the convolution library is (see ``bench/bench_fisher_torch.py``) and on GPUs.
 
     Returns
     -------
@@ -923,7 +969,7 @@ def fisher_diagonal(
             raise ValueError(f"max_samples: expected a positive int, got {max_samples!r}")
     if isinstance(batches, (Tensor, np.ndarray)):
         raise TypeError("batches: expected an iterable of (x, y) batches, got a single array")
-    runner = _FisherRunner(model, forward, params, label_mode, seed)
+    runner = _FisherRunner(model, forward, params, label_mode, seed, conv_backend)
     it = iter(batches)
     if progress:
         try:
@@ -972,6 +1018,7 @@ def fisher_for_exit(
     max_samples: Optional[int] = None,
     seed: int = 0,
     progress: bool = False,
+    conv_backend: Literal["go", "torch"] = "go",
 ) -> FisherResult:
     """Diagonal Fisher of exit ``exit_index`` over the parameters that exit depends on.
 
@@ -1003,5 +1050,5 @@ def fisher_for_exit(
             raise TypeError("net: needs exit_parameters(k) or parameters_for_exit(k), or pass params=")
     return fisher_diagonal(
         net, loader, forward=fwd, params=params, label_mode=label_mode,
-        max_samples=max_samples, seed=seed, progress=progress,
+        max_samples=max_samples, seed=seed, progress=progress, conv_backend=conv_backend,
     )
