@@ -20,7 +20,7 @@ func exp2f(u float32) float32 {
 	p = p*f + expC2
 	p = p*f + expC1
 	p = p*f + 1
-	return p * math.Float32frombits(math.Float32bits(t)<<23)
+	return math.Float32frombits(math.Float32bits(p) + math.Float32bits(t)<<23)
 }
 
 // log2Scale converts a natural-exponent scale into the base-2 factor c = scale·log2(e).
