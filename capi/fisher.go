@@ -770,6 +770,12 @@ func exitnet_fisher_state_load(outA *C.struct_ArrowArray, outS *C.struct_ArrowSc
 		defer rec.Release()
 		cols := make([]arrow.Array, rec.NumCols())
 		for i := range cols {
+			if f64, ok := rec.Column(i).(*array.Float64); ok { // "sums" of an accumulator file
+				arr, view := newFloat64(f64.Len())
+				copy(view, f64.Float64Values())
+				cols[i] = arr
+				continue
+			}
 			vals := rec.Column(i).(*array.Float32).Float32Values()
 			arr, dst, err := arrowx.NewFloat32(cmem, len(vals), "out")
 			if err != nil {
@@ -852,6 +858,42 @@ func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
 			return err
 		}
 		*outValue = C.double(v)
+		return nil
+	})
+}
+
+//export exitnet_fisher_save
+func exitnet_fisher_save(h *C.exitnet_fisher, path *C.char) C.int {
+	return run("exitnet_fisher_save", func() error {
+		fh, err := getFisher(h, "fisher")
+		if err != nil {
+			return err
+		}
+		p, err := goString(path, "path")
+		if err != nil {
+			return err
+		}
+		fh.mu.Lock()
+		defer fh.mu.Unlock()
+		return fh.acc.Save(p)
+	})
+}
+
+//export exitnet_fisher_load
+func exitnet_fisher_load(out **C.exitnet_fisher, path *C.char) C.int {
+	return run("exitnet_fisher_load", func() error {
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		p, err := goString(path, "path")
+		if err != nil {
+			return err
+		}
+		acc, err := fisher.LoadAccumulator(p)
+		if err != nil {
+			return err
+		}
+		*out = (*C.exitnet_fisher)(putHandle(&fisherHandle{acc: acc}))
 		return nil
 	})
 }

@@ -542,6 +542,20 @@ int exitnet_fisher_merge(exitnet_fisher* fisher, exitnet_fisher* other);
 /** Zeroes S and N (and clears a failed rows update). @return EXITNET_OK. */
 int exitnet_fisher_reset(exitnet_fisher* fisher);
 
+/** Checkpoints the accumulator to path (atomic; the state-file format of
+ *  exitnet_fisher_state_save plus a float64 column "sums" with S, "fisher/0" = F
+ *  when N > 0, and meta n_samples, label_mode, granularity, normalisation as JSON
+ *  texts). @param path [in] borrowed.
+ *  @return EXITNET_OK; EXITNET_ERR_IO (cannot write); EXITNET_ERR_INVALID_STATE
+ *          (after a failed rows update). */
+int exitnet_fisher_save(exitnet_fisher* fisher, const char* path);
+
+/** Restores an accumulator saved by exitnet_fisher_save, exactly (layout, label
+ *  mode, sums, count). @param out [out] new handle; free with exitnet_fisher_free.
+ *  @return EXITNET_OK; EXITNET_ERR_IO (missing, truncated, corrupted, or a state
+ *          file without accumulator sums); EXITNET_ERR_INVALID_ARGUMENT (NULL). */
+int exitnet_fisher_load(exitnet_fisher** out, const char* path);
+
 /** One label per row drawn from softmax(logits) (label mode "sampled"). Row r uses
  *  u = splitmix64(splitmix64(seed) ^ (r + row_offset)) / 2^64 and the inverse CDF,
  *  so results depend only on (seed, global row, logits), not on threads or batching.
@@ -626,7 +640,8 @@ int exitnet_fisher_state_save(const char* path, const char* const* names, const 
 
 /** Loads and fully validates a state file (checksum, structure, types, lengths,
  *  values) before returning it as a record batch (struct array) with the columns
- *  and schema metadata described at exitnet_fisher_state_save.
+ *  and schema metadata described at exitnet_fisher_state_save (and the float64
+ *  "sums" column of a file written by exitnet_fisher_save).
  *  @param out, out_schema [out] caller releases. @param path [in] borrowed.
  *  @return EXITNET_OK; EXITNET_ERR_IO (missing, truncated, corrupted, not a state
  *          file); EXITNET_ERR_INVALID_ARGUMENT (NULL pointers). */

@@ -322,3 +322,45 @@ func BenchmarkPenalty(b *testing.B) {
 		}
 	}
 }
+
+func TestAccumulatorSaveLoad(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	l := mustLayout(t, Param{"w", []int{3, 5}}, Param{"b", []int{3}})
+	a := mustAcc(t, l, LabelExact)
+	rows := randSlice(rng, 7*l.Size())
+	_ = a.UpdateRows(rows, 7, l.Size(), nil)
+	_ = a.AddSamples(7)
+	path := filepath.Join(t.TempDir(), "acc.arrow")
+	if err := a.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadAccumulator(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.NumSamples() != 7 || b.LabelMode() != LabelExact || !b.Layout().Equal(l) {
+		t.Fatalf("restored %d %s", b.NumSamples(), b.LabelMode())
+	}
+	for i, v := range a.Sums() {
+		if b.Sums()[i] != v {
+			t.Fatal("sums differ")
+		}
+	}
+	st, err := LoadState(path)
+	if err != nil || len(st.Fishers) != 1 || st.Meta["label_mode"] != `"exact"` {
+		t.Fatal(st, err)
+	}
+	// a plain state file is not an accumulator
+	p2 := filepath.Join(t.TempDir(), "s.arrow")
+	_ = SaveState(p2, testState(t))
+	_, err = LoadAccumulator(p2)
+	wantCode(t, err, xerr.StatusIO, "sums")
+	// an empty accumulator saves and loads too (no Fisher column)
+	a.Reset()
+	if err := a.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = LoadAccumulator(path); err != nil || b.NumSamples() != 0 {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package fisher
 
 import (
 	"bytes"
+	"math"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
@@ -25,13 +26,14 @@ import (
 // has Layout.Size() elements.
 //
 // On disk it is one Arrow IPC file holding one record batch with Layout.Size()
-// rows and float32 columns "fisher/0".."fisher/K-1", "anchor/0".."anchor/M-1";
-// the schema metadata holds
+// rows and float32 columns "fisher/0".."fisher/K-1", "anchor/0".."anchor/M-1"
+// (and an optional float64 column "sums", see Sums); the schema metadata holds
 //
 //	exitnet.format          "fisher_state"
 //	exitnet.format_version  "1"
 //	exitnet.layout          JSON [{"name": ..., "shape": [...]}, ...]
-//	exitnet.meta            JSON object of strings
+//	exitnet.meta            JSON object of strings (by convention each value is
+//	                        itself a JSON text: "\"exact\"", "1000")
 //	exitnet.file_crc32c     "EXITNET-CRC32C-xxxxxxxx": CRC-32C of the whole file
 //	                        computed with this value's 8 hex digits set to "0"
 //
@@ -45,6 +47,9 @@ type State struct {
 	Fishers [][]float32
 	Anchors [][]float32
 	Meta    map[string]string
+	// Sums, when not nil, are an accumulator's raw float64 sums (column "sums",
+	// last), written by Accumulator.Save so LoadAccumulator restores it exactly.
+	Sums []float64
 }
 
 const (
@@ -79,6 +84,16 @@ func (s *State) Validate() error {
 		for i, v := range f {
 			if !(v >= 0) || v-v != 0 {
 				return xerr.Invalid("fishers: Fisher %d element %d is %v; must be finite and >= 0", k, i, v)
+			}
+		}
+	}
+	if s.Sums != nil {
+		if len(s.Sums) != p {
+			return xerr.Invalid("sums: %d elements, layout has %d", len(s.Sums), p)
+		}
+		for i, v := range s.Sums {
+			if !(v >= 0) || math.IsInf(v, 1) {
+				return xerr.Invalid("sums: element %d is %v; must be finite and >= 0", i, v)
 			}
 		}
 	}
@@ -129,6 +144,17 @@ func (s *State) Record() (arrow.RecordBatch, error) {
 	}
 	for k, a := range s.Anchors {
 		add("anchor/"+strconv.Itoa(k), a)
+	}
+	if s.Sums != nil {
+		fields = append(fields, arrow.Field{Name: "sums", Type: arrow.PrimitiveTypes.Float64})
+		var b []byte
+		if len(s.Sums) > 0 {
+			b = unsafe.Slice((*byte)(unsafe.Pointer(&s.Sums[0])), 8*len(s.Sums))
+		}
+		data := array.NewData(arrow.PrimitiveTypes.Float64, len(s.Sums),
+			[]*memory.Buffer{nil, memory.NewBufferBytes(b)}, nil, 0, 0)
+		cols = append(cols, array.MakeFromData(data))
+		data.Release()
 	}
 	md := arrow.NewMetadata(
 		[]string{"exitnet.format", "exitnet.format_version", "exitnet.layout", "exitnet.meta", "exitnet.file_crc32c"},
@@ -279,6 +305,14 @@ func DecodeState(data []byte) (s *State, err error) {
 	nf := 0
 	for i, f := range schema.Fields() {
 		col := rec.Column(i)
+		if f.Name == "sums" && i == len(schema.Fields())-1 && s.Sums == nil {
+			sc, ok := col.(*array.Float64)
+			if !ok || sc.NullN() != 0 || sc.Len() != layout.Size() {
+				return nil, xerr.IO("column \"sums\" must be %d non-null float64 values", layout.Size())
+			}
+			s.Sums = append([]float64{}, sc.Float64Values()...)
+			continue
+		}
 		if f.Type.ID() != arrow.FLOAT32 {
 			return nil, xerr.IO("column %q has type %s, want float", f.Name, f.Type)
 		}

@@ -139,6 +139,8 @@ _lib.declare("exitnet_fisher_state_save", ctypes.c_int,
              [ctypes.c_char_p, _cpp, _i64p, _i64p, ctypes.c_int64, _A, _S, ctypes.c_int, _A, _S, ctypes.c_int,
               _cpp, _cpp, ctypes.c_int])
 _lib.declare("exitnet_fisher_state_load", ctypes.c_int, [_A, _S, ctypes.c_char_p])
+_lib.declare("exitnet_fisher_save", ctypes.c_int, [_h, ctypes.c_char_p])
+_lib.declare("exitnet_fisher_load", ctypes.c_int, [ctypes.POINTER(_h), ctypes.c_char_p])
 
 
 class _InMany:
@@ -414,6 +416,36 @@ class FisherAccumulator:
             flat[self._offsets[i]:self._offsets[i + 1]] = v
         s = ArrowIn(pa.array(flat, type=pa.float64()))
         _lib.call("exitnet_fisher_set_state", h, s.array, s.schema, int(count))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Checkpoint the sums, count, layout and label mode to an Arrow IPC file
+        (atomic); :meth:`load` restores them exactly. The file also holds the Fisher
+        (``fisher/0``) and is readable by :func:`load_state`."""
+        _lib.call("exitnet_fisher_save", self._handle(), os.fsencode(os.fspath(path)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FisherAccumulator":
+        """Restore an accumulator written by :meth:`save` (validated: a truncated or
+        corrupted file raises :class:`exitnet.ExitnetIOError`)."""
+        h = _h()
+        _lib.call("exitnet_fisher_load", ctypes.byref(h), os.fsencode(os.fspath(path)))
+        try:
+            import pyarrow.ipc as ipc
+
+            md = ipc.open_file(os.fspath(path)).schema.metadata  # validated by the library above
+            layout = {p["name"]: tuple(p["shape"]) for p in json.loads(md[b"exitnet.layout"])}
+            mode = json.loads(json.loads(md[b"exitnet.meta"])["label_mode"])
+        except Exception:
+            _lib.call("exitnet_fisher_free", ctypes.byref(h))
+            raise
+        self = cls.__new__(cls)
+        self._h = h
+        self._names = list(layout)
+        self._shapes = list(layout.values())
+        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._shapes]
+        self._offsets = np.concatenate([[0], np.cumsum(self._sizes, dtype=np.int64)]).tolist()
+        self.label_mode = mode
+        return self
 
     def merge(self, other: "FisherAccumulator") -> None:
         """Add ``other``'s sums and count (same layout and label mode)."""

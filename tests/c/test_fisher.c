@@ -260,6 +260,34 @@ int main(void) {
   CHECK_STATUS(exitnet_fisher_state_load(&out, &outs, path), EXITNET_ERR_IO);
   remove(path);
 
+  /* ---- accumulator checkpoint: save, load, same Fisher ---- */
+  {
+    char cp[] = "/tmp/exitnet_test_fisher_acc_XXXXXX";
+    int cfd = mkstemp(cp);
+    close(cfd);
+    CHECK_STATUS(exitnet_fisher_save(lin, cp), EXITNET_OK);
+    exitnet_fisher* back = NULL;
+    CHECK_STATUS(exitnet_fisher_load(&back, cp), EXITNET_OK);
+    int64_t nb = 0;
+    CHECK_STATUS(exitnet_fisher_num_samples(&nb, back), EXITNET_OK);
+    CHECK(nb == NL, "restored count %lld", (long long)nb);
+    struct ArrowArray o1, o2;
+    struct ArrowSchema s1, s2;
+    CHECK_STATUS(exitnet_fisher_compute(&o1, &s1, lin), EXITNET_OK);
+    CHECK_STATUS(exitnet_fisher_compute(&o2, &s2, back), EXITNET_OK);
+    CHECK(memcmp(matrix_values(&o1), matrix_values(&o2), P * sizeof(float)) == 0, "restored Fisher");
+    o1.release(&o1);
+    s1.release(&s1);
+    o2.release(&o2);
+    s2.release(&s2);
+    CHECK_STATUS(exitnet_fisher_merge(back, lin), EXITNET_OK);
+    CHECK_STATUS(exitnet_fisher_free(&back), EXITNET_OK);
+    CHECK(truncate(cp, 64) == 0, "truncate");
+    CHECK_STATUS(exitnet_fisher_load(&back, cp), EXITNET_ERR_IO);
+    CHECK(back == NULL, "no handle on failure");
+    remove(cp);
+  }
+
   /* ---- handles ---- */
   CHECK_STATUS(exitnet_fisher_free(&acc), EXITNET_OK);
   CHECK(acc == NULL, "free nulls the handle");

@@ -484,3 +484,29 @@ def test_state_corruption_and_atomic_save(tmp_path, no_leaks):
     assert sorted(os.listdir(tmp_path)) == ["bad.arrow", "ewc.arrow"]
     with pytest.raises(InvalidArgumentError, match="shape"):
         fisher.save_state(path, [fishers[0], {k: v.ravel() for k, v in fishers[1].items()}], anchors, meta)
+
+
+def test_accumulator_checkpoint(tmp_path, no_leaks):
+    r = rng(15)
+    layout = {"w": (4, 3), "b": (4,)}
+    with fisher.FisherAccumulator(layout, label_mode="sampled") as acc:
+        acc.update_linear("w", "b", r.standard_normal((9, 3)).astype(np.float32),
+                          r.standard_normal((9, 4)).astype(np.float32))
+        acc.add_samples(9)
+        acc.save(tmp_path / "acc.arrow")
+        with fisher.FisherAccumulator.load(tmp_path / "acc.arrow") as back:
+            assert back.n_samples == 9 and back.label_mode == "sampled" and back.layout == layout
+            s1, s2 = acc.state()[0], back.state()[0]
+            for k in s1:
+                np.testing.assert_array_equal(s1[k], s2[k])
+            back.merge(acc)  # same layout and label mode
+            assert back.n_samples == 18
+        f, a, meta = fisher.load_state(tmp_path / "acc.arrow")
+        assert meta["n_samples"] == 9 and meta["label_mode"] == "sampled" and len(f) == 1 and not a
+        np.testing.assert_allclose(f[0]["w"], acc.compute()["w"])
+    fisher.save_state(tmp_path / "plain.arrow", [f[0]], [], {})
+    with pytest.raises(ExitnetIOError, match="sums"):
+        fisher.FisherAccumulator.load(tmp_path / "plain.arrow")
+    (tmp_path / "cut.arrow").write_bytes((tmp_path / "acc.arrow").read_bytes()[:100])
+    with pytest.raises(ExitnetIOError):
+        fisher.FisherAccumulator.load(tmp_path / "cut.arrow")
