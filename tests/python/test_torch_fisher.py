@@ -441,6 +441,36 @@ def test_result_mapping_and_repr():
 # ---------------------------------------------------------------------------------------------
 
 
+class SqrtNet(nn.Module):
+    """Finite logits, infinite gradient where a(x) = 1 − x_0 is 0: d sqrt(u)/du at u = 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.b = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.a.weight.zero_()
+            self.a.weight[:, 0] = -1.0
+            self.a.bias.fill_(1.0)
+
+    def forward(self, x):
+        return self.b(torch.sqrt(self.a(x)))
+
+
+def test_non_finite_gradients_name_the_parameter():
+    net = SqrtNet()
+    ok = torch.zeros(4, 3)
+    bad = torch.zeros(4, 3)
+    bad[:, 0] = 1.0
+    assert torch.isfinite(net(bad)).all()
+    # In the first batch (the planning pass, torch side) ...
+    with pytest.raises(ValueError, match="'a.weight'"):
+        fisher_diagonal(net, [bad], label_mode="argmax")
+    # ... and in a later one (refused by the Go accumulator, InvalidArgumentError is a ValueError).
+    with pytest.raises(ValueError, match="a.weight"):
+        fisher_diagonal(net, [ok, bad], label_mode="argmax")
+
+
 def test_bad_input():
     net = mlp()
     x, y = data()

@@ -606,6 +606,9 @@ class _FisherRunner:
         )
         gouts = dict(zip(map(id, fired), grads[: len(fired)]))
         batched = {n: g for n, g in zip(self.cand, grads[len(fired) :])}
+        for n, g in batched.items():
+            if g is not None:
+                self._check_finite(n, g)
         method: dict[str, str] = {}
         for s in self.sites:
             G = gouts.get(id(s))
@@ -740,12 +743,12 @@ class _FisherRunner:
 
     def _check_finite(self, name: str, t: Tensor) -> None:
         if not torch.isfinite(t).all():
-            raise ValueError(f"gradients: NaN or Inf in the per-sample gradient of {name!r}")
+            raise ValueError(f"gradients: NaN or Inf in the gradient of {name!r}")
 
     def _feed(self, s: _Site, A: Tensor, G: Tensor, w_t: Optional[Tensor], w_np: Optional[np.ndarray]) -> None:
         m = s.module
         wn, bn = s.names.get("weight"), s.names.get("bias")
-        self._check_finite(wn or bn, G)
+        # Non-finite factors or sums are refused by the Go accumulator, naming the parameter.
         if s.kind == "linear" and A.ndim == 2:
             if wn is not None:
                 self.acc.update_linear(wn, bn, _np32(A), _np32(G), weights=w_np)
