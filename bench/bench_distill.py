@@ -101,11 +101,10 @@ def main() -> None:
         grad = (np.exp(ls) - qt) * np.float32(T / N)
         return loss, grad
 
-    fp = ctypes.POINTER(ctypes.c_float)
     g = np.empty_like(s)
     out = ctypes.c_double()
     raw = _lib.fn("exitnet_distill_kd_loss_raw")
-    sp, tp, gp = s.ctypes.data_as(fp), t.ctypes.data_as(fp), g.ctypes.data_as(fp)
+    sp, tp, gp = s.ctypes.data, t.ctypes.data, g.ctypes.data
 
     def exitnet_raw():
         raw(ctypes.byref(out), gp, sp, tp, N, C, T)
@@ -180,7 +179,7 @@ def main() -> None:
     ci = ctypes.c_int()
     row("exitnet_get_num_threads (trivial call)", bench(lambda: nthreads(ctypes.byref(ci))))
     s1, t1, g1 = s[:1, :1].copy(), t[:1, :1].copy(), np.empty((1, 1), np.float32)
-    p1, q1, r1 = s1.ctypes.data_as(fp), t1.ctypes.data_as(fp), g1.ctypes.data_as(fp)
+    p1, q1, r1 = s1.ctypes.data, t1.ctypes.data, g1.ctypes.data
     row("kd_loss_raw 1×1 (ctypes, no Arrow)", bench(lambda: raw(ctypes.byref(out), r1, p1, q1, 1, 1, T)))
     row("distill.kd_loss 1×1 (numpy, raw pointers)", bench(lambda: distill.kd_loss(s1, t1, T)))
     a1, b1 = pa.FixedSizeListArray.from_arrays(pa.array(s1.reshape(-1)), 1), pa.FixedSizeListArray.from_arrays(pa.array(t1.reshape(-1)), 1)

@@ -7,13 +7,13 @@ package distill
 // compute exp((x − m)·scale) in base 2, which keeps the FMA pipes free (the
 // range reduction is one exact subtraction):
 //
-//	u = (x − m)·c,  c = scale·log2(e)       (one float32 rounding, as z = (x−m)·scale would be)
+//	u = (x − m)·c,  c = scale·log2(e)       (c and u each rounded to float32)
 //	n = round(u),   f = u − n ∈ [−½, ½]     (exact; rounding by adding M = 1.5·2²³)
 //	2^f ≈ 1 + f·(c1 + f·(c2 + … + f·c6))    (near-minimax, relative error ≤ 1.3 ulp in float32)
 //	exp = 2^f · 2^n,  by adding n·2²³ (the bits of u + M shifted left by 23) to the bits of 2^f
 //
-// u is clamped to [−126, 127]: results below 2^−126 (x−m < −87.3 at scale 1)
-// come out as values ≤ 2^−126 (absolute error < 1.2e−38) and u > 127 saturates. The
+// u < −126 gives 0 (results below 2^−126, x−m < −87.3 at scale 1, flush to 0:
+// absolute error < 1.2e−38) and u > 127 saturates at 2^127. The
 // relative error is about 1.3 ulp plus |x−m|·scale·1.2e−7 from rounding c and u
 // (twice what rounding z = (x−m)/T costs any float32 softmax). Callers only pass
 // x ≤ m (max-subtracted logits), so u ≤ 0.

@@ -9,8 +9,9 @@
 // Rounding trick: T1 = u + M with M = 1.5·2^23 leaves n = round(u) in the low
 // mantissa bits of T1, so T1 − M is n as a float and T1 << 23 is n·2^23, which
 // an integer add puts into the exponent of 2^f (no floating-point multiply).
-// Clobbers T1 and T2.
+// Lanes with u < −126 flush to 0 (mask in Y15). Clobbers T1, T2 and Y15.
 #define EXPZ(Z, T1, T2) \
+	VCMPPS $1, ·vexp2Lo<>(SB), Z, Y15 \
 	VMAXPS ·vexp2Lo<>(SB), Z, Z \
 	VMINPS ·vexp2Hi<>(SB), Z, Z \
 	VADDPS ·vmagic<>(SB), Z, T1 \
@@ -24,7 +25,8 @@
 	VFMADD213PS ·vexpC1<>(SB), Z, T2 \
 	VFMADD213PS ·vone<>(SB), Z, T2 \
 	VPSLLD $23, T1, T1 \
-	VPADDD T1, T2, Z
+	VPADDD T1, T2, Z \
+	VANDNPS Z, Y15, Z
 
 // TAILMASK sets M to the mask of the first CX lanes (0 < CX < 8).
 #define TAILMASK(M, XM) \

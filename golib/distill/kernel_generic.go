@@ -5,7 +5,7 @@ import "math"
 // exp2f is the scalar version of the base-2 exponential documented in kernel.go.
 func exp2f(u float32) float32 {
 	if u < exp2Lo {
-		u = exp2Lo
+		return 0
 	}
 	if u > exp2Hi {
 		u = exp2Hi

@@ -84,10 +84,11 @@ _i64p = ctypes.POINTER(ctypes.c_int64)
 _ip = ctypes.POINTER(ctypes.c_int)
 _lib.declare("exitnet_distill_soft_targets", ctypes.c_int, [_A, _S, _A, _S, ctypes.c_double])
 _lib.declare("exitnet_distill_kd_loss", ctypes.c_int, [_dp, _A, _S, _A, _S, _A, _S, ctypes.c_double])
+_vp = ctypes.c_void_p  # raw float buffers are passed as integer addresses (fast in ctypes)
 _lib.declare("exitnet_distill_kd_loss_raw", ctypes.c_int,
-             [_dp, _fp, _fp, _fp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
+             [_dp, _vp, _vp, _vp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
 _lib.declare("exitnet_distill_soft_targets_raw", ctypes.c_int,
-             [_fp, _fp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
+             [_vp, _vp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
 _lib.declare("exitnet_targets_writer_new", ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int])
 _lib.declare("exitnet_targets_writer_add", ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, _A, _S, _A, _S])
 _lib.declare("exitnet_targets_writer_num_rows", ctypes.c_int, [_i64p, ctypes.c_void_p, ctypes.c_int])
@@ -112,6 +113,8 @@ def _dense(x: Any, name: str) -> np.ndarray | None:
     """(N, C) float32 C-contiguous numpy view of a numpy array or torch CPU tensor
     (None for Arrow inputs, which take the Arrow C Data path). No copy, except that a
     non-contiguous array is packed (documented); a wrong dtype is an error."""
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous:
+        return x  # the common case, without further checks
     if not (isinstance(x, np.ndarray) or (type(x).__module__.startswith("torch") and hasattr(x, "detach"))):
         return None
     a = to_numpy(x, name)
@@ -156,8 +159,7 @@ def soft_targets(logits: Any, temperature: float = 2.0, *, out: np.ndarray | Non
     a = _dense(logits, "logits")
     if a is not None:
         r = _out(out, a.shape)
-        _lib.call("exitnet_distill_soft_targets_raw", r.ctypes.data_as(_fp), a.ctypes.data_as(_fp),
-                  a.shape[0], a.shape[1], T)
+        _lib.call("exitnet_distill_soft_targets_raw", r.ctypes.data, a.ctypes.data, a.shape[0], a.shape[1], T)
         return r
     x = ArrowIn(as_matrix(logits, "logits"))
     res = ArrowOut()
@@ -203,9 +205,8 @@ def kd_loss(student: Any, teacher: Any, temperature: float = 2.0, *, grad: bool 
             raise InvalidArgumentError(
                 f"teacher: shape {t_np.shape}, student: {s_np.shape} (shapes must match)")
         g = _out(out, s_np.shape) if grad else None
-        _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss),
-                  None if g is None else g.ctypes.data_as(_fp), s_np.ctypes.data_as(_fp),
-                  t_np.ctypes.data_as(_fp), s_np.shape[0], s_np.shape[1], T)
+        _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss), None if g is None else g.ctypes.data,
+                  s_np.ctypes.data, t_np.ctypes.data, s_np.shape[0], s_np.shape[1], T)
         return loss.value, g
     s = ArrowIn(as_matrix(student, "student"))
     t = ArrowIn(as_matrix(teacher, "teacher"))

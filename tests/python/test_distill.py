@@ -316,10 +316,8 @@ def test_raw_abi_misuse():
     with pytest.raises(InvalidArgumentError, match="out"):
         _lib.call("exitnet_distill_soft_targets", None, None, a.array, a.schema, 2.0)
     # the raw-buffer entry point
-    fp = ctypes.POINTER(ctypes.c_float)
     g = np.empty_like(s)
-    _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss), g.ctypes.data_as(fp), s.ctypes.data_as(fp),
-              t.ctypes.data_as(fp), 3, 4, 2.0)
+    _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss), g.ctypes.data, s.ctypes.data, t.ctypes.data, 3, 4, 2.0)
     want = distill.kd_loss(s, t, 2.0)
     assert loss.value == want[0]
     np.testing.assert_array_equal(g, want[1])
@@ -328,8 +326,7 @@ def test_raw_abi_misuse():
     with pytest.raises(InvalidArgumentError, match="empty batch"):
         _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss), None, None, None, 0, 4, 2.0)
     with pytest.raises(InvalidArgumentError, match="shape"):
-        _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss), None, s.ctypes.data_as(fp),
-                  t.ctypes.data_as(fp), 3, 0, 2.0)
+        _lib.call("exitnet_distill_kd_loss_raw", ctypes.byref(loss), None, s.ctypes.data, t.ctypes.data, 3, 0, 2.0)
 
 
 # ------------------------------------------------------------------ recorded targets
