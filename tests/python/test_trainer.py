@@ -386,3 +386,79 @@ def test_ewc_plus_lwf_has_both_terms(splits):
     _, res, _ = _fit("ewc+lwf", splits, fisher_samples=30)
     later = [h for h in res.history if h["stage"] > 0]
     assert all(h["lwf"] > 0 for h in later) and any(h["ewc"] > 0 for h in later)
+
+
+# ---------------------------------------------------------------------------- CLI and demo
+
+def test_generic_dataset_path_equals_tensor_dataset(splits):
+    class Plain(torch.utils.data.Dataset):
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            x, y, _ = self.ds[i]
+            return x, y
+
+    _, a, _ = _fit("naive", splits)
+    net = _net()
+    b = SequentialTrainer(net, "naive", epochs_per_stage=1, progress=False, log=lambda r: None).fit(
+        Plain(splits.train), Plain(splits.val), Plain(splits.test), analyse=False)
+    np.testing.assert_allclose(a.stability, b.stability, atol=1e-12)
+
+
+def test_cli_evaluate_and_train(tmp_path, capsys):
+    from exitnet import policy
+    from exitnet.__main__ import main
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 200, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 200)
+    logits[2][np.arange(200), labels] += 3.0  # the last exit is the best
+    np.savez(tmp_path / "test.npz", logits=logits, labels=labels)
+    assert main(["evaluate", "--logits", str(tmp_path / "test.npz"), "--costs", "1,2,4",
+                 "--budgets", "0.5,0.75", "--curve-csv", str(tmp_path / "c.csv")]) == 0
+    out = capsys.readouterr().out
+    want = policy.accuracy_at_budgets(logits, labels, [0.5], cost=policy.CostModel.from_cumulative([1, 2, 4]))
+    assert f"mean cost ≤ 50%: {100 * want[0]:.2f}%" in out
+    sp = policy.speedup_at_iso_accuracy(logits, labels, delta=0.01, cost=policy.CostModel.from_cumulative([1, 2, 4]))
+    assert f"{sp:.3f}x" in out
+    assert (tmp_path / "c.csv").exists()
+
+    cfg = {"data": {"name": "digits"}, "model": {"name": "small_cnn_8", "width": 4},
+           "trainer": {"epochs_per_stage": 1, "progress": False}, "strategies": ["naive", "frozen"],
+           "output": str(tmp_path / "run"), "export": True, "threads": 1}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["train", "--config", str(tmp_path / "cfg.json")]) == 0
+    r = TrainingResult.from_json(str(tmp_path / "run" / "result_naive.json"))
+    assert r.test_logits.shape[0] == 4 and (tmp_path / "run" / "model_frozen.exitnet").exists()
+    # evaluate reads a saved result with logits
+    assert main(["evaluate", "--logits", str(tmp_path / "run" / "result_naive.json")]) == 0
+    # export from saved weights
+    assert main(["export", "--weights", str(tmp_path / "run" / "weights_naive.pt"), "--model", "small_cnn_8",
+                 "--model-args", '{"width": 4}', "--input-shape", "1,8,8",
+                 "--out", str(tmp_path / "m.exitnet")]) == 0
+
+    cfg["bogus"] = 1
+    (tmp_path / "bad.json").write_text(json.dumps(cfg))
+    with pytest.raises(SystemExit, match="unknown key\\(s\\) bogus; valid: data"):
+        main(["train", "--config", str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit, match="logits: .* does not exist"):
+        main(["evaluate", "--logits", str(tmp_path / "nope.npz")])
+
+
+def test_demo_runs_small(tmp_path):
+    from exitnet.demo import run_demo
+
+    lines = []
+    out = run_demo(str(tmp_path), strategies=("naive", "lwf"), epochs_per_stage=1, width=4,
+                   echo=lambda *a: lines.append(" ".join(map(str, a))))
+    assert set(out["results"]) == {"naive", "lwf"}
+    rt = out["runtime"]
+    assert rt["strategy"] == "lwf" and rt["agreement_with_simulation"] >= 0.99
+    assert (tmp_path / "stability_matrices.png").exists() and (tmp_path / "budget_curves.png").exists()
+    assert any("stability matrix" in line for line in lines)
+    with pytest.raises(ValueError, match="strategies: unknown strategy 'ewk'"):
+        run_demo(str(tmp_path), strategies=("ewk",))
