@@ -372,8 +372,8 @@ func fileCRC(data []byte, slots []int) uint32 {
 
 func sealFileCRC(data []byte) error {
 	slots := crcSlots(data)
-	if len(slots) != 2 {
-		return xerr.Internal("state: %d checksum slots in the encoded file, want 2", len(slots))
+	if len(slots) != 2 || slots[1]+8 > len(data) {
+		return xerr.Internal("state: bad checksum slots %v in the encoded file", slots)
 	}
 	sum := []byte(fmt.Sprintf("%08x", fileCRC(data, slots)))
 	for _, s := range slots {
