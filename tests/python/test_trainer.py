@@ -462,3 +462,10 @@ def test_demo_runs_small(tmp_path):
     assert any("stability matrix" in line for line in lines)
     with pytest.raises(ValueError, match="strategies: unknown strategy 'ewk'"):
         run_demo(str(tmp_path), strategies=("ewk",))
+
+
+def test_train_old_heads_lets_distillation_move_them(splits):
+    _, _, frozen_heads = _fit("lwf", splits)
+    assert not _changed(frozen_heads[0], frozen_heads[1], "heads.0.")
+    _, _, snaps = _fit("lwf", splits, train_old_heads=True)
+    assert _changed(snaps[0], snaps[1], "heads.0.")

@@ -50,7 +50,9 @@ from . import _dist
 from ._model import EarlyExitNet
 from ._results import TrainingResult
 
-__all__ = ["SequentialTrainer", "STRATEGIES", "OPTIONS", "available_strategies"]
+__all__ = ["SequentialTrainer", "TrainingResult", "STRATEGIES", "OPTIONS", "available_strategies"]
+
+TrainResult = TrainingResult  # alias (the name exitnet.torch's lazy table uses)
 
 logger = logging.getLogger("exitnet.trainer")
 
@@ -171,7 +173,8 @@ class SequentialTrainer:
         sees). ``online``: a frozen teacher copy runs on every minibatch. Default ``"recorded"``.
     seed : int
         Seeds shuffling and the Fisher subsets (each stage from (seed, stage), so resumed runs
-        repeat uninterrupted ones). Default 0. Model initialisation is the caller's.
+        repeat uninterrupted ones; torch's global RNG is also seeded at the start of each
+        stage). Default 0. Model initialisation is the caller's.
     device : str or torch.device
         Default ``"cpu"``.
     progress : bool
