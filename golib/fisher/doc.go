@@ -50,6 +50,14 @@
 //	value = λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²
 //	grad_i = λ · Σ_k F_{k,i} (θ_i − θ*_{k,i})
 //
+// Labels: SampleLabels draws label r from softmax(logits_r) with the uniform
+// splitmix64(splitmix64(seed) ^ (r + rowOffset)) / 2⁶⁴ (inverse CDF), so labels
+// depend only on (seed, global row, logits); ClassProbs gives p(c|x) for "exact".
+//
+// Files: SaveState / LoadState write and validate an Arrow IPC file of Fishers,
+// anchors and metadata (see State), atomically and with a whole-file CRC-32C;
+// Accumulator.Save / LoadAccumulator checkpoint an accumulator exactly.
+//
 // Consolidation across exits: "separate" (keep the list), "sum" (Σ_k F_k),
 // "weighted" (Σ_k c_k F_k) and "online" (F ← γ·F + F_k over the list in order,
 // oldest first, γ ∈ (0, 1]).
