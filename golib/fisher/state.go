@@ -2,10 +2,10 @@ package fisher
 
 import (
 	"bytes"
-	"math"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
