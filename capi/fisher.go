@@ -796,8 +796,6 @@ func exitnet_fisher_state_load(outA *C.struct_ArrowArray, outS *C.struct_ArrowSc
 	})
 }
 
-
-
 //export exitnet_ewc_penalty_into
 func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
 	pA *C.struct_ArrowArray, pS *C.struct_ArrowSchema,
