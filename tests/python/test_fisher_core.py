@@ -510,3 +510,9 @@ def test_accumulator_checkpoint(tmp_path, no_leaks):
     (tmp_path / "cut.arrow").write_bytes((tmp_path / "acc.arrow").read_bytes()[:100])
     with pytest.raises(ExitnetIOError):
         fisher.FisherAccumulator.load(tmp_path / "cut.arrow")
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(fisher, raise_on_error=False).failed == 0
