@@ -726,6 +726,12 @@ class _FisherRunner:
                     )
                 fired.append(s)
         passes = list(self._label_passes(logits, y))
+        # With several weighted label passes (exact mode), a Linear layer's per-sample gradient
+        # g_nc a_nᵀ is rank one and a_n does not depend on the class, so
+        #     Σ_c p_nc (g_nc a_nᵀ)² = (Σ_c p_nc g_nc²) (a_n²)ᵀ = H_n (a_n²)ᵀ:
+        # H is summed over the passes in torch and Go runs one GEMM per layer instead of C.
+        fold = {id(s): None for s in fired if s.kind == "linear" and s.inp.ndim == 2} if len(passes) > 1 else {}
+        H: dict[int, Tensor] = {}
         for i, (labels, w_t, w_np) in enumerate(passes):
             last = i == len(passes) - 1
             gl = self._grad_logits(logits, labels)
@@ -734,10 +740,22 @@ class _FisherRunner:
                     logits, [s.out for s in fired], gl, retain_graph=not last, allow_unused=True
                 )
                 for s, G in zip(fired, grads):
-                    if G is not None:
+                    if G is None:
+                        continue
+                    if id(s) in fold:
+                        h = G * G
+                        if w_t is not None:
+                            h = h * w_t.to(h.dtype).unsqueeze(1)
+                        H[id(s)] = h if id(s) not in H else H[id(s)].add_(h)
+                    else:
                         self._feed(s, s.inp, G, w_t, w_np)
             if self.rows:
                 self._feed_rows(x, labels, w_np)
+        for s in fired:
+            h = H.get(id(s))
+            if h is not None:
+                # update_linear squares its G: hand it √H (exact up to one rounding).
+                self._feed(s, s.inp, h.sqrt_(), None, None)
         for s in self.sites:
             s.clear()
 
