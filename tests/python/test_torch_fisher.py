@@ -105,6 +105,19 @@ def test_linear(bias, mode):
         assert F[n].dtype == p.dtype and F[n].device == p.device and F[n].shape == p.shape
 
 
+@pytest.mark.parametrize("backend", ["go", "torch"])
+def test_subset_of_a_layers_parameters(backend):
+    # Only some roles of a layer selected: a Linear bias, a Conv2d bias, a Conv2d weight alone.
+    torch.manual_seed(12)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.Conv2d(3, 2, 2, stride=2), nn.Flatten(),
+                        nn.Linear(2 * 2 * 2, 5), nn.Tanh(), nn.Linear(5, 3))
+    x, _ = data(n=6, shape=(2, 6, 6), classes=3)
+    sel = {"lb": net[4].bias, "cb": net[0].bias, "cw": net[2].weight, "lw": net[6].weight}
+    F = fisher_diagonal(net, [x[:2], x[2:]], params=sel, label_mode="exact", conv_backend=backend)
+    R = ref_fisher(net, x, exact_labels, names=["4.bias", "0.bias", "2.weight", "6.weight"])
+    assert_fisher_close(F, {"lb": R["4.bias"], "cb": R["0.bias"], "cw": R["2.weight"], "lw": R["6.weight"]})
+
+
 def test_linear_float64_model():
     net = mlp().double()
     x, y = data()
