@@ -469,3 +469,17 @@ def test_train_old_heads_lets_distillation_move_them(splits):
     assert not _changed(frozen_heads[0], frozen_heads[1], "heads.0.")
     _, _, snaps = _fit("lwf", splits, train_old_heads=True)
     assert _changed(snaps[0], snaps[1], "heads.0.")
+
+
+def test_checkpoint_malformed_state_is_refused(splits, tmp_path):
+    SequentialTrainer(_net(), "naive", epochs_per_stage=1, progress=False, log=lambda r: None,
+                      checkpoint_dir=tmp_path).fit(splits.train, splits.val, analyse=False)
+    st = json.loads((tmp_path / "state.json").read_text())
+    st["weights"] = "../../etc/passwd"
+    (tmp_path / "state.json").write_text(json.dumps(st))
+    with pytest.raises(ValueError, match="checkpoint_dir: .*malformed"):
+        SequentialTrainer(_net(), "naive", epochs_per_stage=1, progress=False,
+                          checkpoint_dir=tmp_path).fit(splits.train, splits.val)
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(ValueError, match="checkpoint_dir: .*not a readable trainer state"):
+        SequentialTrainer(_net(), "naive", progress=False, checkpoint_dir=tmp_path).fit(splits.train, splits.val)

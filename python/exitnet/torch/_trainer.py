@@ -638,7 +638,18 @@ class SequentialTrainer:
                 f"checkpoint_dir: the checkpoint in {d} was made with other options ({detail}); "
                 "use another directory or fit(resume=False)"
             )
-        wpath = os.path.join(d, doc["weights"])
+        K = self.net.num_exits
+        w = doc.get("weights")
+        done = doc.get("completed_stages")
+        rows = doc.get("stability")
+        if (
+            not isinstance(w, str) or os.path.basename(w) != w or not w.startswith("weights_stage")
+            or isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= K
+            or not isinstance(rows, list) or len(rows) != done
+            or any(not isinstance(r, list) or len(r) != i + 1 for i, r in enumerate(rows))
+        ):
+            raise ValueError(f"checkpoint_dir: {sp} is malformed (weights, completed_stages or stability)")
+        wpath = os.path.join(d, w)
         try:
             with open(wpath, "rb") as f:
                 raw = f.read()
