@@ -217,8 +217,10 @@ def main(argv=None):
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, len(mean_stab), figsize=(3.4 * len(mean_stab), 3.0), squeeze=False)
+        lo = min(np.nanmin(np.array(A)) for A in mean_stab.values())
+        hi = max(np.nanmax(np.array(A)) for A in mean_stab.values())
         for ax, (s, A) in zip(axes[0], mean_stab.items()):
-            plot_stability(np.array(A), ax=ax, title=f"{s} (mean of {len(seeds)})")
+            plot_stability(np.array(A), ax=ax, title=f"{s} (mean of {len(seeds)})", vmin=lo, vmax=hi)
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, "stability_matrices.png"), dpi=100)
     except Exception as e:  # plots are a bonus

@@ -321,11 +321,19 @@ def compare(results: Mapping[str, TrainingResult] | Sequence[TrainingResult]):
     return pd.DataFrame(rows).set_index("strategy")
 
 
-def plot_stability(stability: np.ndarray, ax=None, title: Optional[str] = None, vmin: float = 0.0, vmax: float = 1.0):
-    """Heat map of a stability matrix with the values written in the cells."""
+def plot_stability(stability: np.ndarray, ax=None, title: Optional[str] = None,
+                   vmin: Optional[float] = None, vmax: Optional[float] = None):
+    """Heat map of a stability matrix (values in % written in the cells). The colour range
+    defaults to the matrix's own min..max so that a few points of forgetting are visible."""
     import matplotlib.pyplot as plt
 
     A = np.asarray(stability, dtype=np.float64)
+    if vmin is None:
+        vmin = float(np.nanmin(A))
+    if vmax is None:
+        vmax = float(np.nanmax(A))
+    if vmax <= vmin:
+        vmin, vmax = vmin - 0.01, vmax + 0.01
     if ax is None:
         _, ax = plt.subplots(figsize=(3.2, 2.8))
     K = A.shape[0]
@@ -346,13 +354,15 @@ def plot_stability(stability: np.ndarray, ax=None, title: Optional[str] = None, 
 
 
 def plot_stability_matrices(results: Mapping[str, TrainingResult]):
-    """One stability heat map per strategy, side by side. Returns the figure."""
+    """One stability heat map per strategy, side by side, on one colour scale. Returns the figure."""
     import matplotlib.pyplot as plt
 
     n = len(results)
     fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.0), squeeze=False)
+    lo = min(float(np.nanmin(r.stability)) for r in results.values())
+    hi = max(float(np.nanmax(r.stability)) for r in results.values())
     for ax, (name, r) in zip(axes[0], results.items()):
-        plot_stability(r.stability, ax=ax, title=name)
+        plot_stability(r.stability, ax=ax, title=name, vmin=lo, vmax=hi)
     fig.tight_layout()
     return fig
 
