@@ -91,12 +91,13 @@ def data(n=13, shape=(6,), classes=4, seed=1):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["go", "torch"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("mode", ["exact", "empirical", "argmax"])
-def test_linear(bias, mode):
+def test_linear(bias, mode, backend):
     net = mlp(bias)
     x, y = data()
-    F = fisher_diagonal(net, batches_of(x, y, [5, 8]), label_mode=mode)
+    F = fisher_diagonal(net, batches_of(x, y, [5, 8]), label_mode=mode, backend=backend)
     lab = {"exact": exact_labels, "empirical": true_labels(y), "argmax": argmax_labels}[mode]
     assert_fisher_close(F, ref_fisher(net, x, lab))
     assert F.n_samples == 13 and F.label_mode == mode and F.granularity == "per_sample"
@@ -113,7 +114,7 @@ def test_subset_of_a_layers_parameters(backend):
                         nn.Linear(2 * 2 * 2, 5), nn.Tanh(), nn.Linear(5, 3))
     x, _ = data(n=6, shape=(2, 6, 6), classes=3)
     sel = {"lb": net[4].bias, "cb": net[0].bias, "cw": net[2].weight, "lw": net[6].weight}
-    F = fisher_diagonal(net, [x[:2], x[2:]], params=sel, label_mode="exact", conv_backend=backend)
+    F = fisher_diagonal(net, [x[:2], x[2:]], params=sel, label_mode="exact", backend=backend)
     R = ref_fisher(net, x, exact_labels, names=["4.bias", "0.bias", "2.weight", "6.weight"])
     assert_fisher_close(F, {"lb": R["4.bias"], "cb": R["0.bias"], "cw": R["2.weight"], "lw": R["6.weight"]})
 
@@ -167,7 +168,7 @@ def test_conv2d(case, backend, monkeypatch):
     net = nn.Sequential(conv, nn.Tanh(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.LazyLinear(3))
     x, y = data(n=7, shape=(conv.in_channels, 9, 8), classes=3)
     net(x[:1])  # materialise the lazy layer
-    F = fisher_diagonal(net, batches_of(x, y, [3, 4]), label_mode="exact", conv_backend=backend)
+    F = fisher_diagonal(net, batches_of(x, y, [3, 4]), label_mode="exact", backend=backend)
     assert F.methods["0.weight"] == "conv2d"
     assert_fisher_close(F, ref_fisher(net, x, exact_labels))
 
@@ -512,7 +513,7 @@ def test_bad_input():
     bn = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 3))
     with pytest.raises(ValueError, match="batch statistics"):
         fisher_diagonal(bn, [x], label_mode="exact")
-    with pytest.raises(ValueError, match="conv_backend"):
-        fisher_diagonal(net, [x], conv_backend="cuda")
+    with pytest.raises(ValueError, match="backend"):
+        fisher_diagonal(net, [x], backend="cuda")
     with pytest.raises(TypeError, match="net: needs exit_logits"):
         fisher_for_exit(net, 0, [x])

@@ -335,7 +335,7 @@ class _FisherRunner:
         params: ParamsArg,
         label_mode: str,
         seed: int,
-        conv_backend: str = "go",
+        backend: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
@@ -349,14 +349,15 @@ class _FisherRunner:
         self.forward = forward or _default_forward
         self.label_mode = label_mode
         self.seed = int(seed)
-        if conv_backend not in ("go", "torch"):
-            raise ValueError(f"conv_backend: {conv_backend!r} is not one of go, torch")
-        self.conv_backend = conv_backend
+        if backend not in ("auto", "go", "torch"):
+            raise ValueError(f"backend: {backend!r} is not one of auto, go, torch")
+        self.backend_arg = backend
         self.explicit = params is not None
         self.cand = self._candidates(params)  # Fisher name -> Parameter
         if not self.cand:
             raise ValueError("params: no parameters to compute a Fisher for")
         self.device = next(iter(self.cand.values())).device
+        self.backend = backend if backend != "auto" else ("go" if self.device.type == "cpu" else "torch")
         self.active = False
         self.handles: list[Any] = []
         self.sites: list[_Site] = []
@@ -767,7 +768,16 @@ class _FisherRunner:
         m = s.module
         wn, bn = s.names.get("weight"), s.names.get("bias")
         # Non-finite factors or sums are refused by the Go accumulator, naming the parameter.
-        if s.kind == "linear" and A.ndim == 2:
+        if s.kind == "linear" and A.ndim == 2 and self.backend == "torch":
+            N = int(G.shape[0])
+            G2 = G * G
+            if w_t is not None:
+                G2 = G2 * w_t.to(G2.dtype).unsqueeze(1)
+            if wn is not None:
+                self.acc.update_squared(wn, _np32(G2.t() @ (A * A)), N)  # (w∘G∘G)ᵀ(A∘A)
+            if bn is not None:
+                self.acc.update_squared(bn, _np32(G2.sum(0, dtype=torch.float64)), N)
+        elif s.kind == "linear" and A.ndim == 2:
             if wn is not None:
                 self.acc.update_linear(wn, bn, _np32(A), _np32(G), weights=w_np)
             else:
@@ -787,7 +797,7 @@ class _FisherRunner:
                 self.acc.update_squared(wn, _np32(tot), N)
             if bn is not None:
                 self.acc.update_squared(bn, _np32(_wsum_sq(G3.sum(1), w_t)), N)
-        elif s.kind == "conv2d" and self.conv_backend == "torch":
+        elif s.kind == "conv2d" and self.backend == "torch":
             N = int(G.shape[0])
             if wn is not None:
                 self.acc.update_squared(wn, _np32(_conv_weight_sq_torch(m, A, G, w_t)), N)
@@ -923,7 +933,7 @@ def fisher_diagonal(
     max_samples: Optional[int] = None,
     seed: int = 0,
     progress: bool = False,
-    conv_backend: Literal["go", "torch"] = "go",
+    backend: Literal["auto", "go", "torch"] = "auto",
 ) -> FisherResult:
     r"""Exact diagonal Fisher of ``model``'s (or one exit's) predictive distribution.
 
@@ -959,15 +969,16 @@ def fisher_diagonal(
         Seed of the ``sampled`` labels.
     progress : bool
         Show a tqdm progress bar.
-    conv_backend : {"go", "torch"}
-        Where Conv2d weight Fishers are formed. ``"go"``: input activations and output gradients
-        go to the Go accumulator (``update_conv2d``: im2col + GEMM per sample, memory of one
-        sample's gradient per thread; activations are copied to the CPU). ``"torch"``: the
-        per-sample weight gradients of a chunk of samples come from one grouped
-        ``convolution_backward`` (groups = chunk·groups) on the parameters' device, are squared
-        and summed there, and the sums go to Go (``update_squared``); memory is bounded by
-        ``_CONV_BUDGET`` gradient values (64 MB in float32). Both are exact; ``"torch"`` is faster
-        where the convolution library is (see ``bench/bench_fisher_torch.py``) and on GPUs.
+    backend : {"auto", "go", "torch"}
+        Where the Linear and Conv2d factor products are formed (all are exact; the float64 sums
+        and counts always live in the Go accumulator). ``"go"``: activations and output gradients
+        go to Go (``update_linear``: one GEMM (G∘G)ᵀ(A∘A); ``update_conv2d``: im2col + GEMM per
+        sample, memory of one sample's gradient per thread); on a GPU they are copied to the CPU
+        first. ``"torch"``: the same products on the parameters' device (Linear: one matmul;
+        Conv2d: the per-sample weight gradients of a chunk of samples from one grouped
+        ``convolution_backward``, squared and summed, at most ``_CONV_BUDGET`` values at once),
+        then ``update_squared``. ``"auto"`` (default): ``"go"`` when the parameters are on the
+        CPU, ``"torch"`` otherwise. Measured speeds: ``bench/bench_fisher_torch.py``.
 
     Returns
     -------
@@ -990,7 +1001,7 @@ def fisher_diagonal(
             raise ValueError(f"max_samples: expected a positive int, got {max_samples!r}")
     if isinstance(batches, (Tensor, np.ndarray)):
         raise TypeError("batches: expected an iterable of (x, y) batches, got a single array")
-    runner = _FisherRunner(model, forward, params, label_mode, seed, conv_backend)
+    runner = _FisherRunner(model, forward, params, label_mode, seed, backend)
     it = iter(batches)
     if progress:
         try:
@@ -1039,7 +1050,7 @@ def fisher_for_exit(
     max_samples: Optional[int] = None,
     seed: int = 0,
     progress: bool = False,
-    conv_backend: Literal["go", "torch"] = "go",
+    backend: Literal["auto", "go", "torch"] = "auto",
 ) -> FisherResult:
     """Diagonal Fisher of exit ``exit_index`` over the parameters that exit depends on.
 
@@ -1071,5 +1082,5 @@ def fisher_for_exit(
             raise TypeError("net: needs exit_parameters(k) or parameters_for_exit(k), or pass params=")
     return fisher_diagonal(
         net, loader, forward=fwd, params=params, label_mode=label_mode,
-        max_samples=max_samples, seed=seed, progress=progress, conv_backend=conv_backend,
+        max_samples=max_samples, seed=seed, progress=progress, backend=backend,
     )
