@@ -26,7 +26,12 @@ How the per-sample gradients are obtained, without ever materialising an N×P gr
   with extra dimensions (N, T, in) is summed over T on the torch side (Σ_t g_t a_tᵀ, squared).
 * ``nn.Conv2d``: input activations and output gradients go to Go with the geometry (stride, padding,
   dilation, groups); non-zero padding modes and asymmetric ``padding="same"`` are applied to the
-  input first.
+  input first. With ``backend="torch"`` the products are formed by torch on the parameters' device
+  instead (one matmul per Linear; per-sample conv weight gradients from a grouped
+  ``convolution_backward`` over a bounded chunk of samples) and only the sums go to Go.
+* ``exact`` mode runs C backward passes per batch (one per class, output gradient p − e_c); for a
+  Linear layer on 2-D inputs the passes are folded before the GEMM, since
+  Σ_c p_c (g_c aᵀ)² = (Σ_c p_c g_c²)(a²)ᵀ, so Go runs one GEMM per layer, not C.
 * BatchNorm (eval mode, running statistics), LayerNorm, GroupNorm affine parameters: the per-sample
   γ and β gradients are Σ_positions g·x̂ and Σ_positions g, squared and summed on the torch side.
 * Anything else (Embedding, Conv1d, custom parameters, a module called twice in one forward, weights
