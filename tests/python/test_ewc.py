@@ -217,3 +217,35 @@ def test_bad_input():
         e.consolidate({**F, "0.weight": -F["0.weight"]}, net)
     with pytest.raises(ValueError, match="anchors: missing 'zz'"):
         e.consolidate({"zz": torch.ones(1)}, net)
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    net = net64(8)
+    P = dict(net.named_parameters())
+    F1 = {n: t for n, t in rand_like_params(P, 30, True).items() if n.startswith("0.")}
+    F2 = rand_like_params(P, 31, True)
+    e = EWC(3.0, "separate")
+    e.consolidate(F1, rand_like_params(P, 32))
+    e.consolidate(F2, rand_like_params(P, 33))
+    path = tmp_path / "ewc.arrow"
+    e.save(path, meta={"note": "stage 2"})
+    back = EWC.load(path)
+    assert back.mode == "separate" and back.lam == 3.0 and back.n_consolidations == 2
+    assert [sorted(f) for f in back.fishers] == [sorted(F1), sorted(F2)]
+    # float32 on disk: the penalty agrees to float32 precision (independent numpy formula).
+    want = np_penalty(P, [{n: v.float() for n, v in F.items()} for F in e.fishers],
+                      [{n: v.float() for n, v in A.items()} for A in e.anchors], 3.0)
+    assert back.penalty(net).item() == pytest.approx(want, rel=1e-5)
+    # Saving over it with a bad argument leaves the file intact; a truncated file is refused.
+    with pytest.raises(ValueError, match="reserved"):
+        e.save(path, meta={"lam": 1})
+    assert EWC.load(path).n_consolidations == 2
+    raw = path.read_bytes()
+    bad = tmp_path / "bad.arrow"
+    bad.write_bytes(raw[: len(raw) // 2])
+    from exitnet import ExitnetIOError
+
+    with pytest.raises(ExitnetIOError, match="truncated or corrupted"):
+        EWC.load(bad)
+    with pytest.raises(ValueError, match="nothing consolidated"):
+        EWC(1.0).save(tmp_path / "x.arrow")

@@ -294,6 +294,69 @@ class EWC:
         self.anchors = [dict(a) for a in state["anchors"]]
         self.n_consolidations = int(state.get("n_consolidations", len(self.fishers)))
 
+    def save(self, path: Any, meta: Optional[Mapping[str, Any]] = None) -> None:
+        """Write the Fishers, anchors and settings to an Arrow IPC file, atomically, through
+        ``exitnet.fisher.save_state`` (checksummed; readable with pyarrow; no pickle).
+
+        The file stores one layout for all terms; a parameter absent from a term is stored as
+        zeros and the term's own names are kept in the metadata (``ewc.keys``), so :meth:`load`
+        restores exactly this object. ``meta``: extra JSON-serialisable metadata.
+        """
+        from .. import fisher as gofisher
+
+        if not self.fishers:
+            raise ValueError("save: nothing consolidated yet")
+        shapes: dict[str, tuple[int, ...]] = {}
+        for d in self.fishers + self.anchors:
+            for n, t in d.items():
+                shapes.setdefault(n, tuple(t.shape))
+
+        def full(d: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
+            return {
+                n: (d[n].detach().to("cpu", torch.float32).contiguous().numpy() if n in d
+                    else np.zeros(shapes[n], np.float32))
+                for n in shapes
+            }
+
+        info = {
+            "format": "exitnet.torch.EWC/1", "lam": self.lam, "mode": self.mode, "gamma": self.gamma,
+            "n_consolidations": self.n_consolidations,
+            "penalty": "lam/2 * sum_k sum_i F_k,i (theta_i - anchor_k,i)^2",
+            "ewc.keys": [list(f) for f in self.fishers], "ewc.anchor_keys": [list(a) for a in self.anchors],
+        }
+        extra = dict(meta or {})
+        clash = sorted(set(extra) & set(info))
+        if clash:
+            raise ValueError(f"meta: keys {clash} are reserved")
+        gofisher.save_state(path, [full(f) for f in self.fishers], [full(a) for a in self.anchors],
+                            {**info, **extra})
+
+    @classmethod
+    def load(cls, path: Any, device: Any = None) -> "EWC":
+        """Read a file written by :meth:`save` (validated by the Go reader: a truncated or
+        corrupted file raises ``exitnet.ExitnetIOError``). Tensors are float32 on ``device``."""
+        from .. import fisher as gofisher
+
+        fishers, anchors, meta = gofisher.load_state(path)
+        if meta.get("format") != "exitnet.torch.EWC/1":
+            raise ValueError(f"path: not an exitnet.torch.EWC state (format {meta.get('format')!r})")
+        keys, akeys = meta.get("ewc.keys"), meta.get("ewc.anchor_keys")
+        if not (isinstance(keys, list) and isinstance(akeys, list)
+                and len(keys) == len(fishers) and len(akeys) == len(anchors) == len(fishers)):
+            raise ValueError("path: EWC metadata does not match the stored terms")
+        e = cls(meta["lam"], meta["mode"], meta["gamma"])
+
+        def pick(d: Mapping[str, np.ndarray], names: list) -> dict[str, Tensor]:
+            missing = [n for n in names if n not in d]
+            if missing:
+                raise ValueError(f"path: parameters {missing} named in the metadata are not stored")
+            return {n: torch.from_numpy(np.array(d[n], dtype=np.float32, copy=True)).to(device) for n in names}
+
+        e.fishers = [pick(f, k) for f, k in zip(fishers, keys)]
+        e.anchors = [pick(a, k) for a, k in zip(anchors, akeys)]
+        e.n_consolidations = int(meta.get("n_consolidations", len(e.fishers)))
+        return e
+
     def __repr__(self) -> str:
         p = sum(t.numel() for f in self.fishers for t in f.values())
         g = f", gamma={self.gamma}" if self.mode == "online" else ""
