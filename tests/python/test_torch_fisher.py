@@ -351,6 +351,32 @@ def test_rows_path_in_sample_chunks(monkeypatch):
     assert_fisher_close(F, ref_fisher(net, x, exact_labels, names=list(F)))
 
 
+class FoldsTime(nn.Module):
+    """A Linear on (N·T, d) rows (time folded into the batch) and one on (T, N, d)."""
+
+    def __init__(self):
+        super().__init__()
+        self.frame = nn.Linear(4, 5)
+        self.seqfirst = nn.Linear(5, 5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):  # x: (N, T, 4)
+        N, T, d = x.shape
+        h = torch.tanh(self.frame(x.reshape(N * T, d))).reshape(N, T, 5)
+        h = torch.tanh(self.seqfirst(h.transpose(0, 1))).mean(0)
+        return self.head(h)
+
+
+def test_layers_whose_leading_dim_is_not_the_batch_use_rows():
+    torch.manual_seed(13)
+    net = FoldsTime()
+    x = torch.randn(6, 3, 4)
+    F = fisher_diagonal(net, [x[:2], x[2:]], label_mode="exact")
+    assert F.methods["frame.weight"] == "rows" and F.methods["seqfirst.weight"] == "rows"
+    assert F.methods["head.weight"] == "linear"
+    assert_fisher_close(F, ref_fisher(net, x, exact_labels))
+
+
 def test_explicit_params_unreached_are_zero():
     torch.manual_seed(9)
     net = Tricky()

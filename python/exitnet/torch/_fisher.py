@@ -40,6 +40,12 @@ How the per-sample gradients are obtained, without ever materialising an N×P gr
   therefore **handled correctly** (not refused), at the cost of vmap speed; ``FisherResult.methods``
   says which path each parameter took.
 
+Layers must see the batch as their leading dimension with samples independent of each other (eval
+mode BatchNorm with running statistics is fine; BatchNorm without running statistics is refused). A
+layer whose leading dimension is not N (time folded into the batch, sequence-first layouts) takes the
+vmap path; one whose leading dimension happens to equal N by coincidence in the first batch cannot be
+told apart, and cross-sample mixing inside a model (attention over the batch) is not detected.
+
 The first batch is used to plan: one extra forward/backward computes the ordinary batched gradient of
 every parameter, finds which parameters receive gradient, which hooked modules fired exactly once,
 and checks that the per-sample gradients from the layer factors sum to the batched gradient (a
@@ -575,6 +581,7 @@ class _FisherRunner:
     def plan(self, batch: Any) -> None:
         """First batch: decide the path of every parameter and build the Go accumulator."""
         x, y = self._prepare(batch)
+        N = int(x.shape[0])
         if self.label_mode == "batched":
             logits = self._forward(x)
             labels = next(self._label_passes(logits, y))[0]
@@ -618,7 +625,11 @@ class _FisherRunner:
         method: dict[str, str] = {}
         for s in self.sites:
             G = gouts.get(id(s))
-            ok = s.calls == 1 and s.out is not None and G is not None
+            # The layer's leading dimension must be the batch: a layer that sees (N·T, d) rows
+            # (a reshape folding time into the batch) or (T, N, d) cannot be split per sample
+            # from its factors, although their sum still matches; such layers use rows.
+            ok = (s.calls == 1 and s.out is not None and G is not None
+                  and s.inp.ndim >= 2 and s.inp.shape[0] == N and s.out.shape[0] == N)
             sums = self._factor_sums(s, s.inp, G) if ok else {}
             for role, n in s.names.items():
                 b = batched[n]
@@ -725,6 +736,11 @@ class _FisherRunner:
                     "first batch (data-dependent control flow); its per-sample factors are ambiguous"
                 )
             if s.calls == 1 and s.out is not None:
+                if s.inp.shape[0] != x.shape[0] or s.out.shape[0] != x.shape[0]:
+                    raise RuntimeError(
+                        f"model: {s.path!r} saw a leading dimension of {s.inp.shape[0]} for a batch "
+                        f"of {x.shape[0]} samples, unlike in the first batch"
+                    )
                 if not s.clone and (s.inp._version != s.vin or s.out._version != s.vout):
                     raise RuntimeError(
                         f"model: the input or output of {s.path!r} was modified in place in this "
