@@ -459,7 +459,7 @@ def test_merge_of_two_halves_equals_one_pass():
 def test_max_samples_truncates():
     net = mlp()
     x, y = data(n=13)
-    F = fisher_diagonal(net, batches_of(x, y, [5, 8]), label_mode="empirical", max_samples=7)
+    F = fisher_diagonal(net, batches_of(x, y, [5, 8]), label_mode="empirical", max_samples=7, progress=True)
     assert F.n_samples == 7
     assert_fisher_close(F, ref_fisher(net, x[:7], true_labels(y)))
 
