@@ -128,38 +128,44 @@ func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float6
 	nb := (rows + blockRows - 1) / blockRows
 	partial := make([]float64, nb)
 	inv := float64(invT)
-	gscale := T / float64(rows)
+	gscale := float32(T / float64(rows))
+	if grad == nil {
+		gscale = 0 // loss only: the kernel skips the gradient pass
+	}
 	err = forBlocks(rows, cols, func(b, lo, hi int) error {
 		et := make([]float32, cols)
 		var es []float32
 		if grad == nil {
 			es = make([]float32, cols)
 		}
-		var sum float64
+		// Per-row statistics of the block; the KL of each row is computed after
+		// the kernel calls so that the logs pipeline instead of stalling them.
+		var st [blockRows][5]float32
 		for r := lo; r < hi; r++ {
 			s := student[r*cols : (r+1)*cols]
 			t := teacher[r*cols : (r+1)*cols]
-			ms, mt, bad := k.max2(s, t)
+			g := es
+			if grad != nil {
+				g = grad[r*cols : (r+1)*cols]
+			}
+			ms, mt, zs, zt, d, bad := k.kdRow(g, et, s, t, invT, gscale)
 			if bad != 0 {
 				if _, b := k.maxCheck(s); b != 0 {
 					return nonFinite("student", s, r)
 				}
 				return nonFinite("teacher", t, r)
 			}
-			g := es
-			if grad != nil {
-				g = grad[r*cols : (r+1)*cols]
-			}
-			zs, zt, d := k.kdExp(g, et, s, t, ms, mt, invT)
-			kl := float64(d)*inv/float64(zt) + (float64(ms)-float64(mt))*inv +
-				math.Log(float64(zs)) - math.Log(float64(zt))
+			st[r-lo] = [5]float32{ms, mt, zs, zt, d}
+		}
+		var sum float64
+		for i := range hi - lo {
+			ms, mt, zs, zt, d := float64(st[i][0]), float64(st[i][1]), float64(st[i][2]), float64(st[i][3]), float64(st[i][4])
+			// KL = E_q[(t − s)/T] + (m_s − m_t)/T + log(Z_s/Z_t), see the package doc.
+			kl := d*inv/zt + (ms-mt)*inv + math.Log(zs/zt)
 			if math.IsNaN(kl) || math.IsInf(kl, 0) {
-				return xerr.Invalid("student, teacher: row %d: logit differences overflow float32 (|teacher − student| too large)", r)
+				return xerr.Invalid("student, teacher: row %d: logit differences overflow float32 (|teacher − student| too large)", lo+i)
 			}
 			sum += max(kl, 0)
-			if grad != nil {
-				k.axpby(g, et, float32(gscale/float64(zs)), float32(gscale/float64(zt)))
-			}
 		}
 		partial[b] = sum
 		return nil

@@ -121,6 +121,9 @@ func TestKDLossVsFloat64(t *testing.T) {
 		{3, 1000, 2, 10, 1e-5},
 		{4, 13, 0.1, 1, 1e-4},
 		{4, 13, 100, 1, 1e-4},
+		{5, 8, 2, 3, 1e-5},  // no tail
+		{5, 16, 2, 3, 1e-5}, // no tail, two vectors
+		{70, 24, 2, 3, 1e-5},
 	}
 	withKernels(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(7, 8))
@@ -255,6 +258,28 @@ func TestBadInputs(t *testing.T) {
 		_, err := KDLoss(nil, big, []float32{-3e38, 3e38}, 1, 2, 1)
 		if err != nil {
 			wantInvalid(t, err, "overflow")
+		}
+	})
+}
+
+func TestKDNonFiniteEveryPosition(t *testing.T) {
+	// Every row length up to 20 and every position: the kernels flag it and the
+	// error names the right argument, row and column.
+	withKernels(t, func(t *testing.T) {
+		for cols := 1; cols <= 20; cols++ {
+			for pos := 0; pos < cols; pos++ {
+				s := make([]float32, 2*cols)
+				te := make([]float32, 2*cols)
+				for i := range s {
+					s[i], te[i] = float32(i%5), float32(i%3)
+				}
+				bad := append([]float32(nil), s...)
+				bad[cols+pos] = float32(math.NaN())
+				_, err := KDLoss(make([]float32, 2*cols), bad, te, 2, cols, 2)
+				wantInvalid(t, err, "student: row 1, column "+itoa(pos)+" ")
+				_, err = KDLoss(nil, s, bad, 2, cols, 2)
+				wantInvalid(t, err, "teacher: row 1, column "+itoa(pos)+" ")
+			}
 		}
 	})
 }

@@ -49,6 +49,10 @@ type kernels struct {
 	// kdExp writes es[i] = exp((s[i]−ms)·scale), et[i] = exp((t[i]−mt)·scale) and
 	// returns Σ es, Σ et and Σ et[i]·(t[i]−s[i]): both exponential passes of one KD row.
 	kdExp func(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32)
+	// kdRow is one whole KD row: ms, mt, bad as max2; if bad == 0, g and et and
+	// zs, zt, dot as kdExp (g in place of es); then, if gscale != 0,
+	// g = (gscale/zs)·g − (gscale/zt)·et (the gradient row).
+	kdRow func(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32)
 }
 
 var genericKernels = kernels{
@@ -60,6 +64,7 @@ var genericKernels = kernels{
 	scale:     scaleGeneric,
 	max2:      max2Generic,
 	kdExp:     kdExpGeneric,
+	kdRow:     kdRowGeneric,
 }
 
 // kern is the implementation in use (set by init in kernel_amd64.go when possible).

@@ -23,6 +23,9 @@ func scaleAVX2(dst []float32, a float32)
 func max2AVX2(s, t []float32) (ms, mt, bad float32)
 
 //go:noescape
+func kdRowAVX2(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32)
+
+//go:noescape
 func kdExpAVX2(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32)
 
 // avx2Kernels wraps the assembly (which takes c = scale·log2 e, see kernel.go). The assembly assumes len(dst) >= len(x) (and
@@ -42,6 +45,10 @@ var avx2Kernels = kernels{
 	kdExp: func(es, et, s, t []float32, ms, mt, scale float32) (float32, float32, float32) {
 		n := len(s)
 		return kdExpAVX2(es[:n], et[:n], s, t[:n], ms, mt, log2Scale(scale))
+	},
+	kdRow: func(g, et, s, t []float32, scale, gscale float32) (float32, float32, float32, float32, float32, float32) {
+		n := len(s)
+		return kdRowAVX2(g[:n], et[:n], s, t[:n], log2Scale(scale), gscale)
 	},
 }
 

@@ -28,6 +28,24 @@
 	VPADDD T1, T2, Z \
 	VANDNPS Z, Y15, Z
 
+// EXPZN is EXPZ for u ≤ 0 (max-subtracted inputs): no upper clamp.
+#define EXPZN(Z, T1, T2) \
+	VCMPPS $1, ·vexp2Lo<>(SB), Z, Y15 \
+	VMAXPS ·vexp2Lo<>(SB), Z, Z \
+	VADDPS ·vmagic<>(SB), Z, T1 \
+	VSUBPS ·vmagic<>(SB), T1, T2 \
+	VSUBPS T2, Z, Z \
+	VMOVUPS ·vexpC6<>(SB), T2 \
+	VFMADD213PS ·vexpC5<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC4<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC3<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC2<>(SB), Z, T2 \
+	VFMADD213PS ·vexpC1<>(SB), Z, T2 \
+	VFMADD213PS ·vone<>(SB), Z, T2 \
+	VPSLLD $23, T1, T1 \
+	VPADDD T1, T2, Z \
+	VANDNPS Z, Y15, Z
+
 // TAILMASK sets M to the mask of the first CX lanes (0 < CX < 8).
 #define TAILMASK(M, XM) \
 	MOVL CX, AX \
@@ -296,6 +314,178 @@ kddone:
 	VMOVSS X6, zs+112(FP)
 	VMOVSS X8, zt+116(FP)
 	VMOVSS X11, dot+120(FP)
+	VZEROUPPER
+	RET
+
+// func kdRowAVX2(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32)
+// One KD row: ms, mt = row maxima (and bad = Σ (s−s) + (t−t), NaN if any value is
+// not finite: then nothing else is computed; add-pipe ops only, the FMA pipes are
+// the bottleneck); g = exp((s−ms)·scale), et = exp((t−mt)·scale)
+// (scale already holds the log2 e factor), zs, zt their sums, dot = Σ et·(t−s); then,
+// if gscale != 0, g = (gscale/zs)·g − (gscale/zt)·et. All slices have len(s) elements.
+TEXT ·kdRowAVX2(SB), NOSPLIT, $0-128
+	MOVQ s_base+48(FP), SI
+	MOVQ s_len+56(FP), CX
+	MOVQ t_base+72(FP), DX
+	// ---- pass 1: maxima and the finiteness check
+	VMOVUPS ·vneginf<>(SB), Y0
+	VMOVUPS Y0, Y8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   r1tail
+r1loop:
+	VMOVUPS (SI), Y3
+	VMOVUPS (DX), Y9
+	VMAXPS Y3, Y0, Y0
+	VMAXPS Y9, Y8, Y8
+	VSUBPS Y3, Y3, Y4
+	VSUBPS Y9, Y9, Y12
+	VADDPS Y4, Y1, Y1
+	VADDPS Y12, Y1, Y1
+	ADDQ $32, SI
+	ADDQ $32, DX
+	DECQ BX
+	JNZ  r1loop
+r1tail:
+	MOVQ CX, AX
+	ANDQ $7, AX
+	JZ   r1done
+	MOVQ CX, R9
+	MOVQ AX, CX
+	TAILMASK(Y5, X5)
+	MOVQ R9, CX
+	VMASKMOVPS (SI), Y5, Y3
+	VMASKMOVPS (DX), Y5, Y9
+	VSUBPS Y3, Y3, Y4
+	VSUBPS Y9, Y9, Y12
+	VADDPS Y4, Y1, Y1
+	VADDPS Y12, Y1, Y1
+	VMOVUPS ·vneginf<>(SB), Y6
+	VBLENDVPS Y5, Y3, Y6, Y3
+	VBLENDVPS Y5, Y9, Y6, Y9
+	VMAXPS Y3, Y0, Y0
+	VMAXPS Y9, Y8, Y8
+r1done:
+	VEXTRACTF128 $1, Y0, X3
+	VMAXPS X3, X0, X0
+	VMOVHLPS X0, X0, X3
+	VMAXPS X3, X0, X0
+	VMOVSHDUP X0, X3
+	VMAXPS X3, X0, X0
+	VEXTRACTF128 $1, Y8, X3
+	VMAXPS X3, X8, X8
+	VMOVHLPS X8, X8, X3
+	VMAXPS X3, X8, X8
+	VMOVSHDUP X8, X3
+	VMAXPS X3, X8, X8
+	HSUM(Y1, X1)
+	VMOVSS X0, ms+104(FP)
+	VMOVSS X8, mt+108(FP)
+	VMOVSS X1, bad+124(FP)
+	VUCOMISS X1, X1
+	JPS  rbad
+	// ---- pass 2: both exponentials, sums and the dot product
+	VBROADCASTSS X0, Y1
+	VBROADCASTSS X8, Y2
+	VBROADCASTSS scale+96(FP), Y10
+	MOVQ g_base+0(FP), DI
+	MOVQ et_base+24(FP), R8
+	MOVQ s_base+48(FP), SI
+	MOVQ t_base+72(FP), DX
+	VXORPS Y6, Y6, Y6
+	VXORPS Y8, Y8, Y8
+	VXORPS Y11, Y11, Y11
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   r2tail
+r2loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (DX), Y7
+	VSUBPS Y0, Y7, Y9
+	VSUBPS Y1, Y0, Y0
+	VSUBPS Y2, Y7, Y7
+	VMULPS Y10, Y0, Y0
+	VMULPS Y10, Y7, Y7
+	EXPZN(Y0, Y3, Y4)
+	EXPZN(Y7, Y12, Y13)
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y7, (R8)
+	VADDPS Y0, Y6, Y6
+	VADDPS Y7, Y8, Y8
+	VFMADD231PS Y9, Y7, Y11
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ BX
+	JNZ  r2loop
+r2tail:
+	MOVQ CX, AX
+	ANDQ $7, AX
+	JZ   r2done
+	VMASKMOVPS (SI), Y5, Y0
+	VMASKMOVPS (DX), Y5, Y7
+	VSUBPS Y0, Y7, Y9
+	VSUBPS Y1, Y0, Y0
+	VSUBPS Y2, Y7, Y7
+	VMULPS Y10, Y0, Y0
+	VMULPS Y10, Y7, Y7
+	EXPZN(Y0, Y3, Y4)
+	EXPZN(Y7, Y12, Y13)
+	VANDPS Y5, Y0, Y0
+	VANDPS Y5, Y7, Y7
+	VMASKMOVPS Y0, Y5, (DI)
+	VMASKMOVPS Y7, Y5, (R8)
+	VADDPS Y0, Y6, Y6
+	VADDPS Y7, Y8, Y8
+	VFMADD231PS Y9, Y7, Y11
+r2done:
+	HSUM(Y6, X6)
+	HSUM(Y8, X8)
+	HSUM(Y11, X11)
+	VMOVSS X6, zs+112(FP)
+	VMOVSS X8, zt+116(FP)
+	VMOVSS X11, dot+120(FP)
+	// ---- pass 3: g = (gscale/zs)·g − (gscale/zt)·et
+	VMOVSS gscale+100(FP), X2
+	VXORPS X3, X3, X3
+	VUCOMISS X3, X2
+	JEQ  rdone
+	VDIVSS X6, X2, X0
+	VDIVSS X8, X2, X4
+	VBROADCASTSS X0, Y1
+	VBROADCASTSS X4, Y2
+	MOVQ g_base+0(FP), DI
+	MOVQ et_base+24(FP), R8
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   r3tail
+r3loop:
+	VMULPS (DI), Y1, Y0
+	VFNMADD231PS (R8), Y2, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ BX
+	JNZ  r3loop
+r3tail:
+	ANDQ $7, CX
+	JZ   rdone
+	VMASKMOVPS (DI), Y5, Y0
+	VMASKMOVPS (R8), Y5, Y3
+	VMULPS Y0, Y1, Y0
+	VFNMADD231PS Y3, Y2, Y0
+	VMASKMOVPS Y0, Y5, (DI)
+rdone:
+	VZEROUPPER
+	RET
+rbad:
+	VXORPS X0, X0, X0
+	VMOVSS X0, zs+112(FP)
+	VMOVSS X0, zt+116(FP)
+	VMOVSS X0, dot+120(FP)
 	VZEROUPPER
 	RET
 

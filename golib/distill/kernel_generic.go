@@ -95,3 +95,15 @@ func kdExpGeneric(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot fl
 	}
 	return zs, zt, dot
 }
+
+func kdRowGeneric(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32) {
+	ms, mt, bad = max2Generic(s, t)
+	if bad != 0 {
+		return ms, mt, 0, 0, 0, bad
+	}
+	zs, zt, dot = kdExpGeneric(g, et, s, t, ms, mt, scale)
+	if gscale != 0 {
+		axpbyGeneric(g[:len(s)], et, gscale/zs, gscale/zt)
+	}
+	return ms, mt, zs, zt, dot, bad
+}
