@@ -129,6 +129,7 @@ func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float6
 	partial := make([]float64, nb)
 	inv := float64(invT)
 	gscale := float32(T / float64(rows))
+	zeroGrad := grad != nil && gscale == 0 // T/rows underflows float32: so does every gradient value
 	if grad == nil {
 		gscale = 0 // loss only: the kernel skips the gradient pass
 	}
@@ -139,27 +140,24 @@ func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float6
 			es = make([]float32, cols)
 		}
 		// Per-row statistics of the block; the KL of each row is computed after
-		// the kernel calls so that the logs pipeline instead of stalling them.
-		var st [blockRows][5]float32
-		for r := lo; r < hi; r++ {
+		// the kernel so that the logs pipeline instead of stalling it.
+		var st [blockRows * 5]float32
+		n := hi - lo
+		g, gstride := es, 0
+		if grad != nil {
+			g, gstride = grad[lo*cols:hi*cols], cols
+		}
+		if r := k.kdRows(g, et, student[lo*cols:hi*cols], teacher[lo*cols:hi*cols], n, cols, gstride, invT, gscale, st[:5*n]); r >= 0 {
+			r += lo
 			s := student[r*cols : (r+1)*cols]
-			t := teacher[r*cols : (r+1)*cols]
-			g := es
-			if grad != nil {
-				g = grad[r*cols : (r+1)*cols]
+			if _, b := k.maxCheck(s); b != 0 {
+				return nonFinite("student", s, r)
 			}
-			ms, mt, zs, zt, d, bad := k.kdRow(g, et, s, t, invT, gscale)
-			if bad != 0 {
-				if _, b := k.maxCheck(s); b != 0 {
-					return nonFinite("student", s, r)
-				}
-				return nonFinite("teacher", t, r)
-			}
-			st[r-lo] = [5]float32{ms, mt, zs, zt, d}
+			return nonFinite("teacher", teacher[r*cols:(r+1)*cols], r)
 		}
 		var sum float64
-		for i := range hi - lo {
-			ms, mt, zs, zt, d := float64(st[i][0]), float64(st[i][1]), float64(st[i][2]), float64(st[i][3]), float64(st[i][4])
+		for i := range n {
+			ms, mt, zs, zt, d := float64(st[5*i]), float64(st[5*i+1]), float64(st[5*i+2]), float64(st[5*i+3]), float64(st[5*i+4])
 			// KL = E_q[(t − s)/T] + (m_s − m_t)/T + log(Z_s/Z_t), see the package doc.
 			kl := d*inv/zt + (ms-mt)*inv + math.Log(zs/zt)
 			if math.IsNaN(kl) || math.IsInf(kl, 0) {
@@ -172,6 +170,9 @@ func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float6
 	})
 	if err != nil {
 		return 0, err
+	}
+	if zeroGrad {
+		clear(grad)
 	}
 	var total float64
 	for _, p := range partial {

@@ -53,6 +53,11 @@ type kernels struct {
 	// zs, zt, dot as kdExp (g in place of es); then, if gscale != 0,
 	// g = (gscale/zs)·g − (gscale/zt)·et (the gradient row).
 	kdRow func(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32)
+	// kdRows runs kdRow over rows consecutive rows of cols values (s and t at
+	// r·cols, g at r·gstride, gstride ∈ {0, cols}), storing ms, mt, zs, zt, dot
+	// of row r at stats[5r:5r+5]. It stops at the first row with a non-finite
+	// value and returns its index, or −1.
+	kdRows func(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) int
 }
 
 var genericKernels = kernels{
@@ -65,6 +70,7 @@ var genericKernels = kernels{
 	max2:      max2Generic,
 	kdExp:     kdExpGeneric,
 	kdRow:     kdRowGeneric,
+	kdRows:    kdRowsGeneric,
 }
 
 // kern is the implementation in use (set by init in kernel_amd64.go when possible).

@@ -23,6 +23,9 @@ func scaleAVX2(dst []float32, a float32)
 func max2AVX2(s, t []float32) (ms, mt, bad float32)
 
 //go:noescape
+func kdRowsAVX2(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) (badRow int)
+
+//go:noescape
 func kdRowAVX2(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32)
 
 //go:noescape
@@ -49,6 +52,22 @@ var avx2Kernels = kernels{
 	kdRow: func(g, et, s, t []float32, scale, gscale float32) (float32, float32, float32, float32, float32, float32) {
 		n := len(s)
 		return kdRowAVX2(g[:n], et[:n], s, t[:n], log2Scale(scale), gscale)
+	},
+	kdRows: func(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) int {
+		// Bounds the assembly relies on, checked once per call.
+		if rows <= 0 {
+			return -1
+		}
+		n := rows * cols
+		_ = s[n-1]
+		_ = t[n-1]
+		_ = et[cols-1]
+		_ = g[(rows-1)*gstride+cols-1]
+		_ = stats[5*rows-1]
+		if gstride != 0 && gstride != cols {
+			panic("distill: kdRows gstride must be 0 or cols")
+		}
+		return kdRowsAVX2(g, et, s, t, rows, cols, gstride, log2Scale(scale), gscale, stats)
 	},
 }
 

@@ -489,6 +489,198 @@ rbad:
 	VZEROUPPER
 	RET
 
+// func kdRowsAVX2(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) (badRow int)
+// kdRowAVX2 over `rows` consecutive rows of `cols` values: row r reads s and t at
+// r·cols, writes its gradient (or exponentials) at g + r·gstride (gstride is cols,
+// or 0 for a scratch row), uses et as scratch, and stores ms, mt, zs, zt, dot at
+// stats[5r:5r+5]. Stops at the first row holding a non-finite value and returns
+// its index (−1 when every row is finite). The caller checks every length.
+TEXT ·kdRowsAVX2(SB), NOSPLIT, $0-160
+	MOVQ cols+104(FP), CX
+	MOVQ CX, AX
+	ANDQ $7, AX
+	JZ   kmask
+	MOVQ AX, CX
+	TAILMASK(Y5, X5)
+kmask:
+	MOVQ g_base+0(FP), R12
+	MOVQ s_base+48(FP), R13
+	MOVQ t_base+72(FP), R9
+	MOVQ stats_base+128(FP), R11
+	XORQ R10, R10
+krow:
+	CMPQ R10, rows+96(FP)
+	JGE  kend
+	MOVQ cols+104(FP), CX
+	// ---- pass 1: maxima and the finiteness check (add pipes only)
+	MOVQ R13, SI
+	MOVQ R9, DX
+	VMOVUPS ·vneginf<>(SB), Y0
+	VMOVUPS Y0, Y8
+	VXORPS Y1, Y1, Y1
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   k1tail
+k1loop:
+	VMOVUPS (SI), Y3
+	VMOVUPS (DX), Y9
+	VMAXPS Y3, Y0, Y0
+	VMAXPS Y9, Y8, Y8
+	VSUBPS Y3, Y3, Y4
+	VSUBPS Y9, Y9, Y12
+	VADDPS Y4, Y1, Y1
+	VADDPS Y12, Y1, Y1
+	ADDQ $32, SI
+	ADDQ $32, DX
+	DECQ BX
+	JNZ  k1loop
+k1tail:
+	MOVQ CX, AX
+	ANDQ $7, AX
+	JZ   k1done
+	VMASKMOVPS (SI), Y5, Y3
+	VMASKMOVPS (DX), Y5, Y9
+	VSUBPS Y3, Y3, Y4
+	VSUBPS Y9, Y9, Y12
+	VADDPS Y4, Y1, Y1
+	VADDPS Y12, Y1, Y1
+	VMOVUPS ·vneginf<>(SB), Y6
+	VBLENDVPS Y5, Y3, Y6, Y3
+	VBLENDVPS Y5, Y9, Y6, Y9
+	VMAXPS Y3, Y0, Y0
+	VMAXPS Y9, Y8, Y8
+k1done:
+	VEXTRACTF128 $1, Y0, X3
+	VMAXPS X3, X0, X0
+	VMOVHLPS X0, X0, X3
+	VMAXPS X3, X0, X0
+	VMOVSHDUP X0, X3
+	VMAXPS X3, X0, X0
+	VEXTRACTF128 $1, Y8, X3
+	VMAXPS X3, X8, X8
+	VMOVHLPS X8, X8, X3
+	VMAXPS X3, X8, X8
+	VMOVSHDUP X8, X3
+	VMAXPS X3, X8, X8
+	HSUM(Y1, X1)
+	VUCOMISS X1, X1
+	JPS  kbad
+	VMOVSS X0, 0(R11)
+	VMOVSS X8, 4(R11)
+	// ---- pass 2: both exponentials, sums and the dot product
+	VBROADCASTSS X0, Y1
+	VBROADCASTSS X8, Y2
+	VBROADCASTSS scale+120(FP), Y10
+	MOVQ R12, DI
+	MOVQ et_base+24(FP), R8
+	MOVQ R13, SI
+	MOVQ R9, DX
+	VXORPS Y6, Y6, Y6
+	VXORPS Y8, Y8, Y8
+	VXORPS Y11, Y11, Y11
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   k2tail
+k2loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (DX), Y7
+	VSUBPS Y0, Y7, Y9
+	VSUBPS Y1, Y0, Y0
+	VSUBPS Y2, Y7, Y7
+	VMULPS Y10, Y0, Y0
+	VMULPS Y10, Y7, Y7
+	EXPZN(Y0, Y3, Y4)
+	EXPZN(Y7, Y12, Y13)
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y7, (R8)
+	VADDPS Y0, Y6, Y6
+	VADDPS Y7, Y8, Y8
+	VFMADD231PS Y9, Y7, Y11
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ BX
+	JNZ  k2loop
+k2tail:
+	MOVQ CX, AX
+	ANDQ $7, AX
+	JZ   k2done
+	VMASKMOVPS (SI), Y5, Y0
+	VMASKMOVPS (DX), Y5, Y7
+	VSUBPS Y0, Y7, Y9
+	VSUBPS Y1, Y0, Y0
+	VSUBPS Y2, Y7, Y7
+	VMULPS Y10, Y0, Y0
+	VMULPS Y10, Y7, Y7
+	EXPZN(Y0, Y3, Y4)
+	EXPZN(Y7, Y12, Y13)
+	VANDPS Y5, Y0, Y0
+	VANDPS Y5, Y7, Y7
+	VMASKMOVPS Y0, Y5, (DI)
+	VMASKMOVPS Y7, Y5, (R8)
+	VADDPS Y0, Y6, Y6
+	VADDPS Y7, Y8, Y8
+	VFMADD231PS Y9, Y7, Y11
+k2done:
+	HSUM(Y6, X6)
+	HSUM(Y8, X8)
+	HSUM(Y11, X11)
+	VMOVSS X6, 8(R11)
+	VMOVSS X8, 12(R11)
+	VMOVSS X11, 16(R11)
+	// ---- pass 3: g = (gscale/zs)·g − (gscale/zt)·et
+	VMOVSS gscale+124(FP), X2
+	VXORPS X3, X3, X3
+	VUCOMISS X3, X2
+	JEQ  knext
+	VDIVSS X6, X2, X0
+	VDIVSS X8, X2, X4
+	VBROADCASTSS X0, Y1
+	VBROADCASTSS X4, Y2
+	MOVQ R12, DI
+	MOVQ et_base+24(FP), R8
+	MOVQ CX, BX
+	SHRQ $3, BX
+	JZ   k3tail
+k3loop:
+	VMULPS (DI), Y1, Y0
+	VFNMADD231PS (R8), Y2, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ BX
+	JNZ  k3loop
+k3tail:
+	MOVQ CX, AX
+	ANDQ $7, AX
+	JZ   knext
+	VMASKMOVPS (DI), Y5, Y0
+	VMASKMOVPS (R8), Y5, Y3
+	VMULPS Y0, Y1, Y0
+	VFNMADD231PS Y3, Y2, Y0
+	VMASKMOVPS Y0, Y5, (DI)
+knext:
+	// next row: s, t += cols; g += gstride; stats += 5
+	MOVQ CX, AX
+	SHLQ $2, AX
+	ADDQ AX, R13
+	ADDQ AX, R9
+	MOVQ gstride+112(FP), AX
+	SHLQ $2, AX
+	ADDQ AX, R12
+	ADDQ $20, R11
+	INCQ R10
+	JMP  krow
+kend:
+	MOVQ $-1, badRow+152(FP)
+	VZEROUPPER
+	RET
+kbad:
+	MOVQ R10, badRow+152(FP)
+	VZEROUPPER
+	RET
+
 // func axpbyAVX2(dst, e []float32, a, b float32)
 TEXT ·axpbyAVX2(SB), NOSPLIT, $0-56
 	MOVQ dst_base+0(FP), DI

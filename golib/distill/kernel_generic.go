@@ -107,3 +107,14 @@ func kdRowGeneric(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt,
 	}
 	return ms, mt, zs, zt, dot, bad
 }
+
+func kdRowsGeneric(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) int {
+	for r := 0; r < rows; r++ {
+		ms, mt, zs, zt, dot, bad := kdRowGeneric(g[r*gstride:r*gstride+cols], et, s[r*cols:(r+1)*cols], t[r*cols:(r+1)*cols], scale, gscale)
+		if bad != 0 {
+			return r
+		}
+		copy(stats[5*r:5*r+5], []float32{ms, mt, zs, zt, dot})
+	}
+	return -1
+}
