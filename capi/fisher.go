@@ -615,7 +615,7 @@ func exitnet_ewc_penalty(outValue *C.double, outA *C.struct_ArrowArray, outS *C.
 		anch, err1 := fisherStructArgs(aA, aS, int(nPairs), "anchors")
 		fish, err2 := fisherStructArgs(fA, fS, int(nPairs), "fishers")
 		if err1 != nil || err2 != nil {
-			releaseArgs(arg(pA, pS, "params"))
+			releaseArgs(append(append([]arrowArg{arg(pA, pS, "params")}, anch...), fish...)...)
 			if err1 != nil {
 				return err1
 			}
@@ -805,7 +805,7 @@ func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
 		anch, err1 := fisherStructArgs(aA, aS, int(nPairs), "anchors")
 		fish, err2 := fisherStructArgs(fA, fS, int(nPairs), "fishers")
 		if err1 != nil || err2 != nil {
-			releaseArgs(arg(pA, pS, "params"))
+			releaseArgs(append(append([]arrowArg{arg(pA, pS, "params")}, anch...), fish...)...)
 			if err1 != nil {
 				return err1
 			}

@@ -426,7 +426,9 @@ int exitnet_targets_free(exitnet_targets** targets);
  * Every function may also return EXITNET_ERR_INTERNAL if the library is poisoned.
  * Handle arguments: NULL -> EXITNET_ERR_INVALID_ARGUMENT; freed, foreign or of
  * another type -> EXITNET_ERR_INVALID_STATE. Arrow inputs are moved in whatever
- * the status (see the conventions at the top).
+ * the status (see the conventions at the top), except structs counted by an
+ * out-of-range count argument (n_pairs, n_fishers, n_anchors < 0 or > 65536) or
+ * passed through a NULL array pointer: those cannot be known and stay untouched.
  */
 
 /** Opaque Fisher accumulator. Created by exitnet_fisher_new, destroyed by
