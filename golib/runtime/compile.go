@@ -213,7 +213,7 @@ func (c *compiler) ops(where string, list []OpSpec, in int, owned bool, s shape)
 			ins := instr{kind: kConv, in: in, inS: s, outS: o, w: w, b: b, groups: g, k: k, s: st, p: pd, d: dl,
 				name: at, colRows: cing * k[0] * k[1]}
 			ins.macs = int64(o.C) * int64(o.H*o.W) * int64(cing*k[0]*k[1])
-			if cing == 1 {
+			if cing == 1 && g > 1 {
 				ins.kind = kDepthwise
 			} else if k == [2]int{1, 1} && st == [2]int{1, 1} && pd == [2]int{0, 0} {
 				ins.oneByOne = true

@@ -117,58 +117,60 @@ func im2colRows(col []float32, ld, c0 int, x []float32, ins *instr, r0, r1 int) 
 		c, i, j := r/(kh*kw), r/kw%kh, r%kw
 		plane := x[c*H*W : (c+1)*H*W]
 		dst := col[r*ld+c0 : r*ld+c0+L]
+		ix0 := j*dw - pw // input column of output column 0
+		// valid output columns: 0 <= x·sw + ix0 < W
+		x0, x1 := 0, os.W
+		if ix0 < 0 {
+			x0 = min((-ix0+sw-1)/sw, os.W)
+		}
+		if lim := W - 1 - ix0; lim < 0 {
+			x1 = 0
+		} else {
+			x1 = min(x1, lim/sw+1)
+		}
+		x1 = max(x1, x0)
 		for y := 0; y < os.H; y++ {
 			d := dst[y*os.W : (y+1)*os.W]
 			iy := y*sh - ph + i*dh
 			if iy < 0 || iy >= H {
-				for t := range d {
-					d[t] = 0
-				}
+				clear(d)
 				continue
 			}
 			src := plane[iy*W : (iy+1)*W]
-			ix := -pw + j*dw
-			if sw == 1 && ix >= 0 && ix+os.W <= W {
-				copy(d, src[ix:ix+os.W])
-				continue
-			}
-			for t := range d {
-				if ix >= 0 && ix < W {
-					d[t] = src[ix]
-				} else {
-					d[t] = 0
+			clear(d[:x0])
+			clear(d[x1:])
+			if sw == 1 {
+				copy(d[x0:x1], src[x0+ix0:x1+ix0])
+			} else {
+				for x := x0; x < x1; x++ {
+					d[x] = src[x*sw+ix0]
 				}
-				ix += sw
 			}
 		}
 	}
 }
 
-// biasAct adds a bias to a row and applies the fused activation.
+// biasAct adds a bias to a row and applies the fused activation
+// (relu: v < 0 → 0, relu6: clamp to [0, 6]; NaN passes through as in torch).
 func biasAct(row []float32, b float32, a activation) {
+	if b != 0 {
+		for i := range row {
+			row[i] += b
+		}
+	}
 	switch a {
 	case actReLU:
 		for i, v := range row {
-			v += b
-			if !(v > 0) && v == v {
-				v = 0
+			if v < 0 {
+				row[i] = 0
 			}
-			row[i] = v
 		}
 	case actReLU6:
 		for i, v := range row {
-			v += b
 			if v < 0 {
-				v = 0
+				row[i] = 0
 			} else if v > 6 {
-				v = 6
-			}
-			row[i] = v
-		}
-	default:
-		if b != 0 {
-			for i := range row {
-				row[i] += b
+				row[i] = 6
 			}
 		}
 	}
@@ -247,10 +249,19 @@ func depthwise(ins *instr, in, out []float32, rows int) {
 // then bias and the fused activation on par.For.
 func linear(ins *instr, in, out []float32, rows int) {
 	F, O := ins.inS.C, ins.outS.C
-	a := blas32.General{Rows: rows, Cols: F, Stride: F, Data: in[:rows*F]}
-	b := blas32.General{Rows: O, Cols: F, Stride: F, Data: ins.w}
-	c := blas32.General{Rows: rows, Cols: O, Stride: O, Data: out[:rows*O]}
-	blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, b, 0, c)
+	w := blas32.General{Rows: O, Cols: F, Stride: F, Data: ins.w}
+	if rows <= 2 {
+		// y = W·x per row: GEMV streams W once; a GEMM would pack all of W first
+		for r := 0; r < rows; r++ {
+			x := blas32.Vector{N: F, Inc: 1, Data: in[r*F : (r+1)*F]}
+			y := blas32.Vector{N: O, Inc: 1, Data: out[r*O : (r+1)*O]}
+			blas32.Gemv(blas.NoTrans, 1, w, x, 0, y)
+		}
+	} else {
+		a := blas32.General{Rows: rows, Cols: F, Stride: F, Data: in[:rows*F]}
+		c := blas32.General{Rows: rows, Cols: O, Stride: O, Data: out[:rows*O]}
+		blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, w, 0, c)
+	}
 	par.For(rows, max(1, (1<<14)/O), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := out[r*O : (r+1)*O]

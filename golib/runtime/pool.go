@@ -22,6 +22,10 @@ func pool2d(ins *instr, in, out []float32, rows int) {
 	isMax := ins.kind == kMaxPool
 	planes := rows * is.C
 	grain := max(1, (1<<14)/max(1, os.H*os.W*kh*kw))
+	if isMax && kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2*os.H <= H && 2*os.W <= W {
+		maxPool2x2(in, out, planes, H, W, os.H, os.W)
+		return
+	}
 	par.For(planes, grain, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			src := in[pl*H*W:][:H*W]
@@ -93,6 +97,35 @@ func elementwise(ins *instr, in, in2, out []float32, rows int) {
 				copy(out[lo:hi], in[lo:hi])
 			}
 			biasAct(out[lo:hi], 0, ins.act)
+		}
+	})
+}
+
+// maxPool2x2 is the common 2×2 stride-2 unpadded max-pool (NaN propagates, as in torch).
+func maxPool2x2(in, out []float32, planes, H, W, Ho, Wo int) {
+	par.For(planes, max(1, (1<<14)/(H*W)), func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			src := in[pl*H*W:][:H*W]
+			dst := out[pl*Ho*Wo:][:Ho*Wo]
+			for y := 0; y < Ho; y++ {
+				r0 := src[2*y*W:][:2*Wo]
+				r1 := src[(2*y+1)*W:][:2*Wo]
+				d := dst[y*Wo:][:Wo]
+				for x := range d {
+					a, b, c, e := r0[2*x], r0[2*x+1], r1[2*x], r1[2*x+1]
+					m := a
+					if b > m || b != b {
+						m = b
+					}
+					if c > m || c != c {
+						m = c
+					}
+					if e > m || e != e {
+						m = e
+					}
+					d[x] = m
+				}
+			}
 		}
 	})
 }

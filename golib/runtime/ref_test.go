@@ -234,7 +234,8 @@ func everyOpGraph(b *modelBuilder) *Graph {
 		b.conv("s0.c2", 8, 8, 3, 1, 2, 2, 2, false), {Op: "relu6"},
 		{Op: "maxpool2d", Kernel: []int{3, 3}, Stride: []int{2, 2}, Padding: []int{1, 1}},
 	}
-	h0 := []OpSpec{{Op: "adaptive_avgpool2d"}, {Op: "flatten"}, b.linear("h0.l", 8, 5)}
+	h0 := []OpSpec{{Op: "maxpool2d", Kernel: []int{2, 2}, Stride: []int{2, 2}, Padding: []int{0, 0}}, // 7×6 → 3×3 (fast path)
+		{Op: "adaptive_avgpool2d"}, {Op: "flatten"}, b.linear("h0.l", 8, 5)}
 	// stage 1: residual with identity shortcut (depthwise + pointwise), residual with 1×1 conv stride 2 shortcut
 	s1 := []OpSpec{
 		{Op: "residual", Relu: true, Main: []OpSpec{

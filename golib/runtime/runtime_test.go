@@ -261,7 +261,7 @@ func TestLoadBadFiles(t *testing.T) {
 		{"huge channels", mutate(func(g *Graph) { g.Stages[0][0].OutChannels = 1 << 40 }), xerr.StatusIO, "out_channels"},
 		{"unknown op", mutate(func(g *Graph) { g.Stages[1] = append(g.Stages[1], OpSpec{Op: "gelu"}) }), xerr.StatusNotSupported, `"gelu"`},
 		{"wrong channels", mutate(func(g *Graph) { g.InputShape[0] = 4 }), xerr.StatusIO, "in_channels"},
-		{"missing weight", mutate(func(g *Graph) { g.Heads[0][2].Weight = "nope" }), xerr.StatusIO, `"nope"`},
+		{"missing weight", mutate(func(g *Graph) { g.Heads[0][3].Weight = "nope" }), xerr.StatusIO, `"nope"`},
 		{"head classes", mutate(func(g *Graph) { g.NumClasses = 6 }), xerr.StatusIO, "num_classes"},
 		{"version", mutate(func(g *Graph) { g.FormatVersion = 2 }), xerr.StatusNotSupported, "format_version"},
 	}
