@@ -147,21 +147,23 @@ func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float6
 		if grad != nil {
 			g, gstride = grad[lo*cols:hi*cols], cols
 		}
-		if r := k.kdRows(g, et, student[lo*cols:hi*cols], teacher[lo*cols:hi*cols], n, cols, gstride, invT, gscale, st[:5*n]); r >= 0 {
-			r += lo
-			s := student[r*cols : (r+1)*cols]
-			if _, b := k.maxCheck(s); b != 0 {
-				return nonFinite("student", s, r)
-			}
-			return nonFinite("teacher", teacher[r*cols:(r+1)*cols], r)
-		}
+		k.kdRows(g, et, student[lo*cols:hi*cols], teacher[lo*cols:hi*cols], n, cols, gstride, invT, gscale, st[:5*n])
 		var sum float64
 		for i := range n {
 			ms, mt, zs, zt, d := float64(st[5*i]), float64(st[5*i+1]), float64(st[5*i+2]), float64(st[5*i+3]), float64(st[5*i+4])
 			// KL = E_q[(t − s)/T] + (m_s − m_t)/T + log(Z_s/Z_t), see the package doc.
 			kl := d*inv/zt + (ms-mt)*inv + math.Log(zs/zt)
 			if math.IsNaN(kl) || math.IsInf(kl, 0) {
-				return xerr.Invalid("student, teacher: row %d: logit differences overflow float32 (|teacher − student| too large)", lo+i)
+				// A non-finite logit makes d non-finite; otherwise t − s overflowed.
+				r := lo + i
+				s, t := student[r*cols:(r+1)*cols], teacher[r*cols:(r+1)*cols]
+				if _, b := k.maxCheck(s); b != 0 {
+					return nonFinite("student", s, r)
+				}
+				if _, b := k.maxCheck(t); b != 0 {
+					return nonFinite("teacher", t, r)
+				}
+				return xerr.Invalid("student, teacher: row %d: logit differences overflow float32 (|teacher − student| too large)", r)
 			}
 			sum += max(kl, 0)
 		}

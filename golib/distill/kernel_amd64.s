@@ -17,8 +17,7 @@
 	VADDPS ·vmagic<>(SB), Z, T1 \
 	VSUBPS ·vmagic<>(SB), T1, T2 \
 	VSUBPS T2, Z, Z \
-	VMOVUPS ·vexpC6<>(SB), T2 \
-	VFMADD213PS ·vexpC5<>(SB), Z, T2 \
+	VMOVUPS ·vexpC5<>(SB), T2 \
 	VFMADD213PS ·vexpC4<>(SB), Z, T2 \
 	VFMADD213PS ·vexpC3<>(SB), Z, T2 \
 	VFMADD213PS ·vexpC2<>(SB), Z, T2 \
@@ -35,8 +34,7 @@
 	VADDPS ·vmagic<>(SB), Z, T1 \
 	VSUBPS ·vmagic<>(SB), T1, T2 \
 	VSUBPS T2, Z, Z \
-	VMOVUPS ·vexpC6<>(SB), T2 \
-	VFMADD213PS ·vexpC5<>(SB), Z, T2 \
+	VMOVUPS ·vexpC5<>(SB), T2 \
 	VFMADD213PS ·vexpC4<>(SB), Z, T2 \
 	VFMADD213PS ·vexpC3<>(SB), Z, T2 \
 	VFMADD213PS ·vexpC2<>(SB), Z, T2 \
@@ -140,362 +138,15 @@ esdone:
 	VZEROUPPER
 	RET
 
-// func expSumDotAVX2(dst, x, y []float32, m, scale float32) (sum, dot float32)
-TEXT ·expSumDotAVX2(SB), NOSPLIT, $0-88
-	MOVQ dst_base+0(FP), DI
-	MOVQ x_base+24(FP), SI
-	MOVQ x_len+32(FP), CX
-	MOVQ y_base+48(FP), DX
-	VBROADCASTSS m+72(FP), Y1
-	VBROADCASTSS scale+76(FP), Y2
-	VXORPS Y6, Y6, Y6
-	VXORPS Y8, Y8, Y8
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   edtail
-edloop:
-	VMOVUPS (SI), Y0
-	VSUBPS (DX), Y0, Y9
-	VSUBPS Y1, Y0, Y0
-	VMULPS Y2, Y0, Y0
-	EXPZ(Y0, Y3, Y4)
-	VMOVUPS Y0, (DI)
-	VADDPS Y0, Y6, Y6
-	VFMADD231PS Y9, Y0, Y8
-	ADDQ $32, SI
-	ADDQ $32, DI
-	ADDQ $32, DX
-	DECQ BX
-	JNZ  edloop
-edtail:
-	ANDQ $7, CX
-	JZ   eddone
-	TAILMASK(Y7, X7)
-	VMASKMOVPS (SI), Y7, Y0
-	VMASKMOVPS (DX), Y7, Y9
-	VSUBPS Y9, Y0, Y9
-	VSUBPS Y1, Y0, Y0
-	VMULPS Y2, Y0, Y0
-	EXPZ(Y0, Y3, Y4)
-	VANDPS Y7, Y0, Y0
-	VMASKMOVPS Y0, Y7, (DI)
-	VADDPS Y0, Y6, Y6
-	VFMADD231PS Y9, Y0, Y8
-eddone:
-	HSUM(Y6, X6)
-	HSUM(Y8, X8)
-	VMOVSS X6, sum+80(FP)
-	VMOVSS X8, dot+84(FP)
-	VZEROUPPER
-	RET
-
-// func max2AVX2(s, t []float32) (ms, mt, bad float32)
-// len(t) >= len(s) is guaranteed by the caller.
-TEXT ·max2AVX2(SB), NOSPLIT, $0-60
-	MOVQ s_base+0(FP), SI
-	MOVQ s_len+8(FP), CX
-	MOVQ t_base+24(FP), DX
-	VMOVUPS ·vneginf<>(SB), Y0
-	VMOVUPS Y0, Y8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   m2tail
-m2loop:
-	VMOVUPS (SI), Y3
-	VMOVUPS (DX), Y9
-	VMAXPS Y3, Y0, Y0
-	VMAXPS Y9, Y8, Y8
-	VMULPS Y2, Y3, Y4
-	VFMADD231PS Y2, Y9, Y4
-	VADDPS Y4, Y1, Y1
-	ADDQ $32, SI
-	ADDQ $32, DX
-	DECQ BX
-	JNZ  m2loop
-m2tail:
-	ANDQ $7, CX
-	JZ   m2done
-	TAILMASK(Y5, X5)
-	VMASKMOVPS (SI), Y5, Y3
-	VMASKMOVPS (DX), Y5, Y9
-	VMULPS Y2, Y3, Y4
-	VFMADD231PS Y2, Y9, Y4
-	VADDPS Y4, Y1, Y1
-	VMOVUPS ·vneginf<>(SB), Y6
-	VBLENDVPS Y5, Y3, Y6, Y3
-	VBLENDVPS Y5, Y9, Y6, Y9
-	VMAXPS Y3, Y0, Y0
-	VMAXPS Y9, Y8, Y8
-m2done:
-	VEXTRACTF128 $1, Y0, X3
-	VMAXPS X3, X0, X0
-	VMOVHLPS X0, X0, X3
-	VMAXPS X3, X0, X0
-	VMOVSHDUP X0, X3
-	VMAXPS X3, X0, X0
-	VEXTRACTF128 $1, Y8, X3
-	VMAXPS X3, X8, X8
-	VMOVHLPS X8, X8, X3
-	VMAXPS X3, X8, X8
-	VMOVSHDUP X8, X3
-	VMAXPS X3, X8, X8
-	HSUM(Y1, X1)
-	VMOVSS X0, ms+48(FP)
-	VMOVSS X8, mt+52(FP)
-	VMOVSS X1, bad+56(FP)
-	VZEROUPPER
-	RET
-
-// func kdExpAVX2(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32)
-// es[i] = exp((s[i]-ms)*scale), et[i] = exp((t[i]-mt)*scale); zs = Σ es, zt = Σ et,
-// dot = Σ et·(t−s). All slices have len(s) elements (checked by the caller).
-TEXT ·kdExpAVX2(SB), NOSPLIT, $0-124
-	MOVQ es_base+0(FP), DI
-	MOVQ et_base+24(FP), R8
-	MOVQ s_base+48(FP), SI
-	MOVQ s_len+56(FP), CX
-	MOVQ t_base+72(FP), DX
-	VBROADCASTSS ms+96(FP), Y1
-	VBROADCASTSS mt+100(FP), Y2
-	VBROADCASTSS scale+104(FP), Y10
-	VXORPS Y6, Y6, Y6
-	VXORPS Y8, Y8, Y8
-	VXORPS Y11, Y11, Y11
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   kdtail
-kdloop:
-	VMOVUPS (SI), Y0
-	VMOVUPS (DX), Y5
-	VSUBPS Y0, Y5, Y9
-	VSUBPS Y1, Y0, Y0
-	VSUBPS Y2, Y5, Y5
-	VMULPS Y10, Y0, Y0
-	VMULPS Y10, Y5, Y5
-	EXPZ(Y0, Y3, Y4)
-	EXPZ(Y5, Y12, Y13)
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y5, (R8)
-	VADDPS Y0, Y6, Y6
-	VADDPS Y5, Y8, Y8
-	VFMADD231PS Y9, Y5, Y11
-	ADDQ $32, SI
-	ADDQ $32, DX
-	ADDQ $32, DI
-	ADDQ $32, R8
-	DECQ BX
-	JNZ  kdloop
-kdtail:
-	ANDQ $7, CX
-	JZ   kddone
-	TAILMASK(Y7, X7)
-	VMASKMOVPS (SI), Y7, Y0
-	VMASKMOVPS (DX), Y7, Y5
-	VSUBPS Y0, Y5, Y9
-	VSUBPS Y1, Y0, Y0
-	VSUBPS Y2, Y5, Y5
-	VMULPS Y10, Y0, Y0
-	VMULPS Y10, Y5, Y5
-	EXPZ(Y0, Y3, Y4)
-	EXPZ(Y5, Y12, Y13)
-	VANDPS Y7, Y0, Y0
-	VANDPS Y7, Y5, Y5
-	VMASKMOVPS Y0, Y7, (DI)
-	VMASKMOVPS Y5, Y7, (R8)
-	VADDPS Y0, Y6, Y6
-	VADDPS Y5, Y8, Y8
-	VFMADD231PS Y9, Y5, Y11
-kddone:
-	HSUM(Y6, X6)
-	HSUM(Y8, X8)
-	HSUM(Y11, X11)
-	VMOVSS X6, zs+112(FP)
-	VMOVSS X8, zt+116(FP)
-	VMOVSS X11, dot+120(FP)
-	VZEROUPPER
-	RET
-
-// func kdRowAVX2(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32)
-// One KD row: ms, mt = row maxima (and bad = Σ (s−s) + (t−t), NaN if any value is
-// not finite: then nothing else is computed; add-pipe ops only, the FMA pipes are
-// the bottleneck); g = exp((s−ms)·scale), et = exp((t−mt)·scale)
-// (scale already holds the log2 e factor), zs, zt their sums, dot = Σ et·(t−s); then,
-// if gscale != 0, g = (gscale/zs)·g − (gscale/zt)·et. All slices have len(s) elements.
-TEXT ·kdRowAVX2(SB), NOSPLIT, $0-128
-	MOVQ s_base+48(FP), SI
-	MOVQ s_len+56(FP), CX
-	MOVQ t_base+72(FP), DX
-	// ---- pass 1: maxima and the finiteness check
-	VMOVUPS ·vneginf<>(SB), Y0
-	VMOVUPS Y0, Y8
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   r1tail
-r1loop:
-	VMOVUPS (SI), Y3
-	VMOVUPS (DX), Y9
-	VMAXPS Y3, Y0, Y0
-	VMAXPS Y9, Y8, Y8
-	VSUBPS Y3, Y3, Y4
-	VSUBPS Y9, Y9, Y12
-	VADDPS Y4, Y1, Y1
-	VADDPS Y12, Y1, Y1
-	ADDQ $32, SI
-	ADDQ $32, DX
-	DECQ BX
-	JNZ  r1loop
-r1tail:
-	MOVQ CX, AX
-	ANDQ $7, AX
-	JZ   r1done
-	MOVQ CX, R9
-	MOVQ AX, CX
-	TAILMASK(Y5, X5)
-	MOVQ R9, CX
-	VMASKMOVPS (SI), Y5, Y3
-	VMASKMOVPS (DX), Y5, Y9
-	VSUBPS Y3, Y3, Y4
-	VSUBPS Y9, Y9, Y12
-	VADDPS Y4, Y1, Y1
-	VADDPS Y12, Y1, Y1
-	VMOVUPS ·vneginf<>(SB), Y6
-	VBLENDVPS Y5, Y3, Y6, Y3
-	VBLENDVPS Y5, Y9, Y6, Y9
-	VMAXPS Y3, Y0, Y0
-	VMAXPS Y9, Y8, Y8
-r1done:
-	VEXTRACTF128 $1, Y0, X3
-	VMAXPS X3, X0, X0
-	VMOVHLPS X0, X0, X3
-	VMAXPS X3, X0, X0
-	VMOVSHDUP X0, X3
-	VMAXPS X3, X0, X0
-	VEXTRACTF128 $1, Y8, X3
-	VMAXPS X3, X8, X8
-	VMOVHLPS X8, X8, X3
-	VMAXPS X3, X8, X8
-	VMOVSHDUP X8, X3
-	VMAXPS X3, X8, X8
-	HSUM(Y1, X1)
-	VMOVSS X0, ms+104(FP)
-	VMOVSS X8, mt+108(FP)
-	VMOVSS X1, bad+124(FP)
-	VUCOMISS X1, X1
-	JPS  rbad
-	// ---- pass 2: both exponentials, sums and the dot product
-	VBROADCASTSS X0, Y1
-	VBROADCASTSS X8, Y2
-	VBROADCASTSS scale+96(FP), Y10
-	MOVQ g_base+0(FP), DI
-	MOVQ et_base+24(FP), R8
-	MOVQ s_base+48(FP), SI
-	MOVQ t_base+72(FP), DX
-	VXORPS Y6, Y6, Y6
-	VXORPS Y8, Y8, Y8
-	VXORPS Y11, Y11, Y11
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   r2tail
-r2loop:
-	VMOVUPS (SI), Y0
-	VMOVUPS (DX), Y7
-	VSUBPS Y0, Y7, Y9
-	VSUBPS Y1, Y0, Y0
-	VSUBPS Y2, Y7, Y7
-	VMULPS Y10, Y0, Y0
-	VMULPS Y10, Y7, Y7
-	EXPZN(Y0, Y3, Y4)
-	EXPZN(Y7, Y12, Y13)
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y7, (R8)
-	VADDPS Y0, Y6, Y6
-	VADDPS Y7, Y8, Y8
-	VFMADD231PS Y9, Y7, Y11
-	ADDQ $32, SI
-	ADDQ $32, DX
-	ADDQ $32, DI
-	ADDQ $32, R8
-	DECQ BX
-	JNZ  r2loop
-r2tail:
-	MOVQ CX, AX
-	ANDQ $7, AX
-	JZ   r2done
-	VMASKMOVPS (SI), Y5, Y0
-	VMASKMOVPS (DX), Y5, Y7
-	VSUBPS Y0, Y7, Y9
-	VSUBPS Y1, Y0, Y0
-	VSUBPS Y2, Y7, Y7
-	VMULPS Y10, Y0, Y0
-	VMULPS Y10, Y7, Y7
-	EXPZN(Y0, Y3, Y4)
-	EXPZN(Y7, Y12, Y13)
-	VANDPS Y5, Y0, Y0
-	VANDPS Y5, Y7, Y7
-	VMASKMOVPS Y0, Y5, (DI)
-	VMASKMOVPS Y7, Y5, (R8)
-	VADDPS Y0, Y6, Y6
-	VADDPS Y7, Y8, Y8
-	VFMADD231PS Y9, Y7, Y11
-r2done:
-	HSUM(Y6, X6)
-	HSUM(Y8, X8)
-	HSUM(Y11, X11)
-	VMOVSS X6, zs+112(FP)
-	VMOVSS X8, zt+116(FP)
-	VMOVSS X11, dot+120(FP)
-	// ---- pass 3: g = (gscale/zs)·g − (gscale/zt)·et
-	VMOVSS gscale+100(FP), X2
-	VXORPS X3, X3, X3
-	VUCOMISS X3, X2
-	JEQ  rdone
-	VDIVSS X6, X2, X0
-	VDIVSS X8, X2, X4
-	VBROADCASTSS X0, Y1
-	VBROADCASTSS X4, Y2
-	MOVQ g_base+0(FP), DI
-	MOVQ et_base+24(FP), R8
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   r3tail
-r3loop:
-	VMULPS (DI), Y1, Y0
-	VFNMADD231PS (R8), Y2, Y0
-	VMOVUPS Y0, (DI)
-	ADDQ $32, DI
-	ADDQ $32, R8
-	DECQ BX
-	JNZ  r3loop
-r3tail:
-	ANDQ $7, CX
-	JZ   rdone
-	VMASKMOVPS (DI), Y5, Y0
-	VMASKMOVPS (R8), Y5, Y3
-	VMULPS Y0, Y1, Y0
-	VFNMADD231PS Y3, Y2, Y0
-	VMASKMOVPS Y0, Y5, (DI)
-rdone:
-	VZEROUPPER
-	RET
-rbad:
-	VXORPS X0, X0, X0
-	VMOVSS X0, zs+112(FP)
-	VMOVSS X0, zt+116(FP)
-	VMOVSS X0, dot+120(FP)
-	VZEROUPPER
-	RET
-
-// func kdRowsAVX2(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) (badRow int)
-// kdRowAVX2 over `rows` consecutive rows of `cols` values: row r reads s and t at
-// r·cols, writes its gradient (or exponentials) at g + r·gstride (gstride is cols,
-// or 0 for a scratch row), uses et as scratch, and stores ms, mt, zs, zt, dot at
-// stats[5r:5r+5]. Stops at the first row holding a non-finite value and returns
-// its index (−1 when every row is finite). The caller checks every length.
-TEXT ·kdRowsAVX2(SB), NOSPLIT, $0-160
+// func kdRowsAVX2(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32)
+// KD rows (see kernels.kdRows in kernel.go): `rows` consecutive rows of `cols`
+// values; row r reads s and t at r·cols, writes its gradient (or exponentials) at
+// g + r·gstride (gstride is cols, or 0 for a scratch row), uses et as scratch, and
+// stores ms, mt, zs, zt, dot at stats[5r:5r+5]. Three passes per row: maxima;
+// both exponentials with their sums and Σ et·(t−s); the gradient (if gscale != 0).
+// A non-finite input makes that row's dot non-finite (the caller checks).
+// The caller checks every length.
+TEXT ·kdRowsAVX2(SB), NOSPLIT, $0-152
 	MOVQ cols+104(FP), CX
 	MOVQ CX, AX
 	ANDQ $7, AX
@@ -512,12 +163,11 @@ krow:
 	CMPQ R10, rows+96(FP)
 	JGE  kend
 	MOVQ cols+104(FP), CX
-	// ---- pass 1: maxima and the finiteness check (add pipes only)
+	// ---- pass 1: maxima
 	MOVQ R13, SI
 	MOVQ R9, DX
 	VMOVUPS ·vneginf<>(SB), Y0
 	VMOVUPS Y0, Y8
-	VXORPS Y1, Y1, Y1
 	MOVQ CX, BX
 	SHRQ $3, BX
 	JZ   k1tail
@@ -526,10 +176,6 @@ k1loop:
 	VMOVUPS (DX), Y9
 	VMAXPS Y3, Y0, Y0
 	VMAXPS Y9, Y8, Y8
-	VSUBPS Y3, Y3, Y4
-	VSUBPS Y9, Y9, Y12
-	VADDPS Y4, Y1, Y1
-	VADDPS Y12, Y1, Y1
 	ADDQ $32, SI
 	ADDQ $32, DX
 	DECQ BX
@@ -540,10 +186,6 @@ k1tail:
 	JZ   k1done
 	VMASKMOVPS (SI), Y5, Y3
 	VMASKMOVPS (DX), Y5, Y9
-	VSUBPS Y3, Y3, Y4
-	VSUBPS Y9, Y9, Y12
-	VADDPS Y4, Y1, Y1
-	VADDPS Y12, Y1, Y1
 	VMOVUPS ·vneginf<>(SB), Y6
 	VBLENDVPS Y5, Y3, Y6, Y3
 	VBLENDVPS Y5, Y9, Y6, Y9
@@ -562,9 +204,6 @@ k1done:
 	VMAXPS X3, X8, X8
 	VMOVSHDUP X8, X3
 	VMAXPS X3, X8, X8
-	HSUM(Y1, X1)
-	VUCOMISS X1, X1
-	JPS  kbad
 	VMOVSS X0, 0(R11)
 	VMOVSS X8, 4(R11)
 	// ---- pass 2: both exponentials, sums and the dot product
@@ -673,42 +312,6 @@ knext:
 	INCQ R10
 	JMP  krow
 kend:
-	MOVQ $-1, badRow+152(FP)
-	VZEROUPPER
-	RET
-kbad:
-	MOVQ R10, badRow+152(FP)
-	VZEROUPPER
-	RET
-
-// func axpbyAVX2(dst, e []float32, a, b float32)
-TEXT ·axpbyAVX2(SB), NOSPLIT, $0-56
-	MOVQ dst_base+0(FP), DI
-	MOVQ dst_len+8(FP), CX
-	MOVQ e_base+24(FP), SI
-	VBROADCASTSS a+48(FP), Y1
-	VBROADCASTSS b+52(FP), Y2
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   abtail
-abloop:
-	VMULPS (DI), Y1, Y0
-	VFNMADD231PS (SI), Y2, Y0
-	VMOVUPS Y0, (DI)
-	ADDQ $32, SI
-	ADDQ $32, DI
-	DECQ BX
-	JNZ  abloop
-abtail:
-	ANDQ $7, CX
-	JZ   abdone
-	TAILMASK(Y7, X7)
-	VMASKMOVPS (DI), Y7, Y0
-	VMASKMOVPS (SI), Y7, Y3
-	VMULPS Y0, Y1, Y0
-	VFNMADD231PS Y3, Y2, Y0
-	VMASKMOVPS Y0, Y7, (DI)
-abdone:
 	VZEROUPPER
 	RET
 
@@ -773,60 +376,6 @@ DATA ·vone<>+20(SB)/4, $0x3f800000
 DATA ·vone<>+24(SB)/4, $0x3f800000
 DATA ·vone<>+28(SB)/4, $0x3f800000
 GLOBL ·vone<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC1<>+0(SB)/4, $0x3f317218
-DATA ·vexpC1<>+4(SB)/4, $0x3f317218
-DATA ·vexpC1<>+8(SB)/4, $0x3f317218
-DATA ·vexpC1<>+12(SB)/4, $0x3f317218
-DATA ·vexpC1<>+16(SB)/4, $0x3f317218
-DATA ·vexpC1<>+20(SB)/4, $0x3f317218
-DATA ·vexpC1<>+24(SB)/4, $0x3f317218
-DATA ·vexpC1<>+28(SB)/4, $0x3f317218
-GLOBL ·vexpC1<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC2<>+0(SB)/4, $0x3e75fdee
-DATA ·vexpC2<>+4(SB)/4, $0x3e75fdee
-DATA ·vexpC2<>+8(SB)/4, $0x3e75fdee
-DATA ·vexpC2<>+12(SB)/4, $0x3e75fdee
-DATA ·vexpC2<>+16(SB)/4, $0x3e75fdee
-DATA ·vexpC2<>+20(SB)/4, $0x3e75fdee
-DATA ·vexpC2<>+24(SB)/4, $0x3e75fdee
-DATA ·vexpC2<>+28(SB)/4, $0x3e75fdee
-GLOBL ·vexpC2<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC3<>+0(SB)/4, $0x3d635774
-DATA ·vexpC3<>+4(SB)/4, $0x3d635774
-DATA ·vexpC3<>+8(SB)/4, $0x3d635774
-DATA ·vexpC3<>+12(SB)/4, $0x3d635774
-DATA ·vexpC3<>+16(SB)/4, $0x3d635774
-DATA ·vexpC3<>+20(SB)/4, $0x3d635774
-DATA ·vexpC3<>+24(SB)/4, $0x3d635774
-DATA ·vexpC3<>+28(SB)/4, $0x3d635774
-GLOBL ·vexpC3<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC4<>+0(SB)/4, $0x3c1d96a7
-DATA ·vexpC4<>+4(SB)/4, $0x3c1d96a7
-DATA ·vexpC4<>+8(SB)/4, $0x3c1d96a7
-DATA ·vexpC4<>+12(SB)/4, $0x3c1d96a7
-DATA ·vexpC4<>+16(SB)/4, $0x3c1d96a7
-DATA ·vexpC4<>+20(SB)/4, $0x3c1d96a7
-DATA ·vexpC4<>+24(SB)/4, $0x3c1d96a7
-DATA ·vexpC4<>+28(SB)/4, $0x3c1d96a7
-GLOBL ·vexpC4<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC5<>+0(SB)/4, $0x3aaf9f2a
-DATA ·vexpC5<>+4(SB)/4, $0x3aaf9f2a
-DATA ·vexpC5<>+8(SB)/4, $0x3aaf9f2a
-DATA ·vexpC5<>+12(SB)/4, $0x3aaf9f2a
-DATA ·vexpC5<>+16(SB)/4, $0x3aaf9f2a
-DATA ·vexpC5<>+20(SB)/4, $0x3aaf9f2a
-DATA ·vexpC5<>+24(SB)/4, $0x3aaf9f2a
-DATA ·vexpC5<>+28(SB)/4, $0x3aaf9f2a
-GLOBL ·vexpC5<>(SB), RODATA|NOPTR, $32
-DATA ·vexpC6<>+0(SB)/4, $0x3920fdcd
-DATA ·vexpC6<>+4(SB)/4, $0x3920fdcd
-DATA ·vexpC6<>+8(SB)/4, $0x3920fdcd
-DATA ·vexpC6<>+12(SB)/4, $0x3920fdcd
-DATA ·vexpC6<>+16(SB)/4, $0x3920fdcd
-DATA ·vexpC6<>+20(SB)/4, $0x3920fdcd
-DATA ·vexpC6<>+24(SB)/4, $0x3920fdcd
-DATA ·vexpC6<>+28(SB)/4, $0x3920fdcd
-GLOBL ·vexpC6<>(SB), RODATA|NOPTR, $32
 DATA ·viota<>+0(SB)/4, $0x00000000
 DATA ·viota<>+4(SB)/4, $0x00000001
 DATA ·viota<>+8(SB)/4, $0x00000002
@@ -845,3 +394,48 @@ DATA ·vneginf<>+20(SB)/4, $0xff800000
 DATA ·vneginf<>+24(SB)/4, $0xff800000
 DATA ·vneginf<>+28(SB)/4, $0xff800000
 GLOBL ·vneginf<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC1<>+0(SB)/4, $0x3f317215
+DATA ·vexpC1<>+4(SB)/4, $0x3f317215
+DATA ·vexpC1<>+8(SB)/4, $0x3f317215
+DATA ·vexpC1<>+12(SB)/4, $0x3f317215
+DATA ·vexpC1<>+16(SB)/4, $0x3f317215
+DATA ·vexpC1<>+20(SB)/4, $0x3f317215
+DATA ·vexpC1<>+24(SB)/4, $0x3f317215
+DATA ·vexpC1<>+28(SB)/4, $0x3f317215
+GLOBL ·vexpC1<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC2<>+0(SB)/4, $0x3e75fcde
+DATA ·vexpC2<>+4(SB)/4, $0x3e75fcde
+DATA ·vexpC2<>+8(SB)/4, $0x3e75fcde
+DATA ·vexpC2<>+12(SB)/4, $0x3e75fcde
+DATA ·vexpC2<>+16(SB)/4, $0x3e75fcde
+DATA ·vexpC2<>+20(SB)/4, $0x3e75fcde
+DATA ·vexpC2<>+24(SB)/4, $0x3e75fcde
+DATA ·vexpC2<>+28(SB)/4, $0x3e75fcde
+GLOBL ·vexpC2<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC3<>+0(SB)/4, $0x3d635baf
+DATA ·vexpC3<>+4(SB)/4, $0x3d635baf
+DATA ·vexpC3<>+8(SB)/4, $0x3d635baf
+DATA ·vexpC3<>+12(SB)/4, $0x3d635baf
+DATA ·vexpC3<>+16(SB)/4, $0x3d635baf
+DATA ·vexpC3<>+20(SB)/4, $0x3d635baf
+DATA ·vexpC3<>+24(SB)/4, $0x3d635baf
+DATA ·vexpC3<>+28(SB)/4, $0x3d635baf
+GLOBL ·vexpC3<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC4<>+0(SB)/4, $0x3c1e7543
+DATA ·vexpC4<>+4(SB)/4, $0x3c1e7543
+DATA ·vexpC4<>+8(SB)/4, $0x3c1e7543
+DATA ·vexpC4<>+12(SB)/4, $0x3c1e7543
+DATA ·vexpC4<>+16(SB)/4, $0x3c1e7543
+DATA ·vexpC4<>+20(SB)/4, $0x3c1e7543
+DATA ·vexpC4<>+24(SB)/4, $0x3c1e7543
+DATA ·vexpC4<>+28(SB)/4, $0x3c1e7543
+GLOBL ·vexpC4<>(SB), RODATA|NOPTR, $32
+DATA ·vexpC5<>+0(SB)/4, $0x3aaddb1b
+DATA ·vexpC5<>+4(SB)/4, $0x3aaddb1b
+DATA ·vexpC5<>+8(SB)/4, $0x3aaddb1b
+DATA ·vexpC5<>+12(SB)/4, $0x3aaddb1b
+DATA ·vexpC5<>+16(SB)/4, $0x3aaddb1b
+DATA ·vexpC5<>+20(SB)/4, $0x3aaddb1b
+DATA ·vexpC5<>+24(SB)/4, $0x3aaddb1b
+DATA ·vexpC5<>+28(SB)/4, $0x3aaddb1b
+GLOBL ·vexpC5<>(SB), RODATA|NOPTR, $32

@@ -13,8 +13,7 @@ func exp2f(u float32) float32 {
 	t := u + expMagic
 	n := t - expMagic
 	f := u - n
-	p := float32(expC6)
-	p = p*f + expC5
+	p := float32(expC5)
 	p = p*f + expC4
 	p = p*f + expC3
 	p = p*f + expC2
@@ -49,19 +48,6 @@ func expSumGeneric(dst, x []float32, m, scale float32) float32 {
 	return s
 }
 
-func expSumDotGeneric(dst, x, y []float32, m, scale float32) (sum, dot float32) {
-	dst = dst[:len(x)]
-	y = y[:len(x)]
-	c := log2Scale(scale)
-	for i, v := range x {
-		e := exp2f((v - m) * c)
-		dst[i] = e
-		sum += e
-		dot += e * (v - y[i])
-	}
-	return sum, dot
-}
-
 func axpbyGeneric(dst, e []float32, a, b float32) {
 	e = e[:len(dst)]
 	for i := range dst {
@@ -75,10 +61,10 @@ func scaleGeneric(dst []float32, a float32) {
 	}
 }
 
-func max2Generic(s, t []float32) (ms, mt, bad float32) {
-	ms, b1 := maxCheckGeneric(s)
-	mt, b2 := maxCheckGeneric(t[:len(s)])
-	return ms, mt, b1 + b2
+func max2Generic(s, t []float32) (ms, mt float32) {
+	ms, _ = maxCheckGeneric(s)
+	mt, _ = maxCheckGeneric(t[:len(s)])
+	return ms, mt
 }
 
 func kdExpGeneric(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot float32) {
@@ -96,25 +82,19 @@ func kdExpGeneric(es, et, s, t []float32, ms, mt, scale float32) (zs, zt, dot fl
 	return zs, zt, dot
 }
 
-func kdRowGeneric(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot, bad float32) {
-	ms, mt, bad = max2Generic(s, t)
-	if bad != 0 {
-		return ms, mt, 0, 0, 0, bad
-	}
+// kdRowGeneric is one row of kdRowsGeneric.
+func kdRowGeneric(g, et, s, t []float32, scale, gscale float32) (ms, mt, zs, zt, dot float32) {
+	ms, mt = max2Generic(s, t)
 	zs, zt, dot = kdExpGeneric(g, et, s, t, ms, mt, scale)
 	if gscale != 0 {
 		axpbyGeneric(g[:len(s)], et, gscale/zs, gscale/zt)
 	}
-	return ms, mt, zs, zt, dot, bad
+	return ms, mt, zs, zt, dot
 }
 
-func kdRowsGeneric(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) int {
+func kdRowsGeneric(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) {
 	for r := 0; r < rows; r++ {
-		ms, mt, zs, zt, dot, bad := kdRowGeneric(g[r*gstride:r*gstride+cols], et, s[r*cols:(r+1)*cols], t[r*cols:(r+1)*cols], scale, gscale)
-		if bad != 0 {
-			return r
-		}
+		ms, mt, zs, zt, dot := kdRowGeneric(g[r*gstride:r*gstride+cols], et, s[r*cols:(r+1)*cols], t[r*cols:(r+1)*cols], scale, gscale)
 		copy(stats[5*r:5*r+5], []float32{ms, mt, zs, zt, dot})
 	}
-	return -1
 }
