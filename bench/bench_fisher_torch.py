@@ -1,8 +1,9 @@
 """Per-sample Fisher from layer factors (exitnet.torch) vs a batched backward pass and torch.func.
 
-Run:  PYTHONPATH=python .venv/bin/python bench/bench_fisher_torch.py [--threads 1] [--reps 5]
+Run:  PYTHONPATH=python .venv/bin/python bench/bench_fisher_torch.py [--threads 1] [--reps 7]
 
-Contenders (each in its own subprocess, so that its peak RSS is its own):
+Contenders (timed in one process, round robin, so that load from other processes hits all alike;
+peak memory measured in one subprocess per contender):
 
   backward      one ordinary training backward pass: forward, mean cross-entropy, loss.backward()
                 (the parameter .grad of the minibatch; what the "batched" Fisher squares)
@@ -20,8 +21,10 @@ Workloads: MLP 784-512-512-10 at batch 256; small CNN (conv 1→32→64→128, 3
 on 28×28, then global average pool and Linear 128→10) at batch 64.
 
 Targets (issue 3): MLP factors ≤ 1.5× backward and ≥ 50× faster than vmap; CNN factors ≥ 3×
-faster than vmap, with peak memory of both. Peak memory is the growth of ru_maxrss during the
-timed calls over the process's RSS after setup (model, data and library loaded, one warm-up call).
+faster than vmap, with peak memory of both. Peak memory is the growth of the resident set's high
+water mark (VmHWM, reset before) over the RSS after setup (torch, the library, model and batch
+loaded): "first" covers the contender's own setup (the first-batch plan for the factors) and first
+call, "per batch" a later call.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -59,19 +61,25 @@ def build(workload: str):
     return model.eval(), x, y
 
 
-def one(workload: str, contender: str, threads: int, reps: int) -> dict:
-    """Runs in a child process: time and peak-RSS growth of one contender."""
+def setup(threads: int):
     sys.path.insert(0, os.path.join(ROOT, "python"))
     import torch
-    from torch import nn
 
     torch.set_num_threads(threads)
     import exitnet
 
-    exitnet.set_num_threads(threads)
+    exitnet.set_num_threads(threads)  # also loads the shared library
+    return exitnet
+
+
+def make(workload: str, contender: str):
+    """Returns (run, info) for one contender on a fresh model and batch."""
+    import torch
+    from torch import nn
+
     model, x, y = build(workload)
     params = {n: p for n, p in model.named_parameters()}
-
+    info: dict = {}
     if contender == "backward":
         def run():
             model.zero_grad(set_to_none=True)
@@ -82,8 +90,9 @@ def one(workload: str, contender: str, threads: int, reps: int) -> dict:
         mode = "exact" if contender == "factors-exact" else "empirical"
         backend = "torch" if contender == "factors-torch" else "go"
         runner = _FisherRunner(model, None, None, mode, 0, backend)
-        guard = _ModeGuard(model, runner.cand.values()).__enter__()
+        _ModeGuard(model, runner.cand.values()).__enter__()
         runner.plan((x, y))
+        info["methods"] = sorted(set(runner.methods.values()))
 
         def run():
             runner.step((x, y))
@@ -101,77 +110,111 @@ def one(workload: str, contender: str, threads: int, reps: int) -> dict:
             return {n: (t * t).sum(0) for n, t in g.items()}
     else:
         raise SystemExit(f"unknown contender {contender}")
+    return run, info
 
-    run()  # warm-up (allocator, OpenBLAS threads, lazy library load)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        run()
-        ts.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    ts.sort()
-    out = {"median_s": ts[len(ts) // 2], "min_s": ts[0], "peak_growth_mb": (peak - base) / 1024,
-           "rss_mb": peak / 1024}
-    if contender.startswith("factors"):
-        out["methods"] = sorted(set(runner.methods.values()))
-        out["blas"] = exitnet.blas_backend()
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def memory(workload: str, contender: str, threads: int) -> dict:
+    """Child process: peak RSS growth of one contender over the RSS once torch, the library, the
+    model and the batch are loaded. ``first``: its setup (the factors' first-batch plan) and first
+    call; ``per_batch``: a later call (allocator caches warm). The peak is Linux's VmHWM, reset
+    through /proc/self/clear_refs before each phase (so the transient peak of importing torch does
+    not hide it)."""
+    setup(threads)
+    build(workload)
+
+    def reset() -> int:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := current RSS
+        return _status_kb("VmRSS")
+
+    base = reset()
+    run, _ = make(workload, contender)
+    run()
+    first = _status_kb("VmHWM") - base
+    base = reset()
+    run()
+    later = _status_kb("VmHWM") - base
+    return {"first_mb": first / 1024, "per_batch_mb": later / 1024}
+
+
+def timing(workload: str, contenders: list[str], threads: int, reps: int) -> dict:
+    """In-process, interleaved (round robin) so that load from other processes hits all alike."""
+    exitnet = setup(threads)
+    runs = {}
+    for c in contenders:
+        run, info = make(workload, c)
+        run()  # warm-up
+        runs[c] = (run, info)
+    ts: dict[str, list[float]] = {c: [] for c in contenders}
+    for r in range(reps):
+        for c in contenders:
+            if c in ("vmap", "factors-exact") and r >= max(3, reps // 2):
+                continue
+            t0 = time.perf_counter()
+            runs[c][0]()
+            ts[c].append(time.perf_counter() - t0)
+    out = {}
+    for c in contenders:
+        v = sorted(ts[c])
+        out[c] = {"median_s": v[len(v) // 2], "min_s": v[0], **runs[c][1]}
+    out["_blas"] = exitnet.blas_backend()
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--workload", choices=["mlp", "cnn", "all"], default="all")
-    ap.add_argument("--one", nargs=2, metavar=("WORKLOAD", "CONTENDER"), help=argparse.SUPPRESS)
+    ap.add_argument("--memory", nargs=2, metavar=("WORKLOAD", "CONTENDER"), help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.one:
-        print(json.dumps(one(a.one[0], a.one[1], a.threads, a.reps)))
+    if a.memory:
+        print(json.dumps(memory(a.memory[0], a.memory[1], a.threads)))
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", str(a.threads))
     workloads = ["mlp", "cnn"] if a.workload == "all" else [a.workload]
-    plan = {"mlp": ["backward", "factors", "factors-torch", "factors-exact", "vmap"],
-            "cnn": ["backward", "factors", "factors-torch", "factors-exact", "vmap"]}
-    print(f"threads={a.threads} reps={a.reps} (median seconds per batch; peak = RSS growth while timed)")
+    contenders = ["backward", "factors", "factors-torch", "factors-exact", "vmap"]
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    print(f"threads={a.threads} reps={a.reps} load average={load:.1f} on {os.cpu_count()} CPUs "
+          "(median ms per batch, contenders interleaved; memory: peak RSS growth, one process each)")
     for w in workloads:
-        res = {}
-        for c in plan[w]:
-            reps = max(1, a.reps // 2) if c in ("vmap", "factors-exact") else a.reps
-            p = subprocess.run([sys.executable, __file__, "--one", w, c, "--threads", str(a.threads),
-                                "--reps", str(reps)], env=env, capture_output=True, text=True)
-            if p.returncode != 0:
-                print(f"{w}/{c}: FAILED\n{p.stderr[-2000:]}")
-                continue
-            res[c] = json.loads(p.stdout.strip().splitlines()[-1])
+        res = timing(w, contenders, a.threads, a.reps)
+        blas = res.pop("_blas")
+        for c in contenders:
+            p = subprocess.run([sys.executable, __file__, "--memory", w, c, "--threads", str(a.threads)],
+                               env=env, capture_output=True, text=True)
+            m = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
+            res[c]["first_mb"] = m.get("first_mb", float("nan"))
+            res[c]["per_batch_mb"] = m.get("per_batch_mb", float("nan"))
         desc = "MLP 784-512-512-10, batch 256" if w == "mlp" else "CNN 1-32-64-128 3x3 28x28, batch 64"
-        print(f"\n{desc}")
-        print(f"  {'contender':<14}{'median ms':>11}{'min ms':>10}{'peak MB':>10}")
-        for c, r in res.items():
-            print(f"  {c:<14}{1e3 * r['median_s']:>11.2f}{1e3 * r['min_s']:>10.2f}{r['peak_growth_mb']:>10.1f}")
-        if "factors" in res:
-            f = res["factors"]["median_s"]
-            print(f"  blas: {res['factors'].get('blas')}, paths: {res['factors'].get('methods')}")
-            if "backward" in res:
-                print(f"  factors / backward         = {f / res['backward']['median_s']:.2f}x"
-                      + ("   (target <= 1.5x)" if w == "mlp" else ""))
-            if "vmap" in res:
-                tgt = "   (target >= 50x)" if w == "mlp" else "   (target >= 3x)"
-                print(f"  vmap / factors             = {res['vmap']['median_s'] / f:.1f}x{tgt}")
-            if "factors-torch" in res:
-                ft = res["factors-torch"]["median_s"]
-                if "vmap" in res:
-                    print(f"  vmap / factors-torch       = {res['vmap']['median_s'] / ft:.2f}x")
-                if "backward" in res:
-                    print(f"  factors-torch / backward   = {ft / res['backward']['median_s']:.2f}x")
-            if "factors-exact" in res and "vmap" in res:
-                print(f"  vmap / factors-exact       = {res['vmap']['median_s'] / res['factors-exact']['median_s']:.2f}x"
-                      "   (exact = 10 label passes; vmap is one label)")
-            if "vmap" in res:
-                print(f"  peak memory factors / vmap = {res['factors']['peak_growth_mb']:.1f} MB"
-                      f" / {res['vmap']['peak_growth_mb']:.1f} MB")
+        print(f"\n{desc}   (blas: {blas}; factor paths: {res['factors'].get('methods')})")
+        print(f"  {'contender':<14}{'median ms':>11}{'min ms':>10}{'MB first':>10}{'MB/batch':>10}")
+        for c in contenders:
+            r = res[c]
+            print(f"  {c:<14}{1e3 * r['median_s']:>11.2f}{1e3 * r['min_s']:>10.2f}"
+                  f"{r['first_mb']:>10.1f}{r['per_batch_mb']:>10.1f}")
+        b, v = res["backward"]["median_s"], res["vmap"]["median_s"]
+        f, ft, fe = (res[k]["median_s"] for k in ("factors", "factors-torch", "factors-exact"))
+        mlp = w == "mlp"
+        print(f"  factors / backward       = {f / b:6.2f}x" + ("   (target <= 1.5x)" if mlp else ""))
+        print(f"  factors-torch / backward = {ft / b:6.2f}x")
+        print(f"  vmap / factors           = {v / f:6.2f}x   (target >= {'50' if mlp else '3'}x)")
+        print(f"  vmap / factors-torch     = {v / ft:6.2f}x")
+        print(f"  vmap / factors-exact     = {v / fe:6.2f}x   (exact: all 10 classes; vmap: one label)")
+        print(f"  peak MB per batch factors / factors-torch / vmap = {res['factors']['per_batch_mb']:.1f} / "
+              f"{res['factors-torch']['per_batch_mb']:.1f} / {res['vmap']['per_batch_mb']:.1f}")
 
 
 if __name__ == "__main__":

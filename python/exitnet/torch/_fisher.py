@@ -291,11 +291,11 @@ def _conv_weight_sq_torch(m: nn.Conv2d, A: Tensor, G: Tensor, w: Optional[Tensor
             xp[a:b].reshape(1, n * cin, H, W), (n * cout,) + wshape[1:],
             G[a:b].reshape(1, n * cout, *G.shape[2:]), stride, pad, dil, n * groups,
         ).reshape((n,) + wshape)
-        gw = gw * gw
+        gw.square_()
         if w is not None:
-            ww = w[a:b].to(gw.dtype).reshape((n,) + (1,) * len(wshape))
-            gw = gw * ww
-        tot += gw.sum(0, dtype=torch.float64)
+            gw.mul_(w[a:b].to(gw.dtype).reshape((n,) + (1,) * len(wshape)))
+        tot += gw.sum(0).double()  # float32 sum of ≤ chunk squares, float64 across chunks
+        del gw
     return tot
 
 
