@@ -476,6 +476,25 @@ def test_result_mapping_and_repr():
     np.testing.assert_allclose(F.sums["0.weight"] / 13, d["0.weight"].numpy(), rtol=1e-6)
 
 
+def test_summary_and_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    net = mlp()
+    x, y = data()
+    F = fisher_diagonal(net, [(x, y)], label_mode="empirical")
+    rows = F.summary()
+    assert [r["name"] for r in rows] == list(F)
+    for r in rows:
+        t = F[r["name"]].double()
+        assert r["numel"] == t.numel() and r["shape"] == tuple(t.shape) and r["method"] == "linear"
+        assert r["mean"] == pytest.approx(float(t.mean())) and r["max"] == pytest.approx(float(t.max()))
+    ax = F.plot(stat="max")
+    assert len(ax.patches) == len(F)
+    with pytest.raises(ValueError, match="stat"):
+        F.plot(stat="median")
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------

@@ -182,6 +182,38 @@ class FisherResult(Mapping):
             out, n_samples=count, label_mode=self.label_mode, sums=sums, methods=methods
         )
 
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per parameter: name, shape, numel, mean, max, sum of its Fisher, and method."""
+        rows = []
+        for n, v in self._f.items():
+            d = v.detach().double()
+            rows.append({
+                "name": n, "shape": tuple(v.shape), "numel": int(v.numel()),
+                "mean": float(d.mean()) if v.numel() else 0.0,
+                "max": float(d.max()) if v.numel() else 0.0,
+                "sum": float(d.sum()), "method": self.methods.get(n, ""),
+            })
+        return rows
+
+    def plot(self, ax: Any = None, stat: Literal["mean", "max", "sum"] = "mean") -> Any:
+        """Bar chart (log scale) of one statistic of each parameter's Fisher; returns the Axes.
+
+        Needs matplotlib (optional dependency)."""
+        if stat not in ("mean", "max", "sum"):
+            raise ValueError(f"stat: {stat!r} is not one of mean, max, sum")
+        import matplotlib.pyplot as plt
+
+        rows = self.summary()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 0.25 * len(rows) + 1.2))
+        vals = [max(r[stat], 1e-30) for r in rows]
+        ax.barh(range(len(rows)), vals)
+        ax.set_yticks(range(len(rows)), [r["name"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{stat} of diagonal Fisher ({self.label_mode}, N={self.n_samples})")
+        return ax
+
     def __repr__(self) -> str:
         p = sum(v.numel() for v in self._f.values())
         return (
