@@ -8,21 +8,21 @@ package distill
 // range reduction is one exact subtraction):
 //
 //	u = (x − m)·c,  c = scale·log2(e)       (c and u each rounded to float32)
-//	n = round(u),   f = u − n ∈ [−½, ½]     (exact; rounding by adding M = 1.5·2²³)
+//	n = round(u),   f = u − n ∈ [−½, ½]     (exact; rounding by adding M = 1.5·2²³ + 127)
 //	2^f ≈ 1 + f·(c1 + f·(c2 + … + f·c5))    (near-minimax, relative error ≤ 2.8 ulp in float32)
-//	exp = 2^f · 2^n,  by adding n·2²³ (the bits of u + M shifted left by 23) to the bits of 2^f
+//	exp = 2^f · 2^n,  2^n = the bits of u + M shifted left by 23 (a single multiply)
 //
-// u < −126 gives 0 (results below 2^−126, x−m < −87.3 at scale 1, flush to 0:
-// absolute error < 1.2e−38) and u > 127 saturates at 2^127. The
+// u is clamped to [−127, 127]: u ≤ −126.5 (x−m < −87.7 at scale 1) gives 0
+// (absolute error < 1.2e−38; 2^n's bits are 0 for n = −127) and u > 127 saturates. The
 // relative error is at most about 2.8 ulp plus |x−m|·scale·1.2e−7 from rounding c and u
 // (twice what rounding z = (x−m)/T costs any float32 softmax). Callers only pass
 // x ≤ m (max-subtracted logits), so u ≤ 0.
 
 // Constants of the exp approximation, shared with the assembly.
 const (
-	exp2Lo   = -126.0
+	exp2Lo   = -127.0
 	exp2Hi   = 127.0
-	expMagic = 12582912.0 // 1.5·2^23
+	expMagic = 12583039.0 // 1.5·2^23 + 127
 	expC1    = 0.6931469760544401
 	expC2    = 0.24022242088278425
 	expC3    = 0.055507357443578015

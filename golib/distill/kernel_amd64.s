@@ -6,31 +6,21 @@
 // the scalar reference. Tails (len % 8) use one masked load/store.
 
 // EXPZ computes Z = 2^Z lane-wise (Z = (x − m)·scale·log2 e; see kernel.go).
-// Rounding trick: T1 = u + M with M = 1.5·2^23 leaves n = round(u) in the low
-// mantissa bits of T1, so T1 − M is n as a float and T1 << 23 is n·2^23, which
-// an integer add puts into the exponent of 2^f (no floating-point multiply).
-// Lanes with u < −126 flush to 0 (mask in Y15). Clobbers T1, T2 and Y15.
+// Rounding trick: T1 = u + M with M = 1.5·2^23 + 127 leaves n + 127 in the low
+// mantissa bits of T1 (n = round(u)), so T1 − M is n as a float and T1 << 23 is
+// the bit pattern of 2^n (0 for n = −127: u ≤ −126.5 flushes to 0).
+// Clobbers T1 and T2.
 #define EXPZ(Z, T1, T2) \
-	VCMPPS $1, ·vexp2Lo<>(SB), Z, Y15 \
 	VMAXPS ·vexp2Lo<>(SB), Z, Z \
 	VMINPS ·vexp2Hi<>(SB), Z, Z \
-	VADDPS ·vmagic<>(SB), Z, T1 \
-	VSUBPS ·vmagic<>(SB), T1, T2 \
-	VSUBPS T2, Z, Z \
-	VMOVUPS ·vexpC5<>(SB), T2 \
-	VFMADD213PS ·vexpC4<>(SB), Z, T2 \
-	VFMADD213PS ·vexpC3<>(SB), Z, T2 \
-	VFMADD213PS ·vexpC2<>(SB), Z, T2 \
-	VFMADD213PS ·vexpC1<>(SB), Z, T2 \
-	VFMADD213PS ·vone<>(SB), Z, T2 \
-	VPSLLD $23, T1, T1 \
-	VPADDD T1, T2, Z \
-	VANDNPS Z, Y15, Z
+	EXPCORE(Z, T1, T2)
 
 // EXPZN is EXPZ for u ≤ 0 (max-subtracted inputs): no upper clamp.
 #define EXPZN(Z, T1, T2) \
-	VCMPPS $1, ·vexp2Lo<>(SB), Z, Y15 \
 	VMAXPS ·vexp2Lo<>(SB), Z, Z \
+	EXPCORE(Z, T1, T2)
+
+#define EXPCORE(Z, T1, T2) \
 	VADDPS ·vmagic<>(SB), Z, T1 \
 	VSUBPS ·vmagic<>(SB), T1, T2 \
 	VSUBPS T2, Z, Z \
@@ -41,8 +31,7 @@
 	VFMADD213PS ·vexpC1<>(SB), Z, T2 \
 	VFMADD213PS ·vone<>(SB), Z, T2 \
 	VPSLLD $23, T1, T1 \
-	VPADDD T1, T2, Z \
-	VANDNPS Z, Y15, Z
+	VMULPS T1, T2, Z
 
 // TAILMASK sets M to the mask of the first CX lanes (0 < CX < 8).
 #define TAILMASK(M, XM) \
@@ -338,14 +327,14 @@ scdone:
 	VZEROUPPER
 	RET
 
-DATA ·vexp2Lo<>+0(SB)/4, $0xc2fc0000
-DATA ·vexp2Lo<>+4(SB)/4, $0xc2fc0000
-DATA ·vexp2Lo<>+8(SB)/4, $0xc2fc0000
-DATA ·vexp2Lo<>+12(SB)/4, $0xc2fc0000
-DATA ·vexp2Lo<>+16(SB)/4, $0xc2fc0000
-DATA ·vexp2Lo<>+20(SB)/4, $0xc2fc0000
-DATA ·vexp2Lo<>+24(SB)/4, $0xc2fc0000
-DATA ·vexp2Lo<>+28(SB)/4, $0xc2fc0000
+DATA ·vexp2Lo<>+0(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+4(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+8(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+12(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+16(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+20(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+24(SB)/4, $0xc2fe0000
+DATA ·vexp2Lo<>+28(SB)/4, $0xc2fe0000
 GLOBL ·vexp2Lo<>(SB), RODATA|NOPTR, $32
 DATA ·vexp2Hi<>+0(SB)/4, $0x42fe0000
 DATA ·vexp2Hi<>+4(SB)/4, $0x42fe0000
@@ -356,14 +345,14 @@ DATA ·vexp2Hi<>+20(SB)/4, $0x42fe0000
 DATA ·vexp2Hi<>+24(SB)/4, $0x42fe0000
 DATA ·vexp2Hi<>+28(SB)/4, $0x42fe0000
 GLOBL ·vexp2Hi<>(SB), RODATA|NOPTR, $32
-DATA ·vmagic<>+0(SB)/4, $0x4b400000
-DATA ·vmagic<>+4(SB)/4, $0x4b400000
-DATA ·vmagic<>+8(SB)/4, $0x4b400000
-DATA ·vmagic<>+12(SB)/4, $0x4b400000
-DATA ·vmagic<>+16(SB)/4, $0x4b400000
-DATA ·vmagic<>+20(SB)/4, $0x4b400000
-DATA ·vmagic<>+24(SB)/4, $0x4b400000
-DATA ·vmagic<>+28(SB)/4, $0x4b400000
+DATA ·vmagic<>+0(SB)/4, $0x4b40007f
+DATA ·vmagic<>+4(SB)/4, $0x4b40007f
+DATA ·vmagic<>+8(SB)/4, $0x4b40007f
+DATA ·vmagic<>+12(SB)/4, $0x4b40007f
+DATA ·vmagic<>+16(SB)/4, $0x4b40007f
+DATA ·vmagic<>+20(SB)/4, $0x4b40007f
+DATA ·vmagic<>+24(SB)/4, $0x4b40007f
+DATA ·vmagic<>+28(SB)/4, $0x4b40007f
 GLOBL ·vmagic<>(SB), RODATA|NOPTR, $32
 DATA ·vone<>+0(SB)/4, $0x3f800000
 DATA ·vone<>+4(SB)/4, $0x3f800000

@@ -5,7 +5,7 @@ import "math"
 // exp2f is the scalar version of the base-2 exponential documented in kernel.go.
 func exp2f(u float32) float32 {
 	if u < exp2Lo {
-		return 0
+		u = exp2Lo
 	}
 	if u > exp2Hi {
 		u = exp2Hi
@@ -19,7 +19,7 @@ func exp2f(u float32) float32 {
 	p = p*f + expC2
 	p = p*f + expC1
 	p = p*f + 1
-	return math.Float32frombits(math.Float32bits(p) + math.Float32bits(t)<<23)
+	return p * math.Float32frombits(math.Float32bits(t)<<23)
 }
 
 // log2Scale converts a natural-exponent scale into the base-2 factor c = scale·log2(e).
