@@ -209,8 +209,9 @@ int exitnet_debug_data_address(uintptr_t* out, struct ArrowArray* array,
  * logits finite (the message names the argument, row and column); student and
  * teacher of equal shape. EMPTY BATCH: N == 0 is EXITNET_ERR_INVALID_ARGUMENT for
  * the KD loss (a mean over no rows is undefined) and gives an empty result for soft
- * targets. Accuracy: float32 throughout (exp within ~2 ulp); the loss's absolute
- * error is about 1e-7 * T^2 * (1 + max|logit|/T), the same order as torch in float32.
+ * targets. Accuracy: float32 throughout; exp to about 3 ulp plus the rounding of its
+ * float32 argument (probabilities below ~1e-38 are 0); the loss's absolute error is
+ * about 1e-7 * T^2 * (1 + max|logit|/T), the same order as torch in float32.
  * Results do not depend on the thread count. All functions in this section are
  * thread-safe, including concurrent calls on one exitnet_targets handle; calls on
  * one exitnet_targets_writer handle are serialised internally.
