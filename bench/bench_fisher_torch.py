@@ -169,11 +169,57 @@ def timing(workload: str, contenders: list[str], threads: int, reps: int) -> dic
     return out
 
 
+def bench_ewc(threads: int, reps: int) -> None:
+    """EWC penalty value + gradient at P = 11M float32 (one Fisher/anchor pair): the torch
+    expression (forward + autograd backward, what a training step runs) vs Go's fused kernel."""
+    exitnet = setup(threads)
+    import numpy as np
+    import torch
+
+    from exitnet import fisher as gofisher
+    from exitnet.torch._ewc import ewc_penalty
+
+    P = 11_000_000
+    g = torch.Generator().manual_seed(0)
+    theta = torch.nn.Parameter(torch.randn(P, generator=g))
+    F = {"w": torch.rand(P, generator=g)}
+    A = {"w": torch.randn(P, generator=g)}
+    npar = {"w": theta.detach().numpy()}
+    npF, npA = {"w": F["w"].numpy()}, {"w": A["w"].numpy()}
+    out = {"w": np.empty(P, np.float32)}
+
+    def t_hand():  # what one writes by hand: λ/2·Σ F (θ−θ*)², autograd
+        theta.grad = None
+        (0.5 * (F["w"] * (theta - A["w"]) ** 2).sum()).backward()
+
+    def t_ours():
+        theta.grad = None
+        ewc_penalty({"w": theta}, F, A, 1.0).backward()
+
+    def t_go():
+        gofisher.ewc_penalty(npar, npA, npF, 1.0, out=out)
+
+    res = {}
+    for name, f in (("hand", t_hand), ("ours", t_ours), ("go", t_go)):
+        f()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+        res[name] = sorted(ts)[len(ts) // 2]
+    print(f"\nEWC penalty + gradient, P = 11M float32, one (F, θ*) pair, {exitnet.get_num_threads()} thread(s)")
+    print(f"  hand-written torch expression, autograd        {1e3 * res['hand']:8.2f} ms")
+    print(f"  exitnet.torch.ewc_penalty + backward (Go path) {1e3 * res['ours']:8.2f} ms")
+    print(f"  exitnet.fisher.ewc_penalty (raw kernel, out=)  {1e3 * res['go']:8.2f} ms")
+    print(f"  hand-written / exitnet.torch                   {res['hand'] / res['ours']:8.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--workload", choices=["mlp", "cnn", "all"], default="all")
+    ap.add_argument("--workload", choices=["mlp", "cnn", "ewc", "all"], default="all")
     ap.add_argument("--memory", nargs=2, metavar=("WORKLOAD", "CONTENDER"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.memory:
@@ -181,7 +227,7 @@ def main() -> None:
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + env.get("PYTHONPATH", "")
-    workloads = ["mlp", "cnn"] if a.workload == "all" else [a.workload]
+    workloads = ["mlp", "cnn"] if a.workload == "all" else [a.workload] if a.workload != "ewc" else []
     contenders = ["backward", "factors", "factors-torch", "factors-exact", "vmap"]
     try:
         load = os.getloadavg()[0]
@@ -215,6 +261,8 @@ def main() -> None:
         print(f"  vmap / factors-exact     = {v / fe:6.2f}x   (exact: all 10 classes; vmap: one label)")
         print(f"  peak MB per batch factors / factors-torch / vmap = {res['factors']['per_batch_mb']:.1f} / "
               f"{res['factors-torch']['per_batch_mb']:.1f} / {res['vmap']['per_batch_mb']:.1f}")
+    if a.workload in ("ewc", "all"):
+        bench_ewc(a.threads, a.reps)
 
 
 if __name__ == "__main__":

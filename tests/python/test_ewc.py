@@ -109,6 +109,43 @@ def test_matches_go_penalty():
             np.testing.assert_allclose(g.numpy(), np.asarray(gg[n]).reshape(g.shape), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("path", ["torch", "go"])
+def test_both_paths_float32_against_numpy(path, monkeypatch):
+    import exitnet.torch._ewc as mod
+
+    monkeypatch.setattr(mod, "_GO_MIN_NUMEL", 0 if path == "go" else 1 << 60)
+    net = net64(9).float()
+    P = dict(net.named_parameters())
+    Fs = [{n: t.float() for n, t in rand_like_params(P, 40 + k, True).items()} for k in range(3)]
+    Fs[0].pop("2.bias")
+    As = [{n: t.float() for n, t in rand_like_params(P, 50 + k).items()} for k in range(3)]
+    v = ewc_penalty(P, Fs, As, 0.9)
+    assert v.dtype == torch.float32
+    assert v.item() == pytest.approx(np_penalty(P, Fs, As, 0.9), rel=1e-5)
+    grads = torch.autograd.grad(3.0 * v, list(P.values()))  # the incoming gradient is honoured
+    for (n, p), g in zip(P.items(), grads):
+        want = sum(0.9 * F[n].double() * (p.detach().double() - A[n].double()) for F, A in zip(Fs, As) if n in F)
+        np.testing.assert_allclose(g.double().numpy(), 3.0 * want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["torch", "go"])
+def test_retain_graph_and_accumulation(path, monkeypatch):
+    import exitnet.torch._ewc as mod
+
+    monkeypatch.setattr(mod, "_GO_MIN_NUMEL", 0 if path == "go" else 1 << 60)
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    F, A = {"w": torch.tensor([0.5, 1.0, 2.0])}, {"w": torch.zeros(3)}
+    v = ewc_penalty({"w": w}, F, A, 2.0)
+    v.backward(retain_graph=True)
+    first = w.grad.clone()
+    torch.testing.assert_close(first, 2.0 * F["w"] * w.detach())
+    w.grad.mul_(10.0)  # in-place work on .grad must not leak into the second backward
+    v.backward()
+    torch.testing.assert_close(w.grad, 10.0 * first + first)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(ewc_penalty({"w": w}, F, A, 2.0), [w], create_graph=True)[0].sum().backward()
+
+
 def test_penalty_drives_parameters_back_to_anchor():
     net = net64(3)
     P = dict(net.named_parameters())

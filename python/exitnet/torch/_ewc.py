@@ -10,9 +10,12 @@ needs half our λ for the same penalty. The Fishers are means over samples of sq
 gradients (see :func:`exitnet.torch.fisher_diagonal`); a ``batched`` Fisher is about B times smaller,
 so its λ is about B times larger.
 
-The penalty is computed with ordinary torch operations on the parameters' device, so it can be
-added to the training loss: autograd, mixed devices and GPUs work as usual. The Go library holds the
-same formula over flat float32 buffers (``exitnet.fisher.ewc_penalty``) for C users and for checking.
+The penalty is a differentiable torch scalar on the parameters' device, so it can be added to the
+training loss: autograd (first order), mixed devices and GPUs work as usual. It is one autograd
+Function that forms the value and the gradient in the same pass: with torch operations on the
+parameters' device, or, for large float32 parameters on the CPU (≥ ``_GO_MIN_NUMEL`` values), with
+the Go kernel ``exitnet.fisher.ewc_penalty`` (one fused pass, no P-sized temporaries). Second-order
+autograd through the penalty (``create_graph=True``) is refused with an error.
 """
 
 from __future__ import annotations
@@ -97,15 +100,15 @@ def ewc_penalty(
     Returns
     -------
     Tensor
-        A 0-dim tensor on the parameters' device and in their dtype, differentiable w.r.t. θ.
-        Fishers and anchors are treated as constants (detached) and moved to θ's device/dtype.
+        A 0-dim tensor on the (first) parameter's device and in its dtype, differentiable w.r.t. θ
+        (first order). Fishers and anchors are constants (detached), moved to θ's device/dtype.
 
     Examples
     --------
     >>> import torch
     >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     >>> ewc_penalty({"w": w}, {"w": torch.tensor([1.0, 4.0])}, {"w": torch.zeros(2)}, lam=2.0)
-    tensor(17., grad_fn=<MulBackward0>)
+    tensor(17., grad_fn=<_PenaltyFnBackward>)
     """
     lam = _check_lam(lam)
     params = _named(named_params)
@@ -113,7 +116,7 @@ def ewc_penalty(
     al = _as_list(anchors, "anchors")
     if len(fl) != len(al):
         raise ValueError(f"anchors: {len(al)} anchor sets for {len(fl)} Fishers; need one per Fisher")
-    total: Optional[Tensor] = None
+    terms: dict[str, list[tuple[Tensor, Tensor]]] = {}
     for k, (F, A) in enumerate(zip(fl, al)):
         for name, f in F.items():
             if name not in params:
@@ -131,13 +134,83 @@ def ewc_penalty(
                 raise ValueError(
                     f"anchors[{k}]: {name!r} has shape {tuple(a.shape)}, parameter has {tuple(th.shape)}"
                 )
-            term = (f * (th - a).square()).sum()
-            total = term if total is None else total + term
-    if total is None:
+            terms.setdefault(name, []).append((f, a))
+    if not terms:
         p0 = next(iter(params.values()), None)
         return torch.zeros((), device=p0.device if p0 is not None else None,
                            dtype=p0.dtype if p0 is not None else None)
-    return total * (lam / 2)
+    names = list(terms)
+    return _PenaltyFn.apply(lam, [terms[n] for n in names], *[params[n] for n in names])
+
+
+# Parameters with at least this many float32 values on the CPU use the Go kernel (one fused pass
+# writing value and gradient; torch's elementwise ops allocate several P-sized temporaries, and
+# at P = 11M their page faults cost 10-25x the kernel, see bench/bench_fisher_torch.py).
+_GO_MIN_NUMEL = 1 << 17
+
+
+def _use_go(th: Tensor) -> bool:
+    return th.device.type == "cpu" and th.dtype == torch.float32 and th.numel() >= _GO_MIN_NUMEL
+
+
+def _value_and_grad(th: Tensor, pairs: list[tuple[Tensor, Tensor]], lam: float) -> tuple[Tensor, Tensor]:
+    """(λ/2 Σ_k F_k·(θ−θ*_k)² as a float64 0-dim tensor, λ Σ_k F_k (θ−θ*_k)) for one parameter."""
+    th = th.detach()
+    if _use_go(th):
+        from .. import fisher as gofisher
+
+        g = torch.empty(th.shape, dtype=th.dtype)
+        key = "p"
+        v, _ = gofisher.ewc_penalty(
+            {key: th.contiguous().numpy()},
+            [{key: a.contiguous().numpy()} for _, a in pairs],
+            [{key: f.contiguous().numpy()} for f, _ in pairs],
+            lam, out={key: g.numpy()},
+        )
+        return torch.tensor(float(v), dtype=torch.float64), g
+    g: Optional[Tensor] = None
+    v: Optional[Tensor] = None
+    for f, a in pairs:
+        d = th - a
+        q = f * d
+        dv = torch.dot(q.reshape(-1), d.reshape(-1)).double()
+        v = dv if v is None else v + dv
+        g = q if g is None else g.add_(q)
+        del d
+    assert g is not None and v is not None
+    return v * (lam / 2), g.mul_(lam)
+
+
+class _PenaltyFn(torch.autograd.Function):
+    """Value λ/2 Σ F(θ−θ*)² with the gradient λ Σ F(θ−θ*) formed in the same pass (first-order
+    autograd only: ``create_graph=True`` through the penalty is refused)."""
+
+    @staticmethod
+    def forward(ctx: Any, lam: float, terms: list, *thetas: Tensor) -> Tensor:  # type: ignore[override]
+        out_dev = thetas[0].device
+        total = torch.zeros((), dtype=torch.float64, device=out_dev)
+        grads = []
+        for th, pairs in zip(thetas, terms):
+            v, g = _value_and_grad(th, pairs, lam)
+            total = total + v.to(out_dev)
+            grads.append(g)
+        ctx.save_for_backward(*thetas)  # refuses a backward after θ was modified in place
+        ctx.lam, ctx.terms, ctx.grads = lam, terms, grads
+        return total.to(thetas[0].dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, gout: Tensor) -> tuple:  # type: ignore[override]
+        thetas = ctx.saved_tensors
+        grads = ctx.grads
+        ctx.grads = None
+        if grads is None:  # a second backward (retain_graph=True): recompute
+            grads = [_value_and_grad(th, pairs, ctx.lam)[1] for th, pairs in zip(thetas, ctx.terms)]
+        # The gradient buffers are ours alone (fresh in forward, released above): scale in place.
+        one = gout.device.type == "cpu" and float(gout) == 1.0  # the usual loss = task + penalty
+        out = [(g if one else g.mul_(gout.to(g.device, g.dtype))) if ctx.needs_input_grad[2 + i] else None
+               for i, g in enumerate(grads)]
+        return (None, None, *out)
 
 
 class EWC:
