@@ -357,3 +357,47 @@ func FuzzOpenTargets(f *testing.F) {
 		tg.Gather(make([]float32, tg.NumClasses()), []int64{-12345}, 0)
 	})
 }
+
+func BenchmarkGather(b *testing.B) {
+	// 256 random ids from stores of 60,000 rows × 100 classes, dense and sparse ids.
+	dir := b.TempDir()
+	for _, sparse := range []bool{false, true} {
+		ids := seq(0, 60000)
+		if sparse {
+			for i := range ids {
+				ids[i] = ids[i]*7 + 3
+			}
+		}
+		w, _ := NewTargetWriter(1, 100)
+		lg := make([]float32, len(ids)*100)
+		if err := w.Add(0, ids, lg); err != nil {
+			b.Fatal(err)
+		}
+		path := filepath.Join(dir, "t.arrow")
+		if err := w.Save(path); err != nil {
+			b.Fatal(err)
+		}
+		tg, err := OpenTargets(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		q := make([]int64, 256)
+		for i := range q {
+			q[i] = ids[rng.IntN(len(ids))]
+		}
+		dst := make([]float32, 256*100)
+		name := "dense"
+		if sparse {
+			name = "sparse"
+		}
+		b.Run(name+"/256x100", func(b *testing.B) {
+			for b.Loop() {
+				if err := tg.Gather(dst, q, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		tg.Close()
+	}
+}
