@@ -2,6 +2,7 @@ package distill
 
 import (
 	"math"
+	"sync"
 
 	"github.com/exitnet/exitnet/golib/par"
 	"github.com/exitnet/exitnet/golib/xerr"
@@ -88,7 +89,7 @@ func SoftTargets(dst, logits []float32, rows, cols int, T float64) error {
 		return xerr.Invalid("dst: %d values, want %d (rows×cols)", len(dst), len(logits))
 	}
 	k := kern
-	return forBlocks(rows, cols, func(_, lo, hi int) error {
+	rowsOf := func(lo, hi int) error {
 		for r := lo; r < hi; r++ {
 			x := logits[r*cols : (r+1)*cols]
 			d := dst[r*cols : (r+1)*cols]
@@ -100,7 +101,11 @@ func SoftTargets(dst, logits []float32, rows, cols int, T float64) error {
 			k.scale(d, 1/s)
 		}
 		return nil
-	})
+	}
+	if rows*cols < ParallelMinElems || par.Threads() == 1 {
+		return rowsOf(0, rows)
+	}
+	return forBlocks(rows, cols, func(_, lo, hi int) error { return rowsOf(lo, hi) })
 }
 
 // KDLoss returns L = T²·mean_rows KL(softmax(teacher/T) ‖ softmax(student/T))
@@ -124,61 +129,99 @@ func KDLoss(grad, student, teacher []float32, rows, cols int, T float64) (float6
 	if rows == 0 {
 		return 0, xerr.Invalid("student: empty batch (0 rows); the mean over rows is undefined")
 	}
-	k := kern
-	nb := (rows + blockRows - 1) / blockRows
-	partial := make([]float64, nb)
-	inv := float64(invT)
 	gscale := float32(T / float64(rows))
 	zeroGrad := grad != nil && gscale == 0 // T/rows underflows float32: so does every gradient value
 	if grad == nil {
 		gscale = 0 // loss only: the kernel skips the gradient pass
 	}
-	err = forBlocks(rows, cols, func(b, lo, hi int) error {
-		et := make([]float32, cols)
-		var es []float32
-		if grad == nil {
-			es = make([]float32, cols)
-		}
-		// Per-row statistics of the block; the KL of each row is computed after
-		// the kernel so that the logs pipeline instead of stalling it.
-		var st [blockRows * 5]float32
-		n := hi - lo
-		g, gstride := es, 0
-		if grad != nil {
-			g, gstride = grad[lo*cols:hi*cols], cols
-		}
-		k.kdRows(g, et, student[lo*cols:hi*cols], teacher[lo*cols:hi*cols], n, cols, gstride, invT, gscale, st[:5*n])
-		var sum float64
-		for i := range n {
-			ms, mt, zs, zt, d := float64(st[5*i]), float64(st[5*i+1]), float64(st[5*i+2]), float64(st[5*i+3]), float64(st[5*i+4])
-			// KL = E_q[(t − s)/T] + (m_s − m_t)/T + log(Z_s/Z_t), see the package doc.
-			kl := d*inv/zt + (ms-mt)*inv + math.Log(zs/zt)
-			if math.IsNaN(kl) || math.IsInf(kl, 0) {
-				// A non-finite logit makes d non-finite; otherwise t − s overflowed.
-				r := lo + i
-				s, t := student[r*cols:(r+1)*cols], teacher[r*cols:(r+1)*cols]
-				if _, b := k.maxCheck(s); b != 0 {
-					return nonFinite("student", s, r)
-				}
-				if _, b := k.maxCheck(t); b != 0 {
-					return nonFinite("teacher", t, r)
-				}
-				return xerr.Invalid("student, teacher: row %d: logit differences overflow float32 (|teacher − student| too large)", r)
+	job := kdJob{k: kern, grad: grad, student: student, teacher: teacher, cols: cols,
+		invT: invT, gscale: gscale, inv: float64(invT)}
+	nb := (rows + blockRows - 1) / blockRows
+	var total float64
+	if rows*cols < ParallelMinElems || par.Threads() == 1 {
+		// One goroutine: no closures, scratch from a pool (small calls stay cheap).
+		sc := kdPool.Get().(*kdScratch)
+		defer kdPool.Put(sc)
+		for b := 0; b < nb; b++ {
+			sum, err := job.block(b*blockRows, min((b+1)*blockRows, rows), sc)
+			if err != nil {
+				return 0, err
 			}
-			sum += max(kl, 0)
+			total += sum
 		}
-		partial[b] = sum
-		return nil
-	})
-	if err != nil {
-		return 0, err
+	} else {
+		partial := make([]float64, nb)
+		err := forBlocks(rows, cols, func(b, lo, hi int) error {
+			sc := kdPool.Get().(*kdScratch)
+			defer kdPool.Put(sc)
+			var err error
+			partial[b], err = job.block(lo, hi, sc)
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, p := range partial { // block order: the same sum as the sequential path
+			total += p
+		}
 	}
 	if zeroGrad {
 		clear(grad)
 	}
-	var total float64
-	for _, p := range partial {
-		total += p
-	}
 	return T * T * total / float64(rows), nil
+}
+
+// kdJob holds one KDLoss call's arguments for its row blocks.
+type kdJob struct {
+	k                      kernels
+	grad, student, teacher []float32
+	cols                   int
+	invT, gscale           float32
+	inv                    float64
+}
+
+// kdScratch is per-goroutine scratch: the teacher's exponentials of one row,
+// the student's when no gradient is wanted, and the statistics of one block.
+type kdScratch struct {
+	et, es []float32
+	st     [blockRows * 5]float32
+}
+
+var kdPool = sync.Pool{New: func() any { return new(kdScratch) }}
+
+// block computes rows [lo, hi) (at most blockRows) and returns the sum of their KL terms.
+func (j *kdJob) block(lo, hi int, sc *kdScratch) (float64, error) {
+	cols, k := j.cols, j.k
+	if cap(sc.et) < cols {
+		sc.et, sc.es = make([]float32, cols), make([]float32, cols)
+	}
+	et, es := sc.et[:cols], sc.es[:cols]
+	n := hi - lo
+	g, gstride := es, 0
+	if j.grad != nil {
+		g, gstride = j.grad[lo*cols:hi*cols], cols
+	}
+	st := sc.st[:5*n]
+	k.kdRows(g, et, j.student[lo*cols:hi*cols], j.teacher[lo*cols:hi*cols], n, cols, gstride, j.invT, j.gscale, st)
+	// The KL of each row after the kernel, so that the logs pipeline.
+	var sum float64
+	for i := range n {
+		ms, mt, zs, zt, d := float64(st[5*i]), float64(st[5*i+1]), float64(st[5*i+2]), float64(st[5*i+3]), float64(st[5*i+4])
+		// KL = E_q[(t − s)/T] + (m_s − m_t)/T + log(Z_s/Z_t), see the package doc.
+		kl := d*j.inv/zt + (ms-mt)*j.inv + math.Log(zs/zt)
+		if math.IsNaN(kl) || math.IsInf(kl, 0) {
+			// A non-finite logit makes d non-finite; otherwise t − s overflowed.
+			r := lo + i
+			s, t := j.student[r*cols:(r+1)*cols], j.teacher[r*cols:(r+1)*cols]
+			if _, b := k.maxCheck(s); b != 0 {
+				return 0, nonFinite("student", s, r)
+			}
+			if _, b := k.maxCheck(t); b != 0 {
+				return 0, nonFinite("teacher", t, r)
+			}
+			return 0, xerr.Invalid("student, teacher: row %d: logit differences overflow float32 (|teacher − student| too large)", r)
+		}
+		sum += max(kl, 0)
+	}
+	return sum, nil
 }
