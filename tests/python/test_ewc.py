@@ -215,6 +215,8 @@ def test_ewc_with_fisher_result():
     F = fisher_diagonal(net, [x], label_mode="exact")
     e = EWC(10.0, "online", gamma=0.9)
     e.consolidate(F, net)
+    assert e.history == [{"n_samples": 8, "label_mode": "exact", "granularity": "per_sample",
+                          "normalisation": "mean_over_samples"}]
     with torch.no_grad():
         net[2].bias.add_(0.5)
     v = e.penalty(net)
@@ -265,9 +267,11 @@ def test_save_and_load_roundtrip(tmp_path):
     e.consolidate(F1, rand_like_params(P, 32))
     e.consolidate(F2, rand_like_params(P, 33))
     path = tmp_path / "ewc.arrow"
+    e.history[1]["n_samples"] = 123  # provenance travels with the file
     e.save(path, meta={"note": "stage 2"})
     back = EWC.load(path)
     assert back.mode == "separate" and back.lam == 3.0 and back.n_consolidations == 2
+    assert back.history == [{}, {"n_samples": 123}]
     assert [sorted(f) for f in back.fishers] == [sorted(F1), sorted(F2)]
     # float32 on disk: the penalty agrees to float32 precision (independent numpy formula).
     want = np_penalty(P, [{n: v.float() for n, v in F.items()} for F in e.fishers],

@@ -270,6 +270,9 @@ class EWC:
         self.fishers: list[dict[str, Tensor]] = []
         self.anchors: list[dict[str, Tensor]] = []
         self.n_consolidations = 0
+        # Provenance of every consolidated Fisher, oldest first (n_samples, label_mode,
+        # granularity, normalisation when the Fisher is a FisherResult).
+        self.history: list[dict[str, Any]] = []
 
     def consolidate(self, fisher: TensorMap, anchors: Union[nn.Module, TensorMap]) -> None:
         """Add the Fisher of a finished stage (or exit) and the parameters to anchor to.
@@ -325,6 +328,10 @@ class EWC:
             self.fishers[0] = self._go_consolidate([a, b])
             self.anchors[0] = anc
         self.n_consolidations += 1
+        self.history.append({
+            k: getattr(fisher, k) for k in ("n_samples", "label_mode", "granularity", "normalisation")
+            if isinstance(getattr(fisher, k, None), (int, str))
+        })
 
     def _go_consolidate(self, fs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         from .. import fisher as gofisher
@@ -351,7 +358,7 @@ class EWC:
         """Plain tensors and numbers (``torch.save`` friendly)."""
         return {
             "lam": self.lam, "mode": self.mode, "gamma": self.gamma,
-            "n_consolidations": self.n_consolidations,
+            "n_consolidations": self.n_consolidations, "history": [dict(h) for h in self.history],
             "fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors],
         }
 
@@ -366,6 +373,7 @@ class EWC:
         self.fishers = [dict(f) for f in state["fishers"]]
         self.anchors = [dict(a) for a in state["anchors"]]
         self.n_consolidations = int(state.get("n_consolidations", len(self.fishers)))
+        self.history = [dict(h) for h in state.get("history", [])]
 
     def save(self, path: Any, meta: Optional[Mapping[str, Any]] = None) -> None:
         """Write the Fishers, anchors and settings to an Arrow IPC file, atomically, through
@@ -393,7 +401,7 @@ class EWC:
 
         info = {
             "format": "exitnet.torch.EWC/1", "lam": self.lam, "mode": self.mode, "gamma": self.gamma,
-            "n_consolidations": self.n_consolidations,
+            "n_consolidations": self.n_consolidations, "history": self.history,
             "penalty": "lam/2 * sum_k sum_i F_k,i (theta_i - anchor_k,i)^2",
             "ewc.keys": [list(f) for f in self.fishers], "ewc.anchor_keys": [list(a) for a in self.anchors],
         }
@@ -428,6 +436,7 @@ class EWC:
         e.fishers = [pick(f, k) for f, k in zip(fishers, keys)]
         e.anchors = [pick(a, k) for a, k in zip(anchors, akeys)]
         e.n_consolidations = int(meta.get("n_consolidations", len(e.fishers)))
+        e.history = [dict(h) for h in meta.get("history", [])]
         return e
 
     def __repr__(self) -> str:
