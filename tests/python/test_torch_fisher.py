@@ -415,6 +415,22 @@ def test_fisher_for_exit(k):
     assert_fisher_close(F, R)
 
 
+@pytest.mark.parametrize("which", ["small_cnn_8", "small_resnet_32"])
+def test_ready_made_models_take_the_factor_paths(which):
+    from exitnet.torch import _model
+
+    torch.manual_seed(14)
+    net = getattr(_model, which)(width=4) if which == "small_resnet_32" else _model.small_cnn_8()
+    _perturb_norms(net)
+    shape = (3, 16, 16) if which == "small_resnet_32" else (1, 8, 8)
+    x, _ = data(n=4, shape=shape, classes=10)
+    k = 1 if which == "small_resnet_32" else 3
+    F = fisher_for_exit(net, k, [x[:3], x[3:]], label_mode="exact")
+    assert set(F.methods.values()) == {"conv2d", "linear", "norm"}
+    R = ref_fisher(net, x, exact_labels, forward=lambda m, t: m.forward_exit(t, k), names=list(F))
+    assert_fisher_close(F, R)
+
+
 def test_modes_and_flags_restored():
     net = tiny_exit_net()
     net.train()
