@@ -455,6 +455,22 @@ def test_modes_and_flags_restored():
     assert int(bn.num_batches_tracked) == nb
 
 
+def test_failure_midway_restores_the_model():
+    net = tiny_exit_net()
+    net.train()
+    x, y = data(n=6, shape=(1, 6, 6), classes=3)
+
+    def batches():
+        yield x[:3], y[:3]
+        raise RuntimeError("loader broke")
+
+    with pytest.raises(RuntimeError, match="loader broke"):
+        fisher_for_exit(net, 1, batches(), label_mode="exact")
+    assert all(m.training for m in net.modules())
+    assert all(not m._forward_hooks for m in net.modules())
+    assert all(p.grad is None for p in net.parameters())
+
+
 def test_merge_of_two_halves_equals_one_pass():
     net = tiny_exit_net()
     x, y = data(n=10, shape=(1, 6, 6), classes=3)

@@ -1014,7 +1014,8 @@ def fisher_diagonal(
         parameter with ``requires_grad`` that receives gradient from ``forward``'s logits.
         Explicitly given parameters that receive no gradient get a zero Fisher.
     label_mode : {"exact", "sampled", "argmax", "empirical", "batched"}
-        See the module docstring. ``sampled`` draws the labels of batch b (0-based) with
+        See the module docstring. ``exact`` costs C backward passes per batch (C classes); with
+        many classes prefer ``sampled``. ``sampled`` draws the labels of batch b (0-based) with
         ``exitnet.fisher.sample_labels(logits, seed + b)``.
     max_samples : int, optional
         Stop after this many samples (the last batch is truncated).
