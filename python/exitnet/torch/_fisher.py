@@ -9,7 +9,9 @@ where the label distribution q depends on the label mode:
 
 ``exact``      q(c|x) = p(c|x): every class, weighted by the model's probability (the default; the
                expectation is computed exactly with C backward passes per batch).
-``sampled``    one label per sample drawn from p(·|x) (the Monte Carlo "true" Fisher), seeded.
+``sampled``    one label per sample drawn from p(·|x) (the Monte Carlo "true" Fisher) by Go's
+               ``exitnet.fisher.sample_labels(logits, seed, row_offset=r)`` with r the sample's
+               position in the stream: deterministic, and independent of the batching.
 ``argmax``     q puts all its mass on the predicted class.
 ``empirical``  q puts all its mass on the true label y_n.
 ``batched``    not a per-sample Fisher: the square of the minibatch gradient of the **mean**-reduced
@@ -18,7 +20,9 @@ where the label distribution q depends on the label mode:
                FACIL compute; near convergence it is about F/B (B the batch size), so an EWC λ tuned
                for it is about B times too large for the per-sample Fisher. Kept only for comparison.
 
-How the per-sample gradients are obtained, without ever materialising an N×P gradient matrix:
+How the per-sample gradients are obtained, without materialising an N×P gradient matrix (the Linear
+and Go conv paths never form a per-sample gradient of more than one sample per thread; the torch
+conv backend and the vmap path hold bounded chunks of samples):
 
 * ``nn.Linear`` (2-D input): the forward hook keeps the input A (N×in); the per-sample output
   gradient G (N×out) comes from one backward pass of the **sum**-reduced loss (so G carries no 1/B).
