@@ -547,3 +547,23 @@ def test_pure_python_reader_in_forked_worker(tmp_path):
     with ctx.Pool(1) as pool:
         got = pool.apply(_child_reads, (path, [5, 7]))
     np.testing.assert_array_equal(np.array(got, np.float32), fixture(1, [5, 7], 4))
+
+
+def test_import_and_pure_python_reader_do_not_load_the_library(tmp_path):
+    path = write_store(str(tmp_path / "t.arrow"), np.arange(10), 1, 3)
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        from exitnet import _lib, distill
+        f = distill.read_targets({path!r})
+        assert f.gather([3], 0).shape == (1, 3)
+        import torch
+        distill.kd_loss_torch(torch.zeros(2, 3), torch.ones(2, 3), 2.0)
+        print(_lib.is_loaded())
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
