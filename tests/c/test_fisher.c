@@ -251,6 +251,40 @@ int main(void) {
   }
   out.release(&out);
   outs.release(&outs);
+  /* a failed save (NaN Fisher) leaves the previous file intact */
+  {
+    FILE* f0 = fopen(path, "rb");
+    fseek(f0, 0, SEEK_END);
+    long size0 = ftell(f0);
+    fclose(f0);
+    float nanf_[P];
+    memcpy(nanf_, fis, sizeof nanf_);
+    nanf_[3] = NAN;
+    make_f32(&fa[0], &fs[0], nanf_, P);
+    CHECK_STATUS(exitnet_fisher_state_save(path, NAMES, NDIMS, DIMS, 3, fa, fs, 1, NULL, NULL, 0, NULL, NULL, 0),
+                 EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(fa[0].release == NULL, "moved in on error");
+    CHECK_STATUS(exitnet_fisher_state_load(&out, &outs, path), EXITNET_OK);
+    CHECK(out.n_children == 2, "previous file still loads");
+    out.release(&out);
+    outs.release(&outs);
+    f0 = fopen(path, "rb");
+    fseek(f0, 0, SEEK_END);
+    CHECK(ftell(f0) == size0, "size unchanged");
+    fclose(f0);
+  }
+  /* merge of different layouts */
+  {
+    static const char* on[] = {"other"};
+    static const int64_t ond[] = {1};
+    static const int64_t od[] = {20};
+    exitnet_fisher* o = NULL;
+    CHECK_STATUS(exitnet_fisher_new(&o, on, ond, od, 1, "exact"), EXITNET_OK);
+    CHECK_STATUS(exitnet_fisher_merge(lin, o), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "layout") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_fisher_merge(lin, lin), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_fisher_free(&o), EXITNET_OK);
+  }
   FILE* fp = fopen(path, "r+b");
   fseek(fp, 100, SEEK_SET);
   fputc(0x42, fp);
