@@ -479,6 +479,7 @@ class TargetFile:
             if reader.num_record_batches != 1:
                 raise ExitnetIOError(f"{p}: {reader.num_record_batches} record batches, want exactly 1")
             batch = reader.get_batch(0)
+            batch.validate(full=True)  # buffer sizes and offsets, before numpy views touch them
         except ExitnetIOError:
             self._close_map()
             raise
@@ -490,10 +491,13 @@ class TargetFile:
         except ExitnetIOError:
             self._close_map()
             raise
+        except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as e:  # untrusted bytes
+            self._close_map()
+            raise ExitnetIOError(f"{p}: corrupted target file ({type(e).__name__}: {e})") from e
 
     def _validate(self, schema: pa.Schema, batch: pa.RecordBatch) -> None:
         p = self.path
-        md = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+        md = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (schema.metadata or {}).items()}
         if md.get("exitnet.kind") != TARGETS_KIND:
             raise ExitnetIOError(f"{p}: not an LwF target file (exitnet.kind = {md.get('exitnet.kind')!r})")
         if md.get("exitnet.format_version") != str(TARGETS_FORMAT_VERSION):

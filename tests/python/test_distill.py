@@ -511,6 +511,17 @@ def test_truncated_and_corrupted_files(tmp_path):
             continue
         st.gather(st.num_rows and [0] or [], 0) if st.num_rows else None
         st.close()
+    for _ in range(200):  # the pure-Python reader too: an IO error or a valid file, never a crash
+        b = bytearray(good)
+        b[rng.integers(len(b))] ^= int(rng.integers(1, 256))
+        open(bad, "wb").write(bytes(b))
+        try:
+            f = distill.read_targets(bad)
+        except ExitnetIOError:
+            continue
+        if f.num_rows:
+            f.gather(f.ids[:3], 0)
+        f.close()
     with pytest.raises(ExitnetIOError):
         distill.TargetStore(str(tmp_path / "missing.arrow"))
     with pytest.raises(ExitnetIOError):
