@@ -256,6 +256,15 @@ def test_sampled_uses_go_labels_with_fixed_seed():
     assert not torch.allclose(F2["4.weight"], F["4.weight"])
 
 
+def test_sampled_labels_do_not_depend_on_batching():
+    net = mlp(seed=6)
+    x, _ = data(n=12)
+    a = fisher_diagonal(net, [x[:5], x[5:]], label_mode="sampled", seed=3)
+    b = fisher_diagonal(net, [x[:2], x[2:9], x[9:]], label_mode="sampled", seed=3)
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=1e-5, atol=1e-9)
+
+
 def _sample_kw(seed, offset):
     """sample_labels arguments for rows starting at global row ``offset``."""
     import inspect
