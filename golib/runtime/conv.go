@@ -31,7 +31,7 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 	cinG, coutG := is.C/g, os.C/g
 	K := ins.colRows
 	inSize, outSize := is.size(), os.size()
-	const colBudget = 1 << 21 // floats in one im2col sub-batch (8 MiB)
+	const colBudget = 1 << 18 // floats in one im2col sub-batch (1 MiB: stays in L2)
 	nb := max(1, min(rows, colBudget/max(1, K*L)))
 	if ins.oneByOne && rows == 1 {
 		for gi := 0; gi < g; gi++ {
@@ -74,16 +74,52 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 			}
 			c := blas32.General{Rows: coutG, Cols: W, Stride: W, Data: tmp[:coutG*W]}
 			blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, c)
-			// scatter [o][n][L] → out[n0+n][gi·coutG + o][L]
+			// scatter [o][n][L] → out[n0+n][gi·coutG + o][L], adding the bias and
+			// applying the activation on the way (one pass over the output)
 			par.For(cnt*coutG, max(1, (1<<14)/L), func(lo, hi int) {
 				for it := lo; it < hi; it++ {
 					n, o := it/coutG, it%coutG
-					copy(out[(n0+n)*outSize+(gi*coutG+o)*L:][:L], tmp[o*W+n*L:][:L])
+					var bv float32
+					if ins.b != nil {
+						bv = ins.b[gi*coutG+o]
+					}
+					scatterAct(out[(n0+n)*outSize+(gi*coutG+o)*L:][:L], tmp[o*W+n*L:][:L], bv, ins.act)
 				}
 			})
 		}
+		if cnt == 1 {
+			addBias(ins, out[n0*outSize:(n0+1)*outSize], 1, L)
+		}
 	}
-	addBias(ins, out, rows, L)
+}
+
+// scatterAct writes dst[i] = act(src[i] + b).
+func scatterAct(dst, src []float32, b float32, a activation) {
+	src = src[:len(dst)]
+	switch a {
+	case actReLU:
+		for i, v := range src {
+			v += b
+			if v < 0 {
+				v = 0
+			}
+			dst[i] = v
+		}
+	case actReLU6:
+		for i, v := range src {
+			v += b
+			if v < 0 {
+				v = 0
+			} else if v > 6 {
+				v = 6
+			}
+			dst[i] = v
+		}
+	default:
+		for i, v := range src {
+			dst[i] = v + b
+		}
+	}
 }
 
 // addBias adds the per-channel bias and applies the fused activation to rows

@@ -112,18 +112,7 @@ func maxPool2x2(in, out []float32, planes, H, W, Ho, Wo int) {
 				r1 := src[(2*y+1)*W:][:2*Wo]
 				d := dst[y*Wo:][:Wo]
 				for x := range d {
-					a, b, c, e := r0[2*x], r0[2*x+1], r1[2*x], r1[2*x+1]
-					m := a
-					if b > m || b != b {
-						m = b
-					}
-					if c > m || c != c {
-						m = c
-					}
-					if e > m || e != e {
-						m = e
-					}
-					d[x] = m
+					d[x] = max(r0[2*x], r0[2*x+1], r1[2*x], r1[2*x+1]) // builtin max: NaN if any is NaN
 				}
 			}
 		}
