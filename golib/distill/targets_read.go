@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/exitnet/exitnet/golib/arrowx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -85,7 +86,7 @@ func parseTargets(data []byte) (t *Targets, err error) {
 	if len(data) < 12 || string(data[:6]) != "ARROW1" || string(data[len(data)-6:]) != "ARROW1" {
 		return nil, xerr.IO("not an Arrow IPC file (bad magic bytes or truncated, %d bytes)", len(data))
 	}
-	if err := checkFooter(data); err != nil {
+	if err := arrowx.CheckIPCFooter(data); err != nil {
 		return nil, xerr.IO("corrupted target file footer: %v", err)
 	}
 	limit := 2*len(data) + 1<<20

@@ -1,4 +1,4 @@
-package distill
+package arrowx
 
 import (
 	"encoding/binary"
@@ -10,12 +10,12 @@ import (
 // arrow-go's schema decoder allocates slices sized by flatbuffer vector
 // lengths (fields, children, custom_metadata) before reading them; a
 // corrupted length there is an allocation of up to 2^32 elements, which
-// aborts the process (out of memory cannot be recovered). checkFooter walks
+// aborts the process (out of memory cannot be recovered). CheckIPCFooter walks
 // the footer's Footer → Schema → Field tables (Arrow's File.fbs/Schema.fbs)
 // and verifies that every table, vtable, string and vector it reaches lies
 // inside the footer bytes, so that every later allocation is bounded by the
 // file size. Other corruption is left to arrow-go (its index panics are
-// recovered by parseTargets).
+// recovered by the readers).
 
 // fb is a bounds-checked flatbuffer reader over one buffer.
 type fb []byte
@@ -157,8 +157,10 @@ func (b fb) checkField(t, depth int) error {
 	return nil
 }
 
-// checkFooter validates the footer flatbuffer of an Arrow IPC file.
-func checkFooter(data []byte) error {
+// CheckIPCFooter validates the footer flatbuffer of an Arrow IPC file (the whole
+// file in data) before arrow-go parses it; see the comment at the top of this file.
+// Every reader of untrusted IPC files in exitnet calls it first.
+func CheckIPCFooter(data []byte) error {
 	const eof = 10 // int32 footer size + "ARROW1"
 	if len(data) < 8+eof {
 		return fmt.Errorf("file too small")
