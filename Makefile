@@ -82,7 +82,7 @@ bench-c: $(LIB)
 	rm -rf $(STAGE) && $(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(STAGE)
 	set -e; export PKG_CONFIG_PATH=$(CURDIR)/$(STAGE)/lib/pkgconfig; mkdir -p $(BUILD)/c; \
 	for b in bench/bench_*.c; do exe=$(BUILD)/c/$$(basename $$b .c); \
-	  gcc -std=c99 -O2 -o $$exe $$b $$(pkg-config --cflags --libs exitnet) -lpthread -lm; echo "== $$b"; $$exe; done
+	  gcc -std=c99 -O2 -Itests/c -o $$exe $$b $$(pkg-config --cflags --libs exitnet) -lpthread -lm; echo "== $$b"; $$exe; done
 
 bench-py: $(VENV)/.installed lib
 	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

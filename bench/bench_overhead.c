@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "../tests/c/check.h"
+#include "check.h"
 
 static double now_ns(void) {
   struct timespec ts;
