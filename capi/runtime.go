@@ -15,6 +15,7 @@ import "C"
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -144,6 +145,96 @@ func exitnet_model_predict_default_params(out *C.exitnet_predict_params) C.int {
 	})
 }
 
+// predictOptions converts the C parameters (NULL = defaults).
+func predictOptions(params *C.exitnet_predict_params) (runtime.Options, error) {
+	opts := runtime.Options{Measure: policy.MaxSoftmax, Temperature: 1}
+	if params == nil {
+		return opts, nil
+	}
+	opts.Measure = policy.Measure(params.measure)
+	opts.Temperature = float32(params.temperature)
+	opts.ReturnLogits = params.return_logits != 0
+	nt := int64(params.n_thresholds)
+	if nt < 0 || nt > 1<<16 {
+		return opts, xerr.Invalid("params.n_thresholds: %d", nt)
+	}
+	if nt > 0 {
+		if params.thresholds == nil {
+			return opts, xerr.Invalid("params.thresholds: NULL with n_thresholds = %d", nt)
+		}
+		opts.Thresholds = unsafe.Slice((*float32)(unsafe.Pointer(params.thresholds)), int(nt))
+	}
+	return opts, nil
+}
+
+// rawResults keeps one reusable Result per concurrent raw caller, so the raw
+// path allocates nothing per call in steady state.
+var rawResults = sync.Pool{New: func() any { return new(runtime.Result) }}
+
+//export exitnet_model_predict_raw
+func exitnet_model_predict_raw(outPred *C.int32_t, outExit *C.int32_t, outConf *C.float, outLogits *C.float,
+	outMACs *C.int64_t, h *C.exitnet_model, x *C.float, n C.int64_t, params *C.exitnet_predict_params) C.int {
+	return run("exitnet_model_predict_raw", func() error {
+		m, err := getModel(h, "model")
+		if err != nil {
+			return err
+		}
+		if n < 0 || n > 1<<40 {
+			return xerr.Invalid("n: %d samples", int64(n))
+		}
+		opts, err := predictOptions(params)
+		if err != nil {
+			return err
+		}
+		if outPred == nil || outExit == nil || outConf == nil {
+			return xerr.Invalid("out_prediction, out_exit, out_confidence: NULL pointer")
+		}
+		if opts.ReturnLogits && outLogits == nil {
+			return xerr.Invalid("out_logits: NULL with params.return_logits set")
+		}
+		s := m.InputShape()
+		size := int(n) * s[0] * s[1] * s[2]
+		if x == nil && n > 0 {
+			return xerr.Invalid("x: NULL pointer")
+		}
+		var xs []float32
+		if n > 0 {
+			xs = unsafe.Slice((*float32)(unsafe.Pointer(x)), size)
+		}
+		res := rawResults.Get().(*runtime.Result)
+		defer rawResults.Put(res)
+		N, K, C := int(n), m.NumExits(), m.NumClasses()
+		if N > 0 {
+			res.Pred = unsafe.Slice((*int32)(unsafe.Pointer(outPred)), N)
+			res.Exit = unsafe.Slice((*int32)(unsafe.Pointer(outExit)), N)
+			res.Conf = unsafe.Slice((*float32)(unsafe.Pointer(outConf)), N)
+		} else {
+			res.Pred, res.Exit, res.Conf = nil, nil, nil
+		}
+		if opts.ReturnLogits {
+			all := unsafe.Slice((*float32)(unsafe.Pointer(outLogits)), K*N*C)
+			if len(res.Logits) != K {
+				res.Logits = make([][]float32, K)
+			}
+			for k := range res.Logits {
+				res.Logits[k] = all[k*N*C : (k+1)*N*C]
+			}
+		}
+		err = m.Predict(res, xs, N, opts)
+		res.Pred, res.Exit, res.Conf = nil, nil, nil // never keep C memory in the pool
+		for k := range res.Logits {
+			res.Logits[k] = nil
+		}
+		if err != nil {
+			return err
+		}
+		if outMACs != nil {
+			*outMACs = C.int64_t(res.MACs)
+		}
+		return nil
+	})
+}
+
 //export exitnet_model_predict
 func exitnet_model_predict(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema, outMACs *C.int64_t,
 	h *C.exitnet_model, inA *C.struct_ArrowArray, inS *C.struct_ArrowSchema, params *C.exitnet_predict_params) C.int {
@@ -160,21 +251,9 @@ func exitnet_model_predict(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema
 		if err := checkOut(outA, outS, "out"); err != nil {
 			return err
 		}
-		opts := runtime.Options{Measure: policy.MaxSoftmax, Temperature: 1}
-		if params != nil {
-			opts.Measure = policy.Measure(params.measure)
-			opts.Temperature = float32(params.temperature)
-			opts.ReturnLogits = params.return_logits != 0
-			nt := int64(params.n_thresholds)
-			if nt < 0 || nt > 1<<16 {
-				return xerr.Invalid("params.n_thresholds: %d", nt)
-			}
-			if nt > 0 {
-				if params.thresholds == nil {
-					return xerr.Invalid("params.thresholds: NULL with n_thresholds = %d", nt)
-				}
-				opts.Thresholds = unsafe.Slice((*float32)(unsafe.Pointer(params.thresholds)), int(nt))
-			}
+		opts, err := predictOptions(params)
+		if err != nil {
+			return err
 		}
 		x, err := ins[0].Matrix("input")
 		if err != nil {

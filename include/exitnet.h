@@ -911,6 +911,23 @@ int exitnet_model_predict(struct ArrowArray* out, struct ArrowSchema* out_schema
                           struct ArrowArray* input, struct ArrowSchema* input_schema,
                           const exitnet_predict_params* params);
 
+/** exitnet_model_predict on plain C arrays (no Arrow structs: the lowest per-call
+ *  overhead, for small batches and latency-bound callers).
+ *  @param out_prediction, out_exit [out] n int32 each (caller-allocated).
+ *  @param out_confidence [out] n floats.
+ *  @param out_logits [out] K*n*C floats, exit-major ([K][n][C]; NaN rows for samples
+ *         that left earlier); may be NULL unless params->return_logits is set.
+ *  @param out_macs [out] MACs executed; may be NULL.
+ *  @param model [in] the model. @param x [in] n*C*H*W floats, row-major [n][C][H][W];
+ *         borrowed for the call. @param n [in] samples (0 is allowed).
+ *  @param params [in] NULL for the defaults; borrowed.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL pointers, n < 0, NaN/Inf
+ *          inputs, bad thresholds, measure or temperature); EXITNET_ERR_INVALID_STATE
+ *          (bad handle). Outputs may be partly written on failure. */
+int exitnet_model_predict_raw(int32_t* out_prediction, int32_t* out_exit, float* out_confidence,
+                              float* out_logits, int64_t* out_macs, const exitnet_model* model,
+                              const float* x, int64_t n, const exitnet_predict_params* params);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

@@ -78,6 +78,12 @@ _lib.declare("exitnet_model_exit_costs", ctypes.c_int, [ctypes.POINTER(ctypes.c_
 #     const exitnet_predict_params* params);
 _lib.declare("exitnet_model_predict", ctypes.c_int,
              [_A, _S, ctypes.POINTER(ctypes.c_int64), _h, _A, _S, ctypes.POINTER(_Params)])
+# int exitnet_model_predict_raw(int32_t* out_prediction, int32_t* out_exit, float* out_confidence,
+#     float* out_logits, int64_t* out_macs, const exitnet_model* model, const float* x, int64_t n,
+#     const exitnet_predict_params* params);
+_lib.declare("exitnet_model_predict_raw", ctypes.c_int,
+             [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
+              _h, ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(_Params)])
 
 
 class Model:
@@ -147,13 +153,13 @@ class Model:
                 f"input_shape={self.input_shape}, full_cost={int(self.exit_costs[-1]):,} MACs{state})")
 
     # -- inference --------------------------------------------------------
-    def _input(self, x: Any) -> pa.Array:
-        if isinstance(x, pa.ChunkedArray):
-            x = x.combine_chunks()
-        if isinstance(x, pa.Array):
-            return x
+    def _numpy_input(self, x: Any) -> Optional[np.ndarray]:
+        """(N, C, H, W) float32 C-contiguous view of a numpy array / torch CPU tensor, or None
+        for Arrow inputs."""
+        if isinstance(x, (pa.Array, pa.ChunkedArray)):
+            return None
         if hasattr(x, "__arrow_c_array__") and not isinstance(x, np.ndarray) and not _is_torch(x):
-            return pa.array(x)
+            return None
         a = to_numpy(x, "x")
         if a.dtype != np.float32:
             raise InvalidArgumentError(
@@ -170,7 +176,17 @@ class Model:
             raise InvalidArgumentError(
                 f"x: samples of shape {a.shape[1:]} ({a.shape[1]} channels), the model expects (C, H, W) = {(C, H, W)}"
             )
-        a = np.ascontiguousarray(a)
+        return np.ascontiguousarray(a)
+
+    def _input(self, x: Any) -> pa.Array:
+        if isinstance(x, pa.ChunkedArray):
+            x = x.combine_chunks()
+        if isinstance(x, pa.Array):
+            return x
+        if hasattr(x, "__arrow_c_array__") and not isinstance(x, np.ndarray) and not _is_torch(x):
+            return pa.array(x)
+        a = self._numpy_input(x)
+        C, H, W = self.input_shape
         storage = pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), type=pa.float32()), C * H * W)
         return pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(pa.float32(), [C, H, W]), storage)
 
@@ -190,7 +206,9 @@ class Model:
         x : numpy array, torch CPU tensor or pyarrow array
             float32 (N, C, H, W) (also (N, H, W) when C = 1, or (N, C·H·W)); pyarrow:
             ``arrow.fixed_shape_tensor`` [C, H, W] or ``fixed_size_list<float32>[C·H·W]``.
-            Not copied (a non-contiguous array is packed first).
+            Not copied (a non-contiguous array is packed first). numpy and torch inputs go
+            through ``exitnet_model_predict_raw`` (plain pointers, the lowest per-call cost);
+            pyarrow inputs through ``exitnet_model_predict`` (Arrow C Data).
         thresholds : None, float or sequence
             None: no early exit (every sample runs the full network). A float: one τ for
             every exit. A sequence: K−1 values (τ_0..τ_{K−2}) or K (the last is ignored).
@@ -225,13 +243,39 @@ class Model:
                 raise InvalidArgumentError("thresholds: empty (pass None for no early exit)")
             params.thresholds = tau.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
             params.n_thresholds = tau.size
+        a = self._numpy_input(x)
+        if a is not None:
+            # numpy / torch: plain pointers (exitnet_model_predict_raw), no Arrow structs
+            n = a.shape[0]
+            pred = np.empty(n, np.int32)
+            ex = np.empty(n, np.int32)
+            conf = np.empty(n, np.float32)
+            logits = np.empty((self.num_exits, n, self.num_classes), np.float32) if return_logits else None
+            macs = ctypes.c_int64()
+            _lib.call("exitnet_model_predict_raw", pred.ctypes.data, ex.ctypes.data, conf.ctypes.data,
+                      logits.ctypes.data if logits is not None else None, ctypes.byref(macs), self._h,
+                      a.ctypes.data, n, ctypes.byref(params))
+            self.last_macs = int(macs.value)
+            if output == "numpy":
+                res = {"prediction": pred, "exit": ex, "confidence": conf, "macs": self.last_macs}
+                if logits is not None:
+                    res["logits"] = logits
+                return res
+            arrays = [pa.array(pred), pa.array(ex), pa.array(conf)]
+            names = ["prediction", "exit", "confidence"]
+            if logits is not None:
+                for k in range(self.num_exits):
+                    arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(logits[k].reshape(-1)), self.num_classes))
+                    names.append(f"logits_{k}")
+            # the same schema as the Arrow path (exitnet_model_predict): non-nullable columns
+            schema = pa.schema([pa.field(nm, a.type, nullable=False) for nm, a in zip(names, arrays)])
+            return pa.Table.from_arrays(arrays, schema=schema)
         arr = self._input(x)
         ins = ArrowIn(arr)
         out = ArrowOut()
         macs = ctypes.c_int64()
         _lib.call("exitnet_model_predict", out.array, out.schema, ctypes.byref(macs), self._h,
                   ins.array, ins.schema, ctypes.byref(params))
-        del tau
         self.last_macs = int(macs.value)
         batch = out.to_batch()
         if output == "table":

@@ -638,6 +638,40 @@ int main(void) {
   out.release(&out);
   outs.release(&outs);
 
+  /* the raw-pointer entry point gives the same results */
+  {
+    int32_t rp[6], re[6];
+    float rc[6], rl[2 * 6 * 3];
+    int64_t rmacs = 0;
+    exitnet_predict_params rparams;
+    exitnet_model_predict_default_params(&rparams);
+    rparams.thresholds = &tau;
+    rparams.n_thresholds = 1;
+    rparams.return_logits = 1;
+    CHECK_STATUS(exitnet_model_predict_raw(rp, re, rc, rl, &rmacs, m, tiny_x, 6, &rparams), EXITNET_OK);
+    CHECK(rmacs == want_macs, "raw macs %lld want %lld", (long long)rmacs, (long long)want_macs);
+    for (int i = 0; i < 6; i++) {
+      int want_exit = tiny_conf0[i] >= 0.99 ? 0 : 1;
+      CHECK(re[i] == want_exit, "raw sample %d exit %d", i, re[i]);
+      for (int j = 0; j < 3; j++) {
+        float z0 = rl[i * 3 + j];
+        CHECK(fabs(z0 - tiny_logits0[i * 3 + j]) <= 1e-5 + 1e-4 * fabs(tiny_logits0[i * 3 + j]), "raw logit");
+        float z1 = rl[18 + i * 3 + j];
+        CHECK(want_exit == 0 ? isnan(z1) : fabs(z1 - tiny_logits1[i * 3 + j]) <= 1e-5 + 1e-4 * fabs(tiny_logits1[i * 3 + j]),
+              "raw exit-1 logit of sample %d: %g", i, (double)z1);
+      }
+    }
+    CHECK_STATUS(exitnet_model_predict_raw(rp, re, rc, NULL, NULL, m, tiny_x, 6, &rparams), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_model_predict_raw(NULL, re, rc, NULL, NULL, m, tiny_x, 6, NULL), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_model_predict_raw(rp, re, rc, NULL, NULL, m, tiny_x, -1, NULL), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_model_predict_raw(rp, re, rc, NULL, NULL, m, NULL, 0, NULL), EXITNET_OK);
+    float nanx1[25];
+    memcpy(nanx1, tiny_x, sizeof nanx1);
+    nanx1[3] = NAN;
+    CHECK_STATUS(exitnet_model_predict_raw(rp, re, rc, NULL, NULL, m, nanx1, 1, NULL), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "sample 0") != NULL, "raw: names the NaN sample");
+  }
+
   /* 8 threads share the model and get the single-thread results */
   thread_job jobs[8];
   pthread_t th[8];

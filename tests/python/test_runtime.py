@@ -321,6 +321,12 @@ def test_inputs_numpy_torch_pyarrow_agree(trained):
         d = m.predict(x[:, 0], thresholds=0.9)  # (N, H, W) for one channel
         sliced = m.predict(flat.slice(5, 7), thresholds=0.9)
     assert a.equals(b) and a.equals(c) and a.equals(d)
+    # logits through both ABI paths (raw pointers for numpy, Arrow C Data for pyarrow)
+    with Model(path) as m2:
+        la = m2.predict(x, thresholds=0.9, return_logits=True, output="numpy")
+        lb = m2.predict(flat, thresholds=0.9, return_logits=True, output="numpy")
+    np.testing.assert_array_equal(np.isnan(la["logits"]), np.isnan(lb["logits"]))
+    np.testing.assert_allclose(la["logits"], lb["logits"], rtol=1e-6)
     # a different batch composition may change GEMM rounding in the last bit
     part = a.slice(5, 7)
     for col in ("prediction", "exit"):
