@@ -1,34 +1,14 @@
 package distill
 
-// Row kernels shared by SoftTargets and KDLoss. Each has an AVX2+FMA assembly
-// version (kernel_amd64.s, selected at init when the CPU has both) and a
-// pure-Go version (kernel_generic.go) that is also the reference the assembly
-// is tested against. All work on float32, accumulate in float32 lanes, and
-// compute exp((x − m)·scale) in base 2, which keeps the FMA pipes free (the
-// range reduction is one exact subtraction):
-//
-//	u = (x − m)·c,  c = scale·log2(e)       (c and u each rounded to float32)
-//	n = round(u),   f = u − n ∈ [−½, ½]     (exact; rounding by adding M = 1.5·2²³ + 127)
-//	2^f ≈ 1 + f·(c1 + f·(c2 + … + f·c5))    (near-minimax, relative error ≤ 2.8 ulp in float32)
-//	exp = 2^f · 2^n,  2^n = the bits of u + M shifted left by 23 (a single multiply)
-//
-// u is clamped to [−127, 127]: u ≤ −126.5 (x−m < −87.7 at scale 1) gives 0
-// (absolute error < 1.2e−38; 2^n's bits are 0 for n = −127) and u > 127 saturates. The
-// relative error is at most about 2.8 ulp plus |x−m|·scale·1.2e−7 from rounding c and u
-// (twice what rounding z = (x−m)/T costs any float32 softmax). Callers only pass
-// x ≤ m (max-subtracted logits), so u ≤ 0.
+import "github.com/exitnet/exitnet/golib/internal/vexp"
 
-// Constants of the exp approximation, shared with the assembly.
-const (
-	exp2Lo   = -127.0
-	exp2Hi   = 127.0
-	expMagic = 12583039.0 // 1.5·2^23 + 127
-	expC1    = 0.6931469760544401
-	expC2    = 0.24022242088278425
-	expC3    = 0.055507357443578015
-	expC4    = 0.009671512493949177
-	expC5    = 0.001326415140957212
-)
+// Row kernels of SoftTargets and KDLoss. The row primitives (maximum with a
+// finiteness check, exp with its sum, scale) are golib/internal/vexp's, whose
+// package doc has the base-2 exponential and its error bound (≤ 2.8 ulp plus
+// |x−m|·scale·1.2e−7). The fused KD kernel kdRows is distill's own: an AVX2+FMA
+// version (kernel_amd64.s, inlining vexp's exponential with the same constants,
+// selected at init when the CPU has both) and a pure-Go one (kernel_generic.go,
+// on vexp.Exp2) that is also the reference the assembly is tested against.
 
 // kernels is the active implementation; tests swap it to compare both.
 type kernels struct {
@@ -50,9 +30,9 @@ type kernels struct {
 
 var genericKernels = kernels{
 	name:     "generic",
-	maxCheck: maxCheckGeneric,
-	expSum:   expSumGeneric,
-	scale:    scaleGeneric,
+	maxCheck: vexp.Generic.MaxCheck,
+	expSum:   vexp.Generic.ExpSum,
+	scale:    vexp.Generic.Scale,
 	kdRows:   kdRowsGeneric,
 }
 

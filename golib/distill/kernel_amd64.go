@@ -2,29 +2,19 @@
 
 package distill
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
 
-//go:noescape
-func maxCheckAVX2(x []float32) (m, bad float32)
-
-//go:noescape
-func expSumAVX2(dst, x []float32, m, scale float32) float32
-
-//go:noescape
-func scaleAVX2(dst []float32, a float32)
+	"github.com/exitnet/exitnet/golib/internal/vexp"
+)
 
 //go:noescape
 func kdRowsAVX2(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32)
 
-// avx2Kernels wraps the assembly, which takes c = scale·log2 e (see kernel.go)
-// and trusts its lengths: the wrappers check them.
+// avx2Kernels: vexp's AVX2 row primitives and the fused KD assembly, which takes
+// c = scale·log2 e (see vexp) and trusts its lengths: the wrapper checks them.
 var avx2Kernels = kernels{
-	name:     "avx2",
-	maxCheck: maxCheckAVX2,
-	expSum: func(dst, x []float32, m, scale float32) float32 {
-		return expSumAVX2(dst[:len(x)], x, m, log2Scale(scale))
-	},
-	scale: scaleAVX2,
+	name: "avx2",
 	kdRows: func(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32) {
 		if rows <= 0 || cols <= 0 {
 			return
@@ -38,14 +28,16 @@ var avx2Kernels = kernels{
 		_ = et[cols-1]
 		_ = g[(rows-1)*gstride+cols-1]
 		_ = stats[5*rows-1]
-		kdRowsAVX2(g, et, s, t, rows, cols, gstride, log2Scale(scale), gscale, stats)
+		kdRowsAVX2(g, et, s, t, rows, cols, gstride, vexp.Log2Scale(scale), gscale, stats)
 	},
 }
 
 var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 func init() {
-	if haveAVX2 {
+	// vexp makes the same CPU check; its active primitives are then the AVX2 ones.
+	if a := vexp.Active(); haveAVX2 && a.Name == "avx2" {
+		avx2Kernels.maxCheck, avx2Kernels.expSum, avx2Kernels.scale = a.MaxCheck, a.ExpSum, a.Scale
 		kern = avx2Kernels
 	}
 }

@@ -2,20 +2,18 @@
 
 #include "textflag.h"
 
-// AVX2+FMA row kernels; see kernel.go for the math and kernel_generic.go for
-// the scalar reference. Tails (len % 8) use one masked load/store.
+// AVX2+FMA fused KD kernel (see kernels.kdRows in kernel.go, and
+// kdRowsGeneric in kernel_generic.go for the scalar reference). Its exponential
+// is vexp's (golib/internal/vexp: exp.go has the math and the error bound,
+// exp_amd64.s the same EXPCORE and constants, inlined here; change both
+// together, TestKDRowsExpMatchesVexp checks them bit for bit). Tails (cols % 8)
+// use one masked load/store.
 
-// EXPZ computes Z = 2^Z lane-wise (Z = (x − m)·scale·log2 e; see kernel.go).
-// Rounding trick: T1 = u + M with M = 1.5·2^23 + 127 leaves n + 127 in the low
-// mantissa bits of T1 (n = round(u)), so T1 − M is n as a float and T1 << 23 is
-// the bit pattern of 2^n (0 for n = −127: u ≤ −126.5 flushes to 0).
-// Clobbers T1 and T2.
-#define EXPZ(Z, T1, T2) \
-	VMAXPS ·vexp2Lo<>(SB), Z, Z \
-	VMINPS ·vexp2Hi<>(SB), Z, Z \
-	EXPCORE(Z, T1, T2)
-
-// EXPZN is EXPZ for u ≤ 0 (max-subtracted inputs): no upper clamp.
+// EXPZN computes Z = 2^Z lane-wise for Z = (x − m)·scale·log2 e ≤ 0
+// (max-subtracted inputs: no upper clamp). Rounding trick: T1 = u + M with
+// M = 1.5·2^23 + 127 leaves n + 127 in the low mantissa bits of T1 (n = round(u)),
+// so T1 − M is n as a float and T1 << 23 is the bit pattern of 2^n (0 for
+// n = −127: u ≤ −126.5 flushes to 0). Clobbers T1 and T2.
 #define EXPZN(Z, T1, T2) \
 	VMAXPS ·vexp2Lo<>(SB), Z, Z \
 	EXPCORE(Z, T1, T2)
@@ -46,86 +44,6 @@
 	VADDPS X14, X, X \
 	VHADDPS X, X, X \
 	VHADDPS X, X, X
-
-// func maxCheckAVX2(x []float32) (m, bad float32)
-TEXT ·maxCheckAVX2(SB), NOSPLIT, $0-32
-	MOVQ x_base+0(FP), SI
-	MOVQ x_len+8(FP), CX
-	VMOVUPS ·vneginf<>(SB), Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   maxtail
-maxloop:
-	VMOVUPS (SI), Y3
-	VMAXPS Y3, Y0, Y0
-	VMULPS Y2, Y3, Y4
-	VADDPS Y4, Y1, Y1
-	ADDQ $32, SI
-	DECQ BX
-	JNZ  maxloop
-maxtail:
-	ANDQ $7, CX
-	JZ   maxdone
-	TAILMASK(Y5, X5)
-	VMASKMOVPS (SI), Y5, Y3
-	VMULPS Y2, Y3, Y4
-	VADDPS Y4, Y1, Y1
-	VMOVUPS ·vneginf<>(SB), Y6
-	VBLENDVPS Y5, Y3, Y6, Y3
-	VMAXPS Y3, Y0, Y0
-maxdone:
-	VEXTRACTF128 $1, Y0, X3
-	VMAXPS X3, X0, X0
-	VMOVHLPS X0, X0, X3
-	VMAXPS X3, X0, X0
-	VMOVSHDUP X0, X3
-	VMAXPS X3, X0, X0
-	HSUM(Y1, X1)
-	VMOVSS X0, m+24(FP)
-	VMOVSS X1, bad+28(FP)
-	VZEROUPPER
-	RET
-
-// func expSumAVX2(dst, x []float32, m, scale float32) float32
-TEXT ·expSumAVX2(SB), NOSPLIT, $0-60
-	MOVQ dst_base+0(FP), DI
-	MOVQ x_base+24(FP), SI
-	MOVQ x_len+32(FP), CX
-	VBROADCASTSS m+48(FP), Y1
-	VBROADCASTSS scale+52(FP), Y2
-	VXORPS Y6, Y6, Y6
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   estail
-esloop:
-	VMOVUPS (SI), Y0
-	VSUBPS Y1, Y0, Y0
-	VMULPS Y2, Y0, Y0
-	EXPZ(Y0, Y3, Y4)
-	VMOVUPS Y0, (DI)
-	VADDPS Y0, Y6, Y6
-	ADDQ $32, SI
-	ADDQ $32, DI
-	DECQ BX
-	JNZ  esloop
-estail:
-	ANDQ $7, CX
-	JZ   esdone
-	TAILMASK(Y7, X7)
-	VMASKMOVPS (SI), Y7, Y0
-	VSUBPS Y1, Y0, Y0
-	VMULPS Y2, Y0, Y0
-	EXPZ(Y0, Y3, Y4)
-	VANDPS Y7, Y0, Y0
-	VMASKMOVPS Y0, Y7, (DI)
-	VADDPS Y0, Y6, Y6
-esdone:
-	HSUM(Y6, X6)
-	VMOVSS X6, ret+56(FP)
-	VZEROUPPER
-	RET
 
 // func kdRowsAVX2(g, et, s, t []float32, rows, cols, gstride int, scale, gscale float32, stats []float32)
 // KD rows (see kernels.kdRows in kernel.go): `rows` consecutive rows of `cols`
@@ -302,31 +220,6 @@ kend:
 	VZEROUPPER
 	RET
 
-// func scaleAVX2(dst []float32, a float32)
-TEXT ·scaleAVX2(SB), NOSPLIT, $0-28
-	MOVQ dst_base+0(FP), DI
-	MOVQ dst_len+8(FP), CX
-	VBROADCASTSS a+24(FP), Y1
-	MOVQ CX, BX
-	SHRQ $3, BX
-	JZ   sctail
-scloop:
-	VMULPS (DI), Y1, Y0
-	VMOVUPS Y0, (DI)
-	ADDQ $32, DI
-	DECQ BX
-	JNZ  scloop
-sctail:
-	ANDQ $7, CX
-	JZ   scdone
-	TAILMASK(Y7, X7)
-	VMASKMOVPS (DI), Y7, Y0
-	VMULPS Y0, Y1, Y0
-	VMASKMOVPS Y0, Y7, (DI)
-scdone:
-	VZEROUPPER
-	RET
-
 DATA ·vexp2Lo<>+0(SB)/4, $0xc2fe0000
 DATA ·vexp2Lo<>+4(SB)/4, $0xc2fe0000
 DATA ·vexp2Lo<>+8(SB)/4, $0xc2fe0000
@@ -336,15 +229,6 @@ DATA ·vexp2Lo<>+20(SB)/4, $0xc2fe0000
 DATA ·vexp2Lo<>+24(SB)/4, $0xc2fe0000
 DATA ·vexp2Lo<>+28(SB)/4, $0xc2fe0000
 GLOBL ·vexp2Lo<>(SB), RODATA|NOPTR, $32
-DATA ·vexp2Hi<>+0(SB)/4, $0x42fe0000
-DATA ·vexp2Hi<>+4(SB)/4, $0x42fe0000
-DATA ·vexp2Hi<>+8(SB)/4, $0x42fe0000
-DATA ·vexp2Hi<>+12(SB)/4, $0x42fe0000
-DATA ·vexp2Hi<>+16(SB)/4, $0x42fe0000
-DATA ·vexp2Hi<>+20(SB)/4, $0x42fe0000
-DATA ·vexp2Hi<>+24(SB)/4, $0x42fe0000
-DATA ·vexp2Hi<>+28(SB)/4, $0x42fe0000
-GLOBL ·vexp2Hi<>(SB), RODATA|NOPTR, $32
 DATA ·vmagic<>+0(SB)/4, $0x4b40007f
 DATA ·vmagic<>+4(SB)/4, $0x4b40007f
 DATA ·vmagic<>+8(SB)/4, $0x4b40007f

@@ -4,7 +4,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/exitnet/exitnet/golib/internal/vexp"
 )
+
+// The row primitives (maxCheck, expSum, scale) are vexp's and tested there
+// against math.Exp; here: the KD kernel's inlined exponential against them.
 
 // allKernels lists the implementations this CPU can run (the generic one always).
 func allKernels() []kernels {
@@ -25,143 +30,49 @@ func withKernels(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-// expErrOK checks got = exp(z) (computed at scale 1 as 2^(z·log2 e)) against
-// math.Exp in float64: relative error ≤ 4 ulp plus the rounding of u = z·log2 e
-// (|z|·1.25e−7: c = log2 e and u each carry a float32 rounding) where exp(z) is a normal float32, absolute error ≤ 1.2e-38
-// below that, saturation near 2^127 above z = 88.
-func expErrOK(z float64, got float32) bool {
-	want := math.Exp(z)
-	switch {
-	case z > 88:
-		return float64(got) >= math.Exp(88) && !math.IsInf(float64(got), 0)
-	case want < 1.1754944e-38:
-		return math.Abs(float64(got)-want) <= 1.2e-38
-	default:
-		return math.Abs(float64(got)-want) <= (2.4e-7+math.Abs(z)*1.25e-7)*want
-	}
-}
-
-func TestExpKernelsVsMathExp(t *testing.T) {
-	// Inputs: a dense sweep of [-100, 90], extremes, and values near the clamp
-	// and denormal boundaries. Reference: math.Exp in float64 on the same float32 input.
-	var zs []float32
-	for z := -100.0; z <= 90; z += 0.0137 {
-		zs = append(zs, float32(z))
-	}
-	zs = append(zs, 0, -0, 1e-30, -1e-30, -87.33, -87.34, -87.68, -87.7, -88, -88.1, -103, -104,
-		-1e30, float32(math.Inf(-1)), -math.MaxFloat32, 88, 88.5, 1e30, 88.72, 89,
-		-math.SmallestNonzeroFloat32, 0.5*math.Ln2, -0.5*math.Ln2)
+// TestKDRowsExpMatchesVexp: with gscale = 0 kdRows leaves the student's
+// exponentials in g; they, the maxima and zs must equal vexp's MaxCheck and
+// ExpSum of the same implementation bit for bit (kernel_amd64.s inlines vexp's
+// exponential and its constants). Ragged lengths 1..41, scales 1 and 1/3.
+func TestKDRowsExpMatchesVexp(t *testing.T) {
 	withKernels(t, func(t *testing.T) {
-		// Ragged lengths 0..67 at every offset, so every tail length and alignment is exercised.
-		rng := rand.New(rand.NewPCG(1, 2))
-		for n := 0; n <= 67; n++ {
-			x := make([]float32, n)
-			for i := range x {
-				x[i] = zs[rng.IntN(len(zs))]
-			}
-			dst := make([]float32, n+1)
-			dst[n] = 42 // sentinel: kernels must not write past len(x)
-			s := kern.expSum(dst[:n], x, 0, 1)
-			if dst[n] != 42 {
-				t.Fatalf("n=%d: wrote past the end", n)
-			}
-			var ref float64
-			for i, z := range x {
-				if !expErrOK(float64(z), dst[i]) {
-					t.Fatalf("n=%d i=%d: exp(%g) = %g, want %g", n, i, z, dst[i], math.Exp(float64(z)))
+		rng := rand.New(rand.NewPCG(5, 6))
+		for cols := 1; cols <= 41; cols++ {
+			for _, scale := range []float32{1, 1.0 / 3} {
+				const rows = 3
+				s := make([]float32, rows*cols)
+				te := make([]float32, rows*cols)
+				for i := range s {
+					s[i] = float32(rng.NormFloat64() * 20)
+					te[i] = float32(rng.NormFloat64() * 20)
 				}
-				ref += float64(dst[i])
-			}
-			if ref < math.MaxFloat32 && math.Abs(float64(s)-ref) > 1e-6*math.Abs(ref)+1e-30 {
-				t.Fatalf("n=%d: sum %g, want %g", n, s, ref)
-			}
-		}
-		// The full sweep in one call.
-		dst := make([]float32, len(zs))
-		kern.expSum(dst, zs, 0, 1)
-		for i, z := range zs {
-			if !expErrOK(float64(z), dst[i]) {
-				t.Fatalf("exp(%g) = %g, want %g", z, dst[i], math.Exp(float64(z)))
-			}
-		}
-	})
-}
-
-func TestExpKernelShiftScale(t *testing.T) {
-	// dst = exp((x-m)*scale) and its sum, and scale, against float64 arithmetic.
-	withKernels(t, func(t *testing.T) {
-		rng := rand.New(rand.NewPCG(3, 4))
-		for n := 1; n <= 45; n++ {
-			x := make([]float32, n)
-			for i := range x {
-				x[i] = float32(rng.NormFloat64() * 5)
-			}
-			m, bad := kern.maxCheck(x)
-			if bad != 0 {
-				t.Fatalf("n=%d: finite input flagged bad (%g)", n, bad)
-			}
-			var wantM float32 = float32(math.Inf(-1))
-			for _, v := range x {
-				wantM = max(wantM, v)
-			}
-			if m != wantM {
-				t.Fatalf("n=%d: max %g want %g", n, m, wantM)
-			}
-			const sc = 0.5
-			dst := make([]float32, n)
-			s := kern.expSum(dst, x, m, sc)
-			var ws float64
-			for i := range x {
-				// x−m is exact-ish in float32 as in the kernels; the kernels then round
-				// u = (x−m)·c with c = sc·log2 e rounded (relative error ≤ |z|·1.25e−7 in exp).
-				z := float64(x[i]-m) * sc
-				e := math.Exp(z)
-				if math.Abs(float64(dst[i])-e) > (2.4e-7+math.Abs(z)*1.25e-7)*e {
-					t.Fatalf("n=%d i=%d: %g want %g", n, i, dst[i], e)
-				}
-				ws += e
-			}
-			if math.Abs(float64(s)-ws) > 2e-6*ws {
-				t.Fatalf("n=%d: sum %g want %g", n, s, ws)
-			}
-			g := append([]float32(nil), dst...)
-			kern.scale(g, 0.25)
-			for i := range g {
-				if g[i] != 0.25*dst[i] {
-					t.Fatalf("scale n=%d i=%d: %g want %g", n, i, g[i], 0.25*dst[i])
-				}
-			}
-		}
-	})
-}
-
-func TestMaxCheckFlagsNonFinite(t *testing.T) {
-	withKernels(t, func(t *testing.T) {
-		for n := 1; n <= 20; n++ {
-			for pos := 0; pos < n; pos++ {
-				for _, v := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
-					x := make([]float32, n)
-					for i := range x {
-						x[i] = float32(i) - 3
+				g := make([]float32, rows*cols)
+				et := make([]float32, cols)
+				st := make([]float32, 5*rows)
+				kern.kdRows(g, et, s, te, rows, cols, cols, scale, 0, st)
+				want := make([]float32, cols)
+				for r := range rows {
+					row := s[r*cols : (r+1)*cols]
+					m, _ := kern.maxCheck(row)
+					z := kern.expSum(want, row, m, scale)
+					if st[5*r] != m || st[5*r+2] != z {
+						t.Fatalf("cols=%d scale=%g row %d: max %g sum %g, want %g %g", cols, scale, r, st[5*r], st[5*r+2], m, z)
 					}
-					x[pos] = v
-					if _, bad := kern.maxCheck(x); bad == 0 {
-						t.Fatalf("n=%d pos=%d v=%g: not flagged", n, pos, v)
+					for j, w := range want {
+						if g[r*cols+j] != w {
+							t.Fatalf("cols=%d scale=%g row %d col %d: exp %g, want %g (bits %#x, %#x)", cols, scale, r, j,
+								g[r*cols+j], w, math.Float32bits(g[r*cols+j]), math.Float32bits(w))
+						}
 					}
 				}
 			}
 		}
-		// Negative values only: the max must not be polluted by masked-off tail lanes (zeros).
-		x := []float32{-5, -4, -3, -7, -9, -11, -2.5, -8, -1.5, -30, -6}
-		for n := 1; n <= len(x); n++ {
-			m, _ := kern.maxCheck(x[:n])
-			want := float32(math.Inf(-1))
-			for _, v := range x[:n] {
-				want = max(want, v)
-			}
-			if m != want {
-				t.Fatalf("n=%d: max %g want %g", n, m, want)
-			}
-		}
 	})
+}
+
+// TestKernelsAreVexp: the active kernels' row primitives are vexp's.
+func TestKernelsAreVexp(t *testing.T) {
+	if KernelName() != vexp.Name() {
+		t.Fatalf("distill kernels %q, vexp %q", KernelName(), vexp.Name())
+	}
 }
