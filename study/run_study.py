@@ -59,6 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--lwf-alpha", type=float, default=1.0)
     p.add_argument("--lwf-temperature", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--replot", action="store_true", help="redraw the plot from --out/meta.json only")
     p.add_argument("--sweep-lambda", default="", help="comma-separated λ values: validation sweep, seed 0")
     return p.parse_args(argv)
 
@@ -106,6 +107,14 @@ def sweep_lambda(args, splits, values):
         print(f"λ={lam:g}: validation accuracy per exit {np.round(100 * acc, 2)} mean {100 * acc.mean():.2f}",
               flush=True)
     return rows
+
+
+def _nanmean(mats):
+    a = np.array(mats, dtype=float)
+    m = np.full(a.shape[1:], np.nan)
+    ok = ~np.isnan(a).all(axis=0)
+    m[ok] = np.nanmean(a[:, ok], axis=0)
+    return m.tolist()
 
 
 def fmt(mean, std, scale=100.0, digits=1):
@@ -158,6 +167,11 @@ def write_summary(out, rows, args, meta):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        with open(os.path.join(args.out, "meta.json")) as f:
+            meta = json.load(f)
+        plot_mean_stability(args.out, meta["mean_stability"], len(meta["args"]["seeds"].split(",")))
+        return
     import torch
 
     torch.set_num_threads(args.threads)
@@ -205,9 +219,15 @@ def main(argv=None):
 
     pd.DataFrame([{k: (v[0] if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]).to_csv(
         os.path.join(args.out, "summary_mean.csv"), index=False)
-    mean_stab = {s: np.nanmean(np.array(v, dtype=float), axis=0).tolist() for s, v in stab.items()}
+    mean_stab = {s: _nanmean(v) for s, v in stab.items()}
     with open(os.path.join(args.out, "meta.json"), "w") as f:
         json.dump({**meta, "mean_stability": mean_stab, "runs": runs}, f, indent=1, default=str)
+    plot_mean_stability(args.out, mean_stab, len(seeds))
+    print("\n" + text)
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+
+
+def plot_mean_stability(out, mean_stab, n_seeds):
     try:
         import matplotlib
 
@@ -220,13 +240,11 @@ def main(argv=None):
         lo = min(np.nanmin(np.array(A)) for A in mean_stab.values())
         hi = max(np.nanmax(np.array(A)) for A in mean_stab.values())
         for ax, (s, A) in zip(axes[0], mean_stab.items()):
-            plot_stability(np.array(A), ax=ax, title=f"{s} (mean of {len(seeds)})", vmin=lo, vmax=hi)
+            plot_stability(np.array(A), ax=ax, title=f"{s} (mean of {n_seeds})", vmin=lo, vmax=hi)
         fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "stability_matrices.png"), dpi=100)
+        fig.savefig(os.path.join(out, "stability_matrices.png"), dpi=100)
     except Exception as e:  # plots are a bonus
         print(f"plot failed: {e}")
-    print("\n" + text)
-    print(f"total {time.perf_counter() - t_start:.0f} s")
 
 
 if __name__ == "__main__":
