@@ -209,7 +209,6 @@ def _run_in_runtime(results, nets, splits, out_dir, strat, echo) -> dict:
 def _pred_exit(out) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, exits) from whatever Model.predict returns (a table or a tuple or a dict)."""
     if hasattr(out, "column"):
-        names = out.column_names
         return out.column("prediction").to_numpy(), out.column("exit").to_numpy()
     if isinstance(out, dict):
         return np.asarray(out["prediction"]), np.asarray(out["exit"])

@@ -22,6 +22,14 @@ shared, earlier exits drift ("forgetting"). Strategies:
     all exits trained together from the start on Σ_k CE(exit k), the usual upper reference; it runs
     K chunks of ``epochs_per_stage`` epochs so its stability matrix is comparable.
 
+Data-parallel: when ``torch.distributed`` is initialised with W > 1 ranks, every rank draws the
+same shuffled order and takes a strided share of each global minibatch; gradients are summed across
+ranks with the loss scaled by the local share, so the update equals the single-process update on
+the global minibatch (exactly, for models without BatchNorm; BatchNorm batch statistics are per
+rank, and buffers are broadcast from rank 0 after every epoch). Fisher passes are sharded the same
+way and merged exactly from (sum, count) (:mod:`exitnet.torch._dist`). Start ranks with the
+``spawn`` method: a forked child of a process that loaded the Go library hangs.
+
 After every stage every exit trained so far is evaluated: the K×K stability matrix A[k][j] =
 accuracy of exit j after stage k (j ≤ k), forgetting of exit j = max_k A[k][j] − A[K-1][j]. At the
 end the exits' logits on the validation and test splits give the budget curve and calibrated
