@@ -25,6 +25,11 @@ func penaltyAVX2(grad, theta, anchor, fisher *float32, n int, lam float32, acc i
 //go:noescape
 func sqAcc4PfAVX2(acc *float64, r0, r1, r2, r3 *float32, w *[4]float64, n int, pf int)
 
+// sqAcc4OnesPfAVX2 is sqAcc4PfAVX2 with all weights 1 (w unused): one FMA per vector.
+//
+//go:noescape
+func sqAcc4OnesPfAVX2(acc *float64, r0, r1, r2, r3 *float32, w *[4]float64, n int, pf int)
+
 var useAVX2 = cpuidAVX2FMA()
 
 // sqAcc4Pf is sqAcc4 with a software prefetch of the rows pf bytes ahead.
@@ -32,7 +37,11 @@ func sqAcc4Pf(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64, pf int) {
 	n := len(acc)
 	m := n &^ 3
 	if useAVX2 && m > 0 {
-		sqAcc4PfAVX2(&acc[0], &r0[0], &r1[0], &r2[0], &r3[0], w, m, pf)
+		if w[0] == 1 && w[1] == 1 && w[2] == 1 && w[3] == 1 {
+			sqAcc4OnesPfAVX2(&acc[0], &r0[0], &r1[0], &r2[0], &r3[0], w, m, pf)
+		} else {
+			sqAcc4PfAVX2(&acc[0], &r0[0], &r1[0], &r2[0], &r3[0], w, m, pf)
+		}
 	} else {
 		m = 0
 	}

@@ -44,6 +44,25 @@ func TestSqAcc4KernelRagged(t *testing.T) {
 	}
 }
 
+func TestSqAcc4PfKernelRagged(t *testing.T) {
+	// The prefetching kernels (weighted, and all-ones weights) against the pure-Go one.
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, n := range []int{1, 3, 4, 5, 16, 17, 35, 64, 1027} {
+		for _, w := range [][4]float64{{1, 1, 1, 1}, {0.25, 1, 3, 1}} {
+			r := [4][]float32{randSlice(rng, 2*n), randSlice(rng, n), randSlice(rng, n), randSlice(rng, n)}
+			init := make([]float64, n)
+			for i := range init {
+				init[i] = rng.Float64()
+			}
+			a := append([]float64(nil), init...)
+			b := append([]float64(nil), init...)
+			sqAcc4Pf(a, r[0][:n], r[1], r[2], r[3], &w, 4*n)
+			sqAcc4Generic(b, r[0][:n], r[1], r[2], r[3], &w)
+			closeRel(t, fmt.Sprintf("n=%d w=%v", n, w), a, b, 1e-14, 1)
+		}
+	}
+}
+
 func TestUpdateRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, tc := range []struct{ n, p int }{{1, 1}, {3, 7}, {5, 2049}, {8, 4096}, {13, 70001}, {2, 0}} {
