@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/exitnet/exitnet/golib/internal/vexp"
 	"github.com/exitnet/exitnet/golib/par"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
@@ -60,8 +61,10 @@ func (m Measure) valid() bool { return m >= MaxSoftmax && m <= Patience }
 // kept in run[i]/prevPred[i] (in/out per row; pass run[i]=0 at k=0); the other measures ignore them
 // (they may be nil).
 //
-// The softmax is computed in float64 from z/T − max(z/T); pred is the first index of the largest
-// logit (numpy argmax). A NaN or infinite logit is an error naming the row; rows before it may
+// The exponentials exp((z − max z)/T) are float32 (golib/internal/vexp, relative error ≤ 3 ulp
+// plus |z − max z|/T·1.2e−7), their sum too; the entropy's Σ p·log p is accumulated in float64.
+// Identical rows give identical confidences. pred is the first index of the largest logit
+// (numpy argmax). A NaN or infinite logit is an error naming the row; rows before it may
 // already have been written.
 func ExitStep(k, K int, logits []float32, rows, classes int, m Measure, tau, temperature float32,
 	run, prevPred []int32, conf []float32, pred []int32, exit []bool) error {
@@ -132,11 +135,20 @@ func ExitStep(k, K int, logits []float32, rows, classes int, m Measure, tau, tem
 // For Patience, conf is left for the caller (pred is filled).
 func rowConfBatch(conf []float32, pred []int32, logits []float32, rows, classes int, m Measure, invT float64) int {
 	grain := 1 + (1<<16)/classes
+	// exp((z−m)·scale) in float32: an infinite scale (T below ~3e−39) would turn
+	// the row maximum's 0·scale into NaN; any huge finite scale gives the same
+	// one-hot exponentials.
+	scale := float32(min(invT, math.MaxFloat32/4))
 	var bad []int
 	var mu sync.Mutex
 	par.For(rows, grain, func(lo, hi int) {
+		var buf [256]float32 // scratch row of exponentials (on the stack for C ≤ 256)
+		e := buf[:]
+		if classes > len(buf) {
+			e = make([]float32, classes)
+		}
 		for i := lo; i < hi; i++ {
-			c, p, ok := rowConf(logits[i*classes:(i+1)*classes], m, invT)
+			c, p, ok := rowConf(e, logits[i*classes:(i+1)*classes], m, scale, invT)
 			if !ok {
 				mu.Lock()
 				bad = append(bad, i)
@@ -155,60 +167,68 @@ func rowConfBatch(conf []float32, pred []int32, logits []float32, rows, classes 
 	return first
 }
 
-// rowConf returns the confidence (for Patience: 0) and the argmax of one row of logits.
+// rowConf returns the confidence (for Patience: 0) and the argmax of one row of
+// logits z, using e (len(e) ≥ len(z)) as scratch.
 //
-// With d_c = (z_c − max z)·invT, e_c = exp(d_c), S = Σ_c e_c, p_c = e_c/S:
+// With m = max z, e_c = exp((z_c − m)·scale) (float32, vexp.ExpSum; scale =
+// invT rounded to float32) and Z = Σ_c e_c (float32), p_c = e_c/Z:
 //
-//	max softmax = 1/S
-//	margin      = (1 − e_(2))/S
-//	1 − H/log C = 1 − (log S − Σ_c e_c d_c / S)/log C
-func rowConf(z []float32, m Measure, invT float64) (float32, int32, bool) {
-	zmax := z[0]
+//	max softmax = 1/Z
+//	margin      = (1 − e_(2))/Z                 e_(2) = the second-largest e_c (0 when C = 1)
+//	1 − H/log C = 1 − (log Z − Σ_c e_c d_c / Z)/log C,   d_c = (z_c − m)·invT
+//
+// with Σ_c e_c d_c accumulated in float64. The argmax is the first index of m.
+func rowConf(e, z []float32, m Measure, scale float32, invT float64) (float32, int32, bool) {
+	zmax, bad := vexp.MaxCheck(z)
+	if bad != 0 { // NaN or ±Inf
+		return 0, 0, false
+	}
 	arg := 0
 	for j, v := range z {
-		if v-v != 0 { // NaN or ±Inf
-			return 0, 0, false
-		}
-		if v > zmax {
-			zmax, arg = v, j
+		if v == zmax {
+			arg = j
+			break
 		}
 	}
-	mx := float64(zmax)
+	if m == Patience { // the caller counts runs
+		return 0, int32(arg), true
+	}
+	e = e[:len(z)]
+	s := float64(vexp.ExpSum(e, z, zmax, scale))
 	switch m {
 	case MaxSoftmax:
-		s := 0.0
-		for _, v := range z {
-			s += math.Exp((float64(v) - mx) * invT)
-		}
 		return float32(1 / s), int32(arg), true
 	case Margin:
-		s, e2 := 0.0, 0.0
-		for j, v := range z {
-			e := math.Exp((float64(v) - mx) * invT)
-			s += e
-			if j != arg && e > e2 {
-				e2 = e
-			}
-		}
-		return float32((1 - e2) / s), int32(arg), true
-	case NegEntropy:
+		e[arg] = 0 // e ≥ 0: the largest of the others
+		e2, _ := vexp.MaxCheck(e)
+		return float32((1 - float64(e2)) / s), int32(arg), true
+	default: // NegEntropy
 		if len(z) == 1 {
 			return 1, int32(arg), true
 		}
-		s, sd := 0.0, 0.0
-		for _, v := range z {
-			d := (float64(v) - mx) * invT
-			e := math.Exp(d)
-			s += e
-			sd += e * d
-		}
-		h := math.Log(s) - sd/s
+		h := math.Log(s) - entropyDot(e, z, zmax, invT)/s
 		c := 1 - h/math.Log(float64(len(z)))
 		if c < 0 { // rounding at the uniform distribution
 			c = 0
 		}
 		return float32(c), int32(arg), true
-	default: // Patience: the caller counts runs
-		return 0, int32(arg), true
 	}
+}
+
+// entropyDot returns Σ_j e_j·(z_j − m)·invT in float64 (four partial sums).
+func entropyDot(e, z []float32, m float32, invT float64) float64 {
+	e = e[:len(z)]
+	mx := float64(m)
+	var s0, s1, s2, s3 float64
+	j := 0
+	for ; j+4 <= len(z); j += 4 {
+		s0 += float64(e[j]) * (float64(z[j]) - mx)
+		s1 += float64(e[j+1]) * (float64(z[j+1]) - mx)
+		s2 += float64(e[j+2]) * (float64(z[j+2]) - mx)
+		s3 += float64(e[j+3]) * (float64(z[j+3]) - mx)
+	}
+	for ; j < len(z); j++ {
+		s0 += float64(e[j]) * (float64(z[j]) - mx)
+	}
+	return (s0 + s1 + s2 + s3) * invT
 }

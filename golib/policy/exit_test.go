@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/exitnet/exitnet/golib/par"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -99,6 +100,53 @@ func TestExitStepErrors(t *testing.T) {
 	for i, n := range []string{"max_softmax", "entropy", "margin", "patience"} {
 		if m, err := ParseMeasure(n); err != nil || int(m) != i || m.String() != n {
 			t.Errorf("ParseMeasure(%q) = %v, %v", n, m, err)
+		}
+	}
+}
+
+// Identical rows get bit-identical confidences wherever they sit in the batch
+// and however the rows are split across threads (the exact curve's ties rely on it).
+func TestExitStepIdenticalRows(t *testing.T) {
+	saved := par.Threads()
+	defer par.SetThreads(saved)
+	par.SetThreads(2)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []int{1, 7, 100, 300} {
+		const n = 2000
+		l := randLogits(rng, 1, n, c, false)[0]
+		for _, i := range []int{1, 17, n / 2, n - 1} {
+			copy(l.Data[i*c:(i+1)*c], l.Data[:c])
+		}
+		for _, m := range []Measure{MaxSoftmax, NegEntropy, Margin} {
+			conf, pred, ex := make([]float32, n), make([]int32, n), make([]bool, n)
+			if err := ExitStep(0, 2, l.Data, n, c, m, 0.5, 1.3, nil, nil, conf, pred, ex); err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range []int{1, 17, n / 2, n - 1} {
+				if conf[i] != conf[0] || pred[i] != pred[0] {
+					t.Fatalf("%v C=%d row %d: conf %v pred %d, row 0: %v %d", m, c, i, conf[i], pred[i], conf[0], pred[0])
+				}
+			}
+		}
+	}
+}
+
+// Extreme temperatures: T → 0 gives one-hot probabilities (ties split evenly),
+// T → ∞ the uniform ones. Reference: refConf in float64, tolerance 1e-6.
+func TestExitStepExtremeTemperature(t *testing.T) {
+	l := []float32{1, 3, 2, 0, 3, 3, -1, 2, 0.5, -2, 4, 4.5}
+	for _, T := range []float32{1e-30, 1e-40, math.SmallestNonzeroFloat32, 3e38, math.MaxFloat32} {
+		for _, m := range []Measure{MaxSoftmax, NegEntropy, Margin} {
+			conf, pred, ex := make([]float32, 3), make([]int32, 3), make([]bool, 3)
+			if err := ExitStep(0, 2, l, 3, 4, m, 0.5, T, nil, nil, conf, pred, ex); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				want, arg := refConf(l[i*4:(i+1)*4], m, float64(T))
+				if math.Abs(float64(conf[i])-want) > 1e-6 || int(pred[i]) != arg {
+					t.Fatalf("%v T=%g row %d: conf %v pred %d, want %v %d", m, T, i, conf[i], pred[i], want, arg)
+				}
+			}
 		}
 	}
 }
