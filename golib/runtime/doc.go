@@ -21,6 +21,11 @@
 //   - Non-finite inputs (NaN, ±Inf) are refused with an invalid-argument error
 //     naming the sample; a model that turns finite inputs into non-finite logits
 //     is reported the same way (naming the exit and the sample).
+//   - Threads: each Conv2d group (over a sub-batch of samples whose im2col
+//     matrices fit in L2) and each Linear is one blas32 GEMM, threaded by the BLAS
+//     (OpenBLAS in the shared library, exitnet_set_num_threads threads; gonum's
+//     parallel Sgemm in pure Go); im2col, the fused bias/activation epilogue,
+//     pooling and depthwise convolutions run on par.For. One or two rows use GEMV.
 //   - A *Model is immutable after loading and safe for concurrent Predict calls;
 //     each call borrows a workspace from a pool, so steady-state calls do not
 //     allocate.
