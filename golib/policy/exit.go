@@ -177,7 +177,7 @@ func rowConfBatch(conf []float32, pred []int32, logits []float32, rows, classes 
 //	margin      = (1 − e_(2))/Z                 e_(2) = the second-largest e_c (0 when C = 1)
 //	1 − H/log C = 1 − (log Z − Σ_c e_c d_c / Z)/log C,   d_c = (z_c − m)·invT
 //
-// with Σ_c e_c d_c accumulated in float64. The argmax is the first index of m.
+// with Σ_c e_c d_c accumulated in float64 (vexp.DotShift). The argmax is the first index of m.
 func rowConf(e, z []float32, m Measure, scale float32, invT float64) (float32, int32, bool) {
 	zmax, bad := vexp.MaxCheck(z)
 	if bad != 0 { // NaN or ±Inf
@@ -206,29 +206,11 @@ func rowConf(e, z []float32, m Measure, scale float32, invT float64) (float32, i
 		if len(z) == 1 {
 			return 1, int32(arg), true
 		}
-		h := math.Log(s) - entropyDot(e, z, zmax, invT)/s
+		h := math.Log(s) - vexp.DotShift(e, z, zmax)*invT/s
 		c := 1 - h/math.Log(float64(len(z)))
 		if c < 0 { // rounding at the uniform distribution
 			c = 0
 		}
 		return float32(c), int32(arg), true
 	}
-}
-
-// entropyDot returns Σ_j e_j·(z_j − m)·invT in float64 (four partial sums).
-func entropyDot(e, z []float32, m float32, invT float64) float64 {
-	e = e[:len(z)]
-	mx := float64(m)
-	var s0, s1, s2, s3 float64
-	j := 0
-	for ; j+4 <= len(z); j += 4 {
-		s0 += float64(e[j]) * (float64(z[j]) - mx)
-		s1 += float64(e[j+1]) * (float64(z[j+1]) - mx)
-		s2 += float64(e[j+2]) * (float64(z[j+2]) - mx)
-		s3 += float64(e[j+3]) * (float64(z[j+3]) - mx)
-	}
-	for ; j < len(z); j++ {
-		s0 += float64(e[j]) * (float64(z[j]) - mx)
-	}
-	return (s0 + s1 + s2 + s3) * invT
 }

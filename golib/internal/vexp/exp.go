@@ -1,6 +1,7 @@
 // Package vexp holds exitnet's vectorised row primitives around one float32
 // exponential: the row maximum with a finiteness check, exp((x − m)·scale) with
-// its sum, and an in-place scale. distill (soft targets, KD) and policy (exit
+// its sum, an in-place scale, and the float64 dot product Σ e·(x − m) of a
+// softmax's entropy. distill (soft targets, KD) and policy (exit
 // confidences) use them. Each has an AVX2+FMA assembly version (exp_amd64.s,
 // selected at init when the CPU has both, see golang.org/x/sys/cpu) and a pure-Go
 // version (exp_generic.go) that is also the reference the assembly is tested
@@ -46,6 +47,7 @@ type Impl struct {
 	MaxCheck func(x []float32) (m, bad float32)
 	ExpSum   func(dst, x []float32, m, scale float32) float32
 	Scale    func(dst []float32, a float32)
+	DotShift func(e, x []float32, m float32) float64
 }
 
 // Generic is the pure-Go implementation, the reference for the assembly.
@@ -54,6 +56,7 @@ var Generic = Impl{
 	MaxCheck: maxCheckGeneric,
 	ExpSum:   expSumGeneric,
 	Scale:    scaleGeneric,
+	DotShift: dotShiftGeneric,
 }
 
 // Impls lists the implementations this CPU can run: Generic first, then the one
@@ -102,4 +105,14 @@ func Scale(dst []float32, a float32) {
 		return
 	}
 	scaleGeneric(dst, a)
+}
+
+// DotShift returns Σ_i e[i]·(x[i] − m) for i < len(x), with x[i] − m, the
+// products and the sum in float64; len(e) must be at least len(x). With e = exp((x − m)·scale) this is the entropy's Σ p·log p times
+// Z/scale.
+func DotShift(e, x []float32, m float32) float64 {
+	if useAVX2 {
+		return dotShiftAVX2Checked(e, x, m)
+	}
+	return dotShiftGeneric(e, x, m)
 }

@@ -13,10 +13,26 @@ func expSumAVX2(dst, x []float32, m, scale float32) float32
 //go:noescape
 func scaleAVX2(dst []float32, a float32)
 
+//go:noescape
+func dotShiftAVX2(e, x []float32, m float32) float64
+
 // expSumAVX2Checked: the assembly takes c = scale·log2 e (see exp.go) and
 // trusts its lengths.
 func expSumAVX2Checked(dst, x []float32, m, scale float32) float32 {
 	return expSumAVX2(dst[:len(x)], x, m, Log2Scale(scale))
+}
+
+// dotShiftAVX2Checked: the assembly takes whole blocks of 8; the tail is added
+// here, in order.
+func dotShiftAVX2Checked(e, x []float32, m float32) float64 {
+	e = e[:len(x)]
+	n := len(x) &^ 7
+	s := dotShiftAVX2(e[:n], x[:n], m)
+	mx := float64(m)
+	for j := n; j < len(x); j++ {
+		s += float64(e[j]) * (float64(x[j]) - mx)
+	}
+	return s
 }
 
 var avx2Impl = Impl{
@@ -24,6 +40,7 @@ var avx2Impl = Impl{
 	MaxCheck: maxCheckAVX2,
 	ExpSum:   expSumAVX2Checked,
 	Scale:    scaleAVX2,
+	DotShift: dotShiftAVX2Checked,
 }
 
 // useAVX2 selects the assembly (AVX2 and FMA both present).

@@ -149,6 +149,43 @@ scdone:
 	VZEROUPPER
 	RET
 
+// func dotShiftAVX2(e, x []float32, m float32) float64
+// Σ e[i]·(x[i] − m) in float64 over len(x) (a multiple of 8; the caller checks
+// lengths and adds the tail): 4 floats at a time widened to doubles, two
+// accumulators.
+TEXT ·dotShiftAVX2(SB), NOSPLIT, $0-64
+	MOVQ e_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), BX
+	VBROADCASTSS m+48(FP), X0
+	VCVTPS2PD X0, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	SHRQ $3, BX
+	JZ   dsdone
+dsloop:
+	VCVTPS2PD (SI), Y4
+	VCVTPS2PD 16(SI), Y5
+	VCVTPS2PD (DI), Y6
+	VCVTPS2PD 16(DI), Y7
+	VSUBPD Y1, Y4, Y4
+	VSUBPD Y1, Y5, Y5
+	VFMADD231PD Y6, Y4, Y2
+	VFMADD231PD Y7, Y5, Y3
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ BX
+	JNZ  dsloop
+dsdone:
+	VADDPD Y3, Y2, Y2
+	VEXTRACTF128 $1, Y2, X3
+	VADDPD X3, X2, X2
+	VUNPCKHPD X2, X2, X3
+	VADDSD X3, X2, X2
+	VMOVSD X2, ret+56(FP)
+	VZEROUPPER
+	RET
+
 DATA ·vexp2Lo<>+0(SB)/4, $0xc2fe0000
 DATA ·vexp2Lo<>+4(SB)/4, $0xc2fe0000
 DATA ·vexp2Lo<>+8(SB)/4, $0xc2fe0000

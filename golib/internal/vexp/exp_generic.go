@@ -55,3 +55,20 @@ func scaleGeneric(dst []float32, a float32) {
 		dst[i] *= a
 	}
 }
+
+func dotShiftGeneric(e, x []float32, m float32) float64 {
+	e = e[:len(x)]
+	mx := float64(m)
+	var s0, s1, s2, s3 float64 // four partial sums: the adds pipeline
+	j := 0
+	for ; j+4 <= len(x); j += 4 {
+		s0 += float64(e[j]) * (float64(x[j]) - mx)
+		s1 += float64(e[j+1]) * (float64(x[j+1]) - mx)
+		s2 += float64(e[j+2]) * (float64(x[j+2]) - mx)
+		s3 += float64(e[j+3]) * (float64(x[j+3]) - mx)
+	}
+	for ; j < len(x); j++ {
+		s0 += float64(e[j]) * (float64(x[j]) - mx)
+	}
+	return (s0 + s1) + (s2 + s3)
+}

@@ -16,3 +16,5 @@ func expSumAVX2Checked(dst, x []float32, m, scale float32) float32 {
 }
 
 func scaleAVX2(dst []float32, a float32) { scaleGeneric(dst, a) }
+
+func dotShiftAVX2Checked(e, x []float32, m float32) float64 { return dotShiftGeneric(e, x, m) }

@@ -3,6 +3,7 @@ package vexp
 import (
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -206,6 +207,71 @@ func TestImplsAgree(t *testing.T) {
 			if e[i] != ae[i] {
 				t.Fatalf("n=%d i=%d: Scale %g, %s %g", n, i, e[i], a.Name, ae[i])
 			}
+		}
+	}
+}
+
+// TestDotShift: every implementation against a float64 loop on ragged lengths
+// 0..67 (every tail length), and the package function against Active bit for
+// bit. Tolerance 1e-14 relative to Σ|terms| (float64 sums in another order,
+// FMA in the assembly).
+func TestDotShift(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for n := 0; n <= 67; n++ {
+		x := make([]float32, n+1)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * 10)
+		}
+		m, _ := MaxCheck(x[:n])
+		e := make([]float32, n+1)
+		ExpSum(e, x[:n], m, 0.9)
+		x[n], e[n] = 1e30, 1e30 // beyond len(x): must be ignored
+		var want, abs float64
+		for i := range n {
+			d := float64(e[i]) * (float64(x[i]) - float64(m))
+			want += d
+			abs += math.Abs(d)
+		}
+		for _, k := range Impls() {
+			got := k.DotShift(e, x[:n], m)
+			if math.Abs(got-want) > 1e-14*abs {
+				t.Fatalf("%s n=%d: %g want %g", k.Name, n, got, want)
+			}
+		}
+		if DotShift(e, x[:n], m) != Active().DotShift(e, x[:n], m) {
+			t.Fatalf("n=%d: DotShift differs from %s", n, Active().Name)
+		}
+	}
+}
+
+// BenchmarkRow: one row of the confidence pipeline per primitive and
+// implementation, rows of 10, 100 and 1000 normal(0, 3) values, seed 1.
+func BenchmarkRow(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		rng := rand.New(rand.NewPCG(1, 1))
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * 3)
+		}
+		e := make([]float32, n)
+		for _, k := range Impls() {
+			m, _ := k.MaxCheck(x)
+			k.ExpSum(e, x, m, 1)
+			b.Run(k.Name+"/MaxCheck/n="+strconv.Itoa(n), func(b *testing.B) {
+				for b.Loop() {
+					k.MaxCheck(x)
+				}
+			})
+			b.Run(k.Name+"/ExpSum/n="+strconv.Itoa(n), func(b *testing.B) {
+				for b.Loop() {
+					k.ExpSum(e, x, m, 1)
+				}
+			})
+			b.Run(k.Name+"/DotShift/n="+strconv.Itoa(n), func(b *testing.B) {
+				for b.Loop() {
+					k.DotShift(e, x, m)
+				}
+			})
 		}
 	}
 }
