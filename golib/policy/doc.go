@@ -7,7 +7,10 @@
 //
 // Logits are float32, row-major N×C, one matrix per exit k = 0..K−1 (exit 0 is
 // the shallowest). Scores are stored exit-major: Conf[k][i], Pred[k][i].
-// Confidences are computed in float64 and stored as float32; every measure is
+// Confidences are computed in float32 with the vectorised exp of golib/internal/vexp
+// (≤ 3 ulp; the entropy's Σ e·(z−m) is summed in float64) and stored as float32.
+// Identical logit rows always get bit-identical confidences, wherever they sit in
+// a batch and whatever the thread count, so ties stay exact. Every measure is
 // "higher = more confident" (see Measure). Temperature T_k > 0 divides exit k's
 // logits before the softmax (1 = none).
 //
