@@ -78,6 +78,13 @@ def test_from_backbone_cuts_at_attach_points():
     shapes = []
     EarlyExitNet.from_backbone(bb, [2, 4], lambda k, s: shapes.append(s) or nn.Flatten(), example_input=x)
     assert shapes == [(4, 4, 4), (6, 4, 4)]
+    named = nn.Sequential()
+    for i, m in enumerate(bb):
+        named.add_module(f"l{i}", m)
+    by_name = EarlyExitNet.from_backbone(named, ["l1", "l4"], lambda k, shape: conv_head(shape[0], 3))
+    assert [len(s) for s in by_name.stages] == [2, 3]
+    with pytest.raises(ValueError, match="no layer named 'zz'"):
+        EarlyExitNet.from_backbone(named, ["zz", "l4"], lambda k, s: nn.Flatten())
     with pytest.raises(ValueError, match="last attach point"):
         EarlyExitNet.from_backbone(bb, [1, 3], lambda k, s: nn.Flatten())
     with pytest.raises(ValueError, match="increasing"):
