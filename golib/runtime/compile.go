@@ -45,9 +45,10 @@ type instr struct {
 	countPad      bool
 	macs          int64 // per sample
 	name          string
-	oneByOne      bool // 1×1, stride 1, padding 0: the input is already the im2col matrix
-	colRows       int  // (C_in/g)·kh·kw
-	scratchPerCol int
+	oneByOne      bool  // 1×1, stride 1, padding 0: the input is already the im2col matrix
+	colRows       int   // (C_in/g)·kh·kw
+	pool2         bool  // a following 2×2 stride-2 max-pool is fused into the epilogue
+	convS         shape // the convolution's own output (before the fused pool)
 }
 
 // program is a compiled stage or head.
@@ -126,6 +127,19 @@ func convOut(in, k, s, p, d int) int {
 		return 0
 	}
 	return span/s + 1
+}
+
+// isPool2x2 reports a max-pool that conv can fuse: kernel 2×2, stride 2 (or
+// absent), no padding. With ceil_mode it differs from floor only on odd sizes,
+// so it is fused only without ceil_mode.
+func isPool2x2(op OpSpec) bool {
+	if op.Op != "maxpool2d" || op.CeilMode || len(op.Kernel) != 2 || op.Kernel[0] != 2 || op.Kernel[1] != 2 {
+		return false
+	}
+	if len(op.Stride) != 0 && (len(op.Stride) != 2 || op.Stride[0] != 2 || op.Stride[1] != 2) {
+		return false
+	}
+	return len(op.Padding) == 0 || (len(op.Padding) == 2 && op.Padding[0] == 0 && op.Padding[1] == 0)
 }
 
 // poolOutCeil is torch's pooled length with ceil_mode=True:
@@ -219,6 +233,15 @@ func (c *compiler) ops(where string, list []OpSpec, in int, owned bool, s shape)
 				ins.oneByOne = true
 			}
 			fuse(&ins)
+			ins.convS = o
+			// conv [→ relu] → maxpool 2×2/2 (floor): pool in the epilogue, so the
+			// full-size output is never written
+			if ins.kind == kConv && i+1 < len(list) && isPool2x2(list[i+1]) && o.H >= 2 && o.W >= 2 {
+				ins.pool2 = true
+				o = shape{C: o.C, H: o.H / 2, W: o.W / 2}
+				ins.outS = o
+				i++
+			}
 			ins.out = c.plan.alloc(o.size())
 			c.code = append(c.code, ins)
 			if owned {

@@ -25,15 +25,16 @@ import (
 // activation) run on par.For. A single sample of a 1×1 unpadded stride-1
 // convolution multiplies its input directly.
 func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
-	is, os := ins.inS, ins.outS
+	is, os := ins.inS, ins.convS
 	L := os.H * os.W
 	g := ins.groups
 	cinG, coutG := is.C/g, os.C/g
 	K := ins.colRows
-	inSize, outSize := is.size(), os.size()
-	const colBudget = 1 << 18 // floats in one im2col sub-batch (1 MiB: stays in L2)
+	inSize, outSize := is.size(), ins.outS.size()
+	Lo := ins.outS.H * ins.outS.W // per-channel output size (pooled when pool2)
+	const colBudget = 1 << 18     // floats in one im2col sub-batch (1 MiB: stays in L2)
 	nb := max(1, min(rows, colBudget/max(1, K*L)))
-	if ins.oneByOne && rows == 1 {
+	if ins.oneByOne && rows == 1 && !ins.pool2 {
 		for gi := 0; gi < g; gi++ {
 			b := blas32.General{Rows: cinG, Cols: L, Stride: L, Data: in[gi*cinG*L : (gi+1)*cinG*L]}
 			a := blas32.General{Rows: coutG, Cols: K, Stride: K, Data: ins.w[gi*coutG*K : (gi+1)*coutG*K]}
@@ -46,7 +47,7 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 	col := ws.scratch(K * nb * L)
 	defer ws.release(col)
 	var tmp []float32
-	if nb > 1 {
+	if nb > 1 || ins.pool2 {
 		tmp = ws.scratch(coutG * nb * L)
 		defer ws.release(tmp)
 	}
@@ -67,7 +68,7 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 			})
 			a := blas32.General{Rows: coutG, Cols: K, Stride: K, Data: ins.w[gi*coutG*K : (gi+1)*coutG*K]}
 			b := blas32.General{Rows: K, Cols: W, Stride: W, Data: col[:K*W]}
-			if cnt == 1 {
+			if cnt == 1 && !ins.pool2 {
 				o := out[n0*outSize+gi*coutG*L:]
 				blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, blas32.General{Rows: coutG, Cols: L, Stride: L, Data: o[:coutG*L]})
 				continue
@@ -83,13 +84,33 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 					if ins.b != nil {
 						bv = ins.b[gi*coutG+o]
 					}
-					scatterAct(out[(n0+n)*outSize+(gi*coutG+o)*L:][:L], tmp[o*W+n*L:][:L], bv, ins.act)
+					dst := out[(n0+n)*outSize+(gi*coutG+o)*Lo:][:Lo]
+					if ins.pool2 {
+						poolAct(dst, tmp[o*W+n*L:][:L], os.W, ins.outS.H, ins.outS.W, bv, ins.act)
+					} else {
+						scatterAct(dst, tmp[o*W+n*L:][:L], bv, ins.act)
+					}
 				}
 			})
 		}
-		if cnt == 1 {
+		if cnt == 1 && !ins.pool2 {
 			addBias(ins, out[n0*outSize:(n0+1)*outSize], 1, L)
 		}
+	}
+}
+
+// poolAct writes the 2×2 stride-2 max-pool of one W-wide plane of src with the
+// bias and activation: dst[y,x] = act(max(src[2y..2y+1, 2x..2x+1]) + b), which
+// equals pooling after the activation since it is monotonic (NaN propagates).
+func poolAct(dst, src []float32, W, Ho, Wo int, b float32, a activation) {
+	for y := 0; y < Ho; y++ {
+		r0 := src[2*y*W:][:2*Wo]
+		r1 := src[(2*y+1)*W:][:2*Wo]
+		d := dst[y*Wo:][:Wo]
+		for x := range d {
+			d[x] = max(r0[2*x], r0[2*x+1], r1[2*x], r1[2*x+1]) + b
+		}
+		biasAct(d, 0, a)
 	}
 }
 
@@ -142,7 +163,7 @@ func addBias(ins *instr, out []float32, rows, L int) {
 //
 //	col[r·ld + c0 + q] = in[c, y·s_h − p_h + i·d_h, x·s_w − p_w + j·d_w],  r = (c·kh + i)·kw + j,  q = y·W_out + x
 func im2colRows(col []float32, ld, c0 int, x []float32, ins *instr, r0, r1 int) {
-	is, os := ins.inS, ins.outS
+	is, os := ins.inS, ins.convS
 	H, W := is.H, is.W
 	kh, kw := ins.k[0], ins.k[1]
 	sh, sw := ins.s[0], ins.s[1]

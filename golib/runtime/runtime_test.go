@@ -397,3 +397,45 @@ func TestCorruptedSchemaLengths(t *testing.T) {
 		_, _ = Decode(bad)
 	}
 }
+
+// conv → relu → 2×2 max-pool is fused into the conv epilogue (28→14→7→3: even and
+// odd sizes); the result equals the brute-force reference, batch 1 and 5.
+func TestFusedConvPool(t *testing.T) {
+	b := newBuilder(11)
+	pool := OpSpec{Op: "maxpool2d", Kernel: []int{2, 2}, Stride: []int{2, 2}, Padding: []int{0, 0}}
+	g := &Graph{FormatVersion: 1, InputShape: []int{1, 28, 28}, NumClasses: 10,
+		Stages: [][]OpSpec{{
+			b.conv("c1", 1, 8, 3, 1, 1, 1, 1, true), {Op: "relu"}, pool,
+			b.conv("c2", 8, 8, 3, 1, 1, 1, 1, false), pool, // no activation between
+			b.conv("c3", 8, 6, 3, 1, 1, 1, 1, true), {Op: "relu6"}, pool,
+		}},
+		Heads: [][]OpSpec{{{Op: "flatten"}, b.linear("l", 6*9, 10)}}}
+	m, err := Decode(b.encode(g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fused := 0
+	for _, ins := range m.stages[0].code {
+		if ins.pool2 {
+			fused++
+		}
+	}
+	if fused != 3 {
+		t.Fatalf("%d convolutions fused with their pool, want 3", fused)
+	}
+	for _, n := range []int{1, 5} {
+		x := randInput(uint64(n), n, 784)
+		var res Result
+		if err := m.Predict(&res, x, n, Options{ReturnLogits: true}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			want := refLogits(g, b.weights, x[i*784:(i+1)*784])[0]
+			for c, w := range want {
+				if got := float64(res.Logits[0][i*10+c]); math.Abs(got-w) > 1e-5+1e-4*math.Abs(w) {
+					t.Fatalf("n %d sample %d class %d: %g want %g", n, i, c, got, w)
+				}
+			}
+		}
+	}
+}

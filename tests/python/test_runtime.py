@@ -122,6 +122,23 @@ def test_small_cnn_and_resnet_from_trainer(tmp_path):
             np.testing.assert_allclose(out["logits"][k], ref[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("side", [11, 12])
+def test_conv_relu_maxpool_fusion(tmp_path, side):
+    """conv → relu → MaxPool2d(2) is pooled inside the conv epilogue (odd and even sizes)."""
+    torch.manual_seed(side)
+    net = EarlyExitNet(
+        [nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(6, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), nn.MaxPool2d(2, stride=2))],
+        [nn.Sequential(nn.Flatten(), nn.Linear(5 * (side // 4) ** 2, 4))]).eval()
+    _randomize_bn(net, torch.Generator().manual_seed(side))
+    p = export(net, tmp_path / "f.exitnet", (2, side, side))
+    x = torch.randn(9, 2, side, side, generator=torch.Generator().manual_seed(3))
+    with Model(p) as m:
+        for xs in (x[:1], x):
+            got = m.predict(xs, return_logits=True, output="numpy")["logits"][0]
+            np.testing.assert_allclose(got, torch_logits(net, xs)[0], rtol=1e-4, atol=1e-5)
+
+
 def conv_macs(net: nn.Module, shape) -> np.ndarray:
     """Cumulative per-exit MACs counted with forward hooks (conv and linear only)."""
     counts: dict[nn.Module, int] = {}
