@@ -40,9 +40,7 @@ func pool2d(ins *instr, in, out []float32, rows int) {
 						m := float32(math.Inf(-1))
 						for iy := ya; iy < yb; iy++ {
 							for _, v := range src[iy*W+xa : iy*W+xb] {
-								if v > m || v != v {
-									m = v
-								}
+								m = max(m, v) // NaN propagates
 							}
 						}
 						dst[y*os.W+x] = m
