@@ -61,7 +61,7 @@ import ctypes
 import json
 import math
 import os
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
