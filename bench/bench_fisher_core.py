@@ -39,10 +39,26 @@ def row(name, t, unit="ms", extra=""):
     print(f"  {name:<44s} {v:10.2f} {unit}  {extra}")
 
 
+def _mem_available():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def bench_rows(n, p, reps):
     import exitnet
     from exitnet import fisher
 
+    avail = _mem_available()
+    if avail and n * p * 4 > 0.6 * avail:  # the GB/s figure does not need all N rows
+        n2 = max(8, int(0.6 * avail / (4 * p)) // 8 * 8)
+        print(f"rows: N={n} x P={p} needs {n * p * 4 / 1e9:.1f} GB, {avail / 1e9:.1f} GB available: using N={n2}")
+        n = n2
     print(f"rows: N={n} x P={p} float32 ({n * p * 4 / 1e9:.2f} GB)")
     rng = np.random.default_rng(0)
     rows = np.empty((n, p), np.float32)
