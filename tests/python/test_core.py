@@ -215,3 +215,14 @@ def test_no_leaks_after_errors() -> None:
     out = ctypes.c_int64()
     _lib.call("exitnet_allocated_bytes", ctypes.byref(out))
     assert out.value == 0
+
+
+def test_every_public_name_resolves() -> None:
+    pytest.importorskip("torch")
+    import exitnet.torch as et
+
+    missing = [n for n in et.__all__ if not hasattr(et, n)]
+    assert missing == []
+    for mod in ("distill", "fisher", "policy", "runtime", "data"):
+        m = getattr(exitnet, mod)
+        assert [n for n in getattr(m, "__all__", []) if not hasattr(m, n)] == [], mod

@@ -12,24 +12,36 @@ from typing import Any
 
 _NAMES: dict[str, str] = {
     # models
-    "EarlyExitNet": "_model",
-    "small_cnn_28": "_model",
-    "small_cnn_8": "_model",
-    "small_resnet_32": "_model",
+    "EarlyExitNet": "._model",
+    "small_cnn": "._model",
+    "small_cnn_28": "._model",
+    "small_cnn_8": "._model",
+    "small_resnet_32": "._model",
+    "conv_head": "._model",
+    "spatial_head": "._model",
+    "ResidualBlock": "._export",
     # EWC
-    "fisher_diagonal": "_fisher",
-    "fisher_for_exit": "_fisher",
-    "FisherResult": "_fisher",
-    "ewc_penalty": "_ewc",
-    "EWC": "_ewc",
-    # training
-    "SequentialTrainer": "_trainer",
-    "TrainResult": "_trainer",
+    "fisher_diagonal": "._fisher",
+    "fisher_for_exit": "._fisher",
+    "FisherResult": "._fisher",
+    "LABEL_MODES": "._fisher",
+    "ewc_penalty": "._ewc",
+    "EWC": "._ewc",
+    # LwF (a torch expression: autograd, any device)
+    "kd_loss_torch": "..distill",
+    # training and results
+    "SequentialTrainer": "._trainer",
+    "available_strategies": "._trainer",
+    "TrainingResult": "._results",
+    "forgetting": "._results",
+    "compare": "._results",
+    "plot_stability": "._results",
+    "plot_stability_matrices": "._results",
+    "plot_budget_curves": "._results",
     # costs and export
-    "count_macs": "_macs",
-    "stage_costs": "_macs",
-    "export": "_export",
-    "ResidualBlock": "_export",
+    "count_macs": "._macs",
+    "stage_costs": "._macs",
+    "export": "._export",
 }
 
 __all__ = sorted(_NAMES)
@@ -39,7 +51,7 @@ def __getattr__(name: str) -> Any:
     mod = _NAMES.get(name)
     if mod is None:
         raise AttributeError(f"module 'exitnet.torch' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{mod}", __name__), name)
+    return getattr(importlib.import_module(mod, __name__), name)
 
 
 def __dir__() -> list[str]:
