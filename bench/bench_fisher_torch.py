@@ -197,7 +197,7 @@ def bench_ewc(threads: int, reps: int) -> None:
         ewc_penalty({"w": theta}, F, A, 1.0).backward()
 
     def t_go():
-        gofisher.ewc_penalty(npar, npA, npF, 1.0, out=out)
+        gofisher.ewc_penalty(npar, npF, npA, 1.0, out=out)
 
     res = {}
     for name, f in (("hand", t_hand), ("ours", t_ours), ("go", t_go)):

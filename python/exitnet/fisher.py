@@ -533,13 +533,14 @@ def _as_list(x: Any) -> list[Mapping[str, Any]]:
     return list(x)
 
 
-def ewc_penalty(params: Mapping[str, Any], anchors: Any, fishers: Any, lam: float, *,
+def ewc_penalty(params: Mapping[str, Any], fishers: Any, anchors: Any, lam: float, *,
                 out: Mapping[str, np.ndarray] | None = None) -> tuple[float, dict[str, np.ndarray]]:
     """EWC penalty value and gradient over numpy buffers (Go SIMD kernel, one fused pass).
 
     ``value = λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²`` and ``grad = λ · Σ_k F_k (θ − θ*_k)``.
-    ``anchors`` and ``fishers`` are one mapping each or equal-length sequences of
-    mappings (one (θ*, F) pair per earlier stage); every mapping must hold every
+    ``fishers`` and ``anchors`` are one mapping each or equal-length sequences of
+    mappings (one (F, θ*) pair per earlier stage; the same argument order as
+    :func:`exitnet.torch.ewc_penalty`); every mapping must hold every
     parameter of ``params``. ``lam ≥ 0``. Returns ``(value, {name: grad})``. ``out``:
     preallocated float32 C-contiguous gradient arrays per name, written in place and
     returned (saves the allocation and page faults of a new array on repeated calls).

@@ -93,7 +93,7 @@ def test_matches_go_penalty():
     th = {n: p.detach().numpy().astype(np.float32) for n, p in P.items()}
     # Go takes one layout for all pairs: give every pair every parameter (zeros where absent).
     Fs_full = [{n: np.asarray(F.get(n, torch.zeros_like(P[n])), np.float32) for n in P} for F in Fs]
-    go = gofisher.ewc_penalty(th, [f32(A) for A in As], Fs_full, 1.3)
+    go = gofisher.ewc_penalty(th, Fs_full, [f32(A) for A in As], 1.3)
     go_value = go[0] if isinstance(go, tuple) else go
     ours = ewc_penalty({n: torch.from_numpy(t) for n, t in th.items()},
                        [{n: torch.from_numpy(v) for n, v in F.items()} for F in Fs_full],

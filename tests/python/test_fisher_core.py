@@ -401,7 +401,7 @@ def test_penalty_value_and_finite_differences(no_leaks):
         return lam / 2 * sum(float((fk[k].astype(np.float64) * (theta[k].astype(np.float64) - ak[k]) ** 2).sum())
                              for ak, fk in zip(anchors, fishers) for k in shapes)
 
-    val, grad = fisher.ewc_penalty(params, anchors, fishers, lam)
+    val, grad = fisher.ewc_penalty(params, fishers, anchors, lam)
     assert val == pytest.approx(f64(params), rel=1e-6)
     h = 1e-3
     for k, idx in (("w", (3, 4)), ("b", (12,)), ("w", (0, 0))):
@@ -413,20 +413,20 @@ def test_penalty_value_and_finite_differences(no_leaks):
         assert grad[k][idx] == pytest.approx(fd, rel=1e-4, abs=1e-5)
     # out=: written in place, same result
     out = {k: np.full(s, 7, np.float32) for k, s in shapes.items()}
-    val2, grad2 = fisher.ewc_penalty(params, anchors, fishers, lam, out=out)
+    val2, grad2 = fisher.ewc_penalty(params, fishers, anchors, lam, out=out)
     assert val2 == val and grad2["w"] is out["w"]
     np.testing.assert_array_equal(out["b"], grad["b"])
     with pytest.raises(InvalidArgumentError, match="out"):
-        fisher.ewc_penalty(params, anchors, fishers, lam, out={"w": np.zeros((9, 7), np.float32)})
+        fisher.ewc_penalty(params, fishers, anchors, lam, out={"w": np.zeros((9, 7), np.float32)})
     # a single (anchor, fisher) pair as plain mappings
-    v1, _ = fisher.ewc_penalty(params, anchors[0], fishers[0], lam)
+    v1, _ = fisher.ewc_penalty(params, fishers[0], anchors[0], lam)
     assert v1 < val
     with pytest.raises(InvalidArgumentError, match="lambda"):
-        fisher.ewc_penalty(params, anchors, fishers, -1.0)
+        fisher.ewc_penalty(params, fishers, anchors, -1.0)
     with pytest.raises(InvalidArgumentError, match="anchors"):
-        fisher.ewc_penalty(params, anchors[:1], fishers, 1.0)
+        fisher.ewc_penalty(params, fishers, anchors[:1], 1.0)
     with pytest.raises(InvalidArgumentError, match="lacks"):
-        fisher.ewc_penalty(params, [{"w": anchors[0]["w"]}], [fishers[0]], 1.0)
+        fisher.ewc_penalty(params, [fishers[0]], [{"w": anchors[0]["w"]}], 1.0)
 
 
 # ---- state file ------------------------------------------------------------------

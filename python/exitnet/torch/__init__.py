@@ -32,6 +32,7 @@ _NAMES: dict[str, str] = {
     # training and results
     "SequentialTrainer": "._trainer",
     "available_strategies": "._trainer",
+    "STRATEGIES": "._trainer",
     "TrainingResult": "._results",
     "forgetting": "._results",
     "compare": "._results",

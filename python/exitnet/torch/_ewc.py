@@ -163,8 +163,8 @@ def _value_and_grad(th: Tensor, pairs: list[tuple[Tensor, Tensor]], lam: float) 
         key = "p"
         v, _ = gofisher.ewc_penalty(
             {key: th.contiguous().numpy()},
-            [{key: a.contiguous().numpy()} for _, a in pairs],
             [{key: f.contiguous().numpy()} for f, _ in pairs],
+            [{key: a.contiguous().numpy()} for _, a in pairs],
             lam, out={key: g.numpy()},
         )
         return torch.tensor(float(v), dtype=torch.float64), g
