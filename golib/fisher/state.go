@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/exitnet/exitnet/golib/arrowx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -246,6 +247,11 @@ func DecodeState(data []byte) (s *State, err error) {
 	}()
 	if err := checkFileCRC(data); err != nil {
 		return nil, err
+	}
+	// The CRC catches corruption; a forged file with a valid CRC must still not
+	// make arrow-go allocate from an unchecked footer length.
+	if err := arrowx.CheckIPCFooter(data); err != nil {
+		return nil, xerr.IO("not a valid state file: %v", err)
 	}
 	rd, err := ipc.NewMappedFileReader(data, ipc.WithBodySizeLimit(int64(len(data))+1))
 	if err != nil {
