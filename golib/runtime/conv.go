@@ -58,7 +58,7 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 			// im2col of every sample of the sub-batch, parallel over (sample, row block of col)
 			const rowGrain = 8
 			rblocks := (K + rowGrain - 1) / rowGrain
-			par.For(cnt*rblocks, max(1, (1<<15)/(rowGrain*L)), func(lo, hi int) {
+			par.For(cnt*rblocks, grainFor(rowGrain*L), func(lo, hi int) {
 				for it := lo; it < hi; it++ {
 					n, rb := it/rblocks, it%rblocks
 					r0, r1 := rb*rowGrain, min(rb*rowGrain+rowGrain, K)
@@ -77,7 +77,7 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 			blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, c)
 			// scatter [o][n][L] → out[n0+n][gi·coutG + o][L], adding the bias and
 			// applying the activation on the way (one pass over the output)
-			par.For(cnt*coutG, max(1, (1<<14)/L), func(lo, hi int) {
+			par.For(cnt*coutG, grainFor(L), func(lo, hi int) {
 				for it := lo; it < hi; it++ {
 					n, o := it/coutG, it%coutG
 					var bv float32
@@ -137,7 +137,7 @@ func scatterAct(dst, src []float32, b float32, a activation) {
 // samples of [C_out][L] outputs, parallel over (sample, channel) planes.
 func addBias(ins *instr, out []float32, rows, L int) {
 	C := ins.outS.C
-	par.For(rows*C, max(1, (1<<14)/L), func(lo, hi int) {
+	par.For(rows*C, grainFor(L), func(lo, hi int) {
 		for it := lo; it < hi; it++ {
 			var bv float32
 			if ins.b != nil {
@@ -230,7 +230,7 @@ func depthwise(ins *instr, in, out []float32, rows int) {
 	dh, dw := ins.d[0], ins.d[1]
 	H, W := is.H, is.W
 	planes := rows * os.C
-	grain := max(1, (1<<14)/max(1, os.H*os.W*kh*kw))
+	grain := grainFor(os.H * os.W * kh * kw)
 	par.For(planes, grain, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			n, o := pl/os.C, pl%os.C
@@ -305,7 +305,7 @@ func linear(ins *instr, in, out []float32, rows int) {
 		c := blas32.General{Rows: rows, Cols: O, Stride: O, Data: out[:rows*O]}
 		blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, w, 0, c)
 	}
-	par.For(rows, max(1, (1<<14)/O), func(lo, hi int) {
+	par.For(rows, grainFor(O), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := out[r*O : (r+1)*O]
 			if ins.b != nil {

@@ -197,7 +197,7 @@ func firstNonFinite(x []float32, per int) int {
 	n := len(x) / max(per, 1)
 	bad := make([]int32, 0)
 	var mu sync.Mutex
-	par.For(n, max(1, (1<<16)/max(per, 1)), func(lo, hi int) {
+	par.For(n, grainFor(4*per), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			for _, v := range x[i*per : (i+1)*per] {
 				if v-v != 0 { // NaN or ±Inf

@@ -42,8 +42,13 @@ func TestLogitsMatchReference(t *testing.T) {
 	m, g, b := loadEveryOp(t)
 	insz := 3 * 13 * 12
 	defer par.SetThreads(par.Threads())
+	defer func(c int) { minChunk = c }(minChunk)
 	for _, threads := range []int{1, 3} {
 		par.SetThreads(threads)
+		minChunk = 1 << 17
+		if threads > 1 {
+			minChunk = 64 // split even this small model's loops across workers
+		}
 		for _, n := range []int{1, 2, 7} {
 			x := randInput(uint64(n), n, insz)
 			var res Result
@@ -423,6 +428,10 @@ func TestFusedConvPool(t *testing.T) {
 	if fused != 3 {
 		t.Fatalf("%d convolutions fused with their pool, want 3", fused)
 	}
+	defer par.SetThreads(par.Threads())
+	defer func(c int) { minChunk = c }(minChunk)
+	par.SetThreads(2)
+	minChunk = 64
 	for _, n := range []int{1, 5} {
 		x := randInput(uint64(n), n, 784)
 		var res Result
