@@ -32,7 +32,7 @@ func conv(ws *workspace, ins *instr, in, out []float32, rows int) {
 	K := ins.colRows
 	inSize, outSize := is.size(), ins.outS.size()
 	Lo := ins.outS.H * ins.outS.W // per-channel output size (pooled when pool2)
-	const colBudget = 1 << 18     // floats in one im2col sub-batch (1 MiB: stays in L2)
+	const colBudget = 1 << 19     // floats in one im2col sub-batch (2 MiB)
 	nb := max(1, min(rows, colBudget/max(1, K*L)))
 	if ins.oneByOne && rows == 1 && !ins.pool2 {
 		for gi := 0; gi < g; gi++ {
