@@ -39,16 +39,16 @@ type instr struct {
 	inS, outS    shape
 	act          activation
 
-	w, b          []float32 // weights (conv: [C_out, C_in/g, kh, kw]; linear: [out, in]); b may be nil
-	groups        int
-	k, s, p, d    [2]int
-	countPad      bool
-	macs          int64 // per sample
-	name          string
-	oneByOne      bool  // 1×1, stride 1, padding 0: the input is already the im2col matrix
-	colRows       int   // (C_in/g)·kh·kw
-	pool2         bool  // a following 2×2 stride-2 max-pool is fused into the epilogue
-	convS         shape // the convolution's own output (before the fused pool)
+	w, b       []float32 // weights (conv: [C_out, C_in/g, kh, kw]; linear: [out, in]); b may be nil
+	groups     int
+	k, s, p, d [2]int
+	countPad   bool
+	macs       int64 // per sample
+	name       string
+	oneByOne   bool  // 1×1, stride 1, padding 0: the input is already the im2col matrix
+	colRows    int   // (C_in/g)·kh·kw
+	pool2      bool  // a following 2×2 stride-2 max-pool is fused into the epilogue
+	convS      shape // the convolution's own output (before the fused pool)
 }
 
 // program is a compiled stage or head.
