@@ -193,7 +193,11 @@ func exitnet_model_predict_raw(outPred *C.int32_t, outExit *C.int32_t, outConf *
 			return xerr.Invalid("out_logits: NULL with params.return_logits set")
 		}
 		s := m.InputShape()
-		size := int(n) * s[0] * s[1] * s[2]
+		per := s[0] * s[1] * s[2]
+		if int64(n) > (1<<46)/int64(per) {
+			return xerr.Invalid("n: %d samples of %d values is more than this call accepts", int64(n), per)
+		}
+		size := int(n) * per
 		if x == nil && n > 0 {
 			return xerr.Invalid("x: NULL pointer")
 		}
