@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"gorgonia.org/tensor"
 
+	"github.com/exitnet/exitnet/golib/arrowx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -107,8 +108,8 @@ func Decode(data []byte) (m *Model, err error) {
 	if len(data) > maxFileBytes {
 		return nil, xerr.IO("model file: %d bytes, more than %d", len(data), int64(maxFileBytes))
 	}
-	if err := checkFooter(data); err != nil {
-		return nil, err
+	if err := arrowx.CheckIPCFooter(data); err != nil {
+		return nil, xerr.IO("model file: not a valid Arrow IPC file (%v)", err)
 	}
 	alloc := &boundedAllocator{mem: memory.NewGoAllocator(), limit: 2*len(data) + 1<<20}
 	r, err := ipc.NewMappedFileReader(data, ipc.WithAllocator(alloc))

@@ -388,7 +388,7 @@ func FuzzLoadModel(f *testing.F) {
 }
 
 // Corrupted files found by the Python test (byte flips in the schema) made
-// arrow-go allocate a declared vector length; checkFooter refuses them first.
+// arrow-go allocate a declared vector length; arrowx.CheckIPCFooter refuses them first.
 func TestCorruptedSchemaLengths(t *testing.T) {
 	b := newBuilder(2)
 	good := b.encode(everyOpGraph(b))
