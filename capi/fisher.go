@@ -606,24 +606,45 @@ func exitnet_fisher_consolidate(outA *C.struct_ArrowArray, outS *C.struct_ArrowS
 	})
 }
 
+// penaltyInputs moves in params and the nPairs anchor and Fisher arrays (all
+// of them, whatever fails first) and returns their float32 views; release frees
+// the imported arrays and is always non-nil.
+func penaltyInputs(pA *C.struct_ArrowArray, pS *C.struct_ArrowSchema, aA *C.struct_ArrowArray, aS *C.struct_ArrowSchema,
+	fA *C.struct_ArrowArray, fS *C.struct_ArrowSchema, nPairs int) (theta []float32, as, fs [][]float32, release func(), err error) {
+	anch, err1 := fisherStructArgs(aA, aS, nPairs, "anchors")
+	fish, err2 := fisherStructArgs(fA, fS, nPairs, "fishers")
+	if err1 != nil || err2 != nil {
+		releaseArgs(append(append([]arrowArg{arg(pA, pS, "params")}, anch...), fish...)...)
+		if err1 != nil {
+			return nil, nil, nil, func() {}, err1
+		}
+		return nil, nil, nil, func() {}, err2
+	}
+	all := append([]arrowArg{arg(pA, pS, "params")}, anch...)
+	all = append(all, fish...)
+	ins, release, err := importAll(all...)
+	if err != nil {
+		return nil, nil, nil, release, err
+	}
+	if theta, err = arrowx.Float32s(ins[0].Field, ins[0].Array, "params"); err != nil {
+		return nil, nil, nil, release, err
+	}
+	if as, err = float32Inputs(ins[1:1+nPairs], "anchors"); err != nil {
+		return nil, nil, nil, release, err
+	}
+	if fs, err = float32Inputs(ins[1+nPairs:], "fishers"); err != nil {
+		return nil, nil, nil, release, err
+	}
+	return theta, as, fs, release, nil
+}
+
 //export exitnet_ewc_penalty
 func exitnet_ewc_penalty(outValue *C.double, outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema,
 	pA *C.struct_ArrowArray, pS *C.struct_ArrowSchema,
 	aA *C.struct_ArrowArray, aS *C.struct_ArrowSchema, fA *C.struct_ArrowArray, fS *C.struct_ArrowSchema,
 	nPairs C.int, lambda C.double) C.int {
 	return run("exitnet_ewc_penalty", func() error {
-		anch, err1 := fisherStructArgs(aA, aS, int(nPairs), "anchors")
-		fish, err2 := fisherStructArgs(fA, fS, int(nPairs), "fishers")
-		if err1 != nil || err2 != nil {
-			releaseArgs(append(append([]arrowArg{arg(pA, pS, "params")}, anch...), fish...)...)
-			if err1 != nil {
-				return err1
-			}
-			return err2
-		}
-		all := append([]arrowArg{arg(pA, pS, "params")}, anch...)
-		all = append(all, fish...)
-		ins, release, err := importAll(all...)
+		theta, as, fs, release, err := penaltyInputs(pA, pS, aA, aS, fA, fS, int(nPairs))
 		defer release()
 		if err != nil {
 			return err
@@ -636,19 +657,6 @@ func exitnet_ewc_penalty(outValue *C.double, outA *C.struct_ArrowArray, outS *C.
 			if err := checkOut(outA, outS, "out_grad"); err != nil {
 				return err
 			}
-		}
-		theta, err := arrowx.Float32s(ins[0].Field, ins[0].Array, "params")
-		if err != nil {
-			return err
-		}
-		k := int(nPairs)
-		as, err := float32Inputs(ins[1:1+k], "anchors")
-		if err != nil {
-			return err
-		}
-		fs, err := float32Inputs(ins[1+k:], "fishers")
-		if err != nil {
-			return err
 		}
 		if !wantGrad {
 			v, err := fisher.Penalty(theta, as, fs, float64(lambda))
@@ -802,28 +810,13 @@ func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
 	aA *C.struct_ArrowArray, aS *C.struct_ArrowSchema, fA *C.struct_ArrowArray, fS *C.struct_ArrowSchema,
 	nPairs C.int, lambda C.double) C.int {
 	return run("exitnet_ewc_penalty_into", func() error {
-		anch, err1 := fisherStructArgs(aA, aS, int(nPairs), "anchors")
-		fish, err2 := fisherStructArgs(fA, fS, int(nPairs), "fishers")
-		if err1 != nil || err2 != nil {
-			releaseArgs(append(append([]arrowArg{arg(pA, pS, "params")}, anch...), fish...)...)
-			if err1 != nil {
-				return err1
-			}
-			return err2
-		}
-		all := append([]arrowArg{arg(pA, pS, "params")}, anch...)
-		all = append(all, fish...)
-		ins, release, err := importAll(all...)
+		theta, as, fs, release, err := penaltyInputs(pA, pS, aA, aS, fA, fS, int(nPairs))
 		defer release()
 		if err != nil {
 			return err
 		}
 		if outValue == nil {
 			return xerr.Invalid("out_value: NULL pointer")
-		}
-		theta, err := arrowx.Float32s(ins[0].Field, ins[0].Array, "params")
-		if err != nil {
-			return err
 		}
 		var dst []float32
 		if outGrad != nil {
@@ -833,15 +826,6 @@ func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
 			if n > 0 {
 				dst = unsafe.Slice((*float32)(unsafe.Pointer(outGrad)), int(n))
 			}
-		}
-		k := int(nPairs)
-		as, err := float32Inputs(ins[1:1+k], "anchors")
-		if err != nil {
-			return err
-		}
-		fs, err := float32Inputs(ins[1+k:], "fishers")
-		if err != nil {
-			return err
 		}
 		var v float64
 		if dst == nil && outGrad == nil {

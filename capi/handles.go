@@ -35,7 +35,6 @@ func putHandle(obj any) unsafe.Pointer {
 	return C.xnet_id_to_ptr(C.uintptr_t(id))
 }
 
-
 // getHandle returns the object behind h, which must be a live handle of type T.
 func getHandle[T any](h unsafe.Pointer, name string) (T, error) {
 	var zero T
