@@ -144,7 +144,7 @@ def run_demo(
     plt.close(ax.figure)
     echo(f"\nplots: {p1}, {p2}")
 
-    runtime_info = _run_in_runtime(
+    runtime_info = run_in_runtime(
         results, nets, splits, out_dir,
         export_strategy or ("ewc+lwf" if "ewc+lwf" in results else list(results)[-1]), echo,
     )
@@ -152,8 +152,13 @@ def run_demo(
     return {"results": results, "runtime": runtime_info}
 
 
-def _run_in_runtime(results, nets, splits, out_dir, strat, echo) -> dict:
-    """Export ``nets[strat]`` and run it in the Go runtime at the 50 % budget operating point."""
+def run_in_runtime(results, nets, splits, out_dir, strat, echo=print) -> dict:
+    """Export ``nets[strat]`` and run it in the Go runtime at the 50 % budget operating point.
+
+    Prints (through ``echo``) and returns accuracy, mean cost, speed-up, the exit histogram, the
+    MACs the runtime really executed, and how often its per-sample decisions equal the offline
+    simulation (:func:`exitnet.policy.assign`) on torch's logits.
+    """
     res = results[strat]
     net = nets[strat].eval()
     info: dict = {"strategy": strat}
@@ -215,3 +220,4 @@ def _pred_exit(out) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(out, "prediction") and hasattr(out, "exit"):
         return np.asarray(out.prediction), np.asarray(out.exit)
     raise TypeError(f"unexpected result of Model.predict: {type(out).__name__}")
+
