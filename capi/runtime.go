@@ -67,9 +67,9 @@ func exitnet_model_free(h **C.exitnet_model) C.int {
 	})
 }
 
-//export exitnet_model_num_exits
-func exitnet_model_num_exits(out *C.int, h *C.exitnet_model) C.int {
-	return run("exitnet_model_num_exits", func() error {
+// modelInt is the body of the integer getters: check the handle, then out.
+func modelInt(name string, out *C.int, h *C.exitnet_model, get func(*runtime.Model) int) C.int {
+	return run(name, func() error {
 		m, err := getModel(h, "model")
 		if err != nil {
 			return err
@@ -77,24 +77,19 @@ func exitnet_model_num_exits(out *C.int, h *C.exitnet_model) C.int {
 		if out == nil {
 			return xerr.Invalid("out: NULL pointer")
 		}
-		*out = C.int(m.NumExits())
+		*out = C.int(get(m))
 		return nil
 	})
 }
 
+//export exitnet_model_num_exits
+func exitnet_model_num_exits(out *C.int, h *C.exitnet_model) C.int {
+	return modelInt("exitnet_model_num_exits", out, h, (*runtime.Model).NumExits)
+}
+
 //export exitnet_model_num_classes
 func exitnet_model_num_classes(out *C.int, h *C.exitnet_model) C.int {
-	return run("exitnet_model_num_classes", func() error {
-		m, err := getModel(h, "model")
-		if err != nil {
-			return err
-		}
-		if out == nil {
-			return xerr.Invalid("out: NULL pointer")
-		}
-		*out = C.int(m.NumClasses())
-		return nil
-	})
+	return modelInt("exitnet_model_num_classes", out, h, (*runtime.Model).NumClasses)
 }
 
 //export exitnet_model_input_shape
