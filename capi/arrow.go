@@ -134,3 +134,41 @@ func exportRecord(rec arrow.RecordBatch, outA *C.struct_ArrowArray, outS *C.stru
 	defer rec.Release()
 	cdata.ExportArrowRecordBatch(rec, (*cdata.CArrowArray)(unsafe.Pointer(outA)), (*cdata.CArrowSchema)(unsafe.Pointer(outS)))
 }
+
+// exportFilled is the tail of every "compute into a new C-heap array" export:
+// given the result of an arrowx.New* allocation, fill writes the values, then the
+// array is exported into the caller's structs. If fill fails the array is freed
+// and nothing is exported.
+func exportFilled[T any](arr arrow.Array, dst []T, err error, outA *C.struct_ArrowArray,
+	outS *C.struct_ArrowSchema, fill func(dst []T) error) error {
+	if err != nil {
+		return err
+	}
+	if err := fill(dst); err != nil {
+		arr.Release()
+		return err
+	}
+	exportArray(arr, outA, outS)
+	return nil
+}
+
+// matrixInArrayOut is the body of the one-matrix-in, one-array-out exports: it
+// moves the input in, checks the output pair, views the input as a matrix and
+// exports what compute returns (compute allocates with arrowx.New* from cmem,
+// typically through exportFilled's arguments).
+func matrixInArrayOut(in arrowArg, outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema,
+	compute func(m arrowx.Matrix) error) error {
+	ins, release, err := importAll(in)
+	defer release()
+	if err != nil {
+		return err
+	}
+	if err := checkOut(outA, outS, "out"); err != nil {
+		return err
+	}
+	m, err := ins[0].Matrix(in.name)
+	if err != nil {
+		return err
+	}
+	return compute(m)
+}

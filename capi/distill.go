@@ -29,28 +29,12 @@ type targetWriter struct {
 func exitnet_distill_soft_targets(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema,
 	logits *C.struct_ArrowArray, logitsS *C.struct_ArrowSchema, temperature C.double) C.int {
 	return run("exitnet_distill_soft_targets", func() error {
-		ins, release, err := importAll(arg(logits, logitsS, "logits"))
-		defer release()
-		if err != nil {
-			return err
-		}
-		if err := checkOut(outA, outS, "out"); err != nil {
-			return err
-		}
-		m, err := ins[0].Matrix("logits")
-		if err != nil {
-			return err
-		}
-		arr, dst, err := arrowx.NewMatrix(cmem, m.Rows, m.Cols, "out")
-		if err != nil {
-			return err
-		}
-		if err := distill.SoftTargets(dst, m.Data, m.Rows, m.Cols, float64(temperature)); err != nil {
-			arr.Release()
-			return err
-		}
-		exportArray(arr, outA, outS)
-		return nil
+		return matrixInArrayOut(arg(logits, logitsS, "logits"), outA, outS, func(m arrowx.Matrix) error {
+			arr, dst, err := arrowx.NewMatrix(cmem, m.Rows, m.Cols, "out")
+			return exportFilled(arr, dst, err, outA, outS, func(dst []float32) error {
+				return distill.SoftTargets(dst, m.Data, m.Rows, m.Cols, float64(temperature))
+			})
+		})
 	})
 }
 
@@ -97,17 +81,13 @@ func exitnet_distill_kd_loss(outLoss *C.double, outGradA *C.struct_ArrowArray, o
 			return err
 		}
 		arr, g, err := arrowx.NewMatrix(cmem, s.Rows, s.Cols, "out_grad")
-		if err != nil {
+		return exportFilled(arr, g, err, outGradA, outGradS, func(g []float32) error {
+			loss, err := distill.KDLoss(g, s.Data, t.Data, s.Rows, s.Cols, float64(temperature))
+			if err == nil {
+				*outLoss = C.double(loss)
+			}
 			return err
-		}
-		loss, err := distill.KDLoss(g, s.Data, t.Data, s.Rows, s.Cols, float64(temperature))
-		if err != nil {
-			arr.Release()
-			return err
-		}
-		*outLoss = C.double(loss)
-		exportArray(arr, outGradA, outGradS)
-		return nil
+		})
 	})
 }
 
@@ -326,15 +306,9 @@ func exitnet_targets_gather(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchem
 			return err
 		}
 		arr, dst, err := arrowx.NewMatrix(cmem, len(idv), t.NumClasses(), "out")
-		if err != nil {
-			return err
-		}
-		if err := t.Gather(dst, idv, int(exit)); err != nil {
-			arr.Release()
-			return err
-		}
-		exportArray(arr, outA, outS)
-		return nil
+		return exportFilled(arr, dst, err, outA, outS, func(dst []float32) error {
+			return t.Gather(dst, idv, int(exit))
+		})
 	})
 }
 

@@ -357,15 +357,7 @@ func exitnet_fisher_compute(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchem
 			return fh.acc.Compute(nil) // the "no samples" error
 		}
 		arr, dst, err := arrowx.NewFloat32(cmem, fh.acc.Layout().Size(), "out")
-		if err != nil {
-			return err
-		}
-		if err := fh.acc.Compute(dst); err != nil {
-			arr.Release()
-			return err
-		}
-		exportArray(arr, outA, outS)
-		return nil
+		return exportFilled(arr, dst, err, outA, outS, fh.acc.Compute)
 	})
 }
 
@@ -474,56 +466,24 @@ func exitnet_fisher_reset(h *C.exitnet_fisher) C.int {
 //export exitnet_fisher_sample_labels
 func exitnet_fisher_sample_labels(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema, lA *C.struct_ArrowArray, lS *C.struct_ArrowSchema, seed C.uint64_t, rowOffset C.uint64_t) C.int {
 	return run("exitnet_fisher_sample_labels", func() error {
-		ins, release, err := importAll(arg(lA, lS, "logits"))
-		defer release()
-		if err != nil {
-			return err
-		}
-		if err := checkOut(outA, outS, "out"); err != nil {
-			return err
-		}
-		m, err := ins[0].Matrix("logits")
-		if err != nil {
-			return err
-		}
-		arr, dst, err := arrowx.NewInt32(cmem, m.Rows, "out")
-		if err != nil {
-			return err
-		}
-		if err := fisher.SampleLabels(dst, m.Data, m.Rows, m.Cols, uint64(seed), uint64(rowOffset)); err != nil {
-			arr.Release()
-			return err
-		}
-		exportArray(arr, outA, outS)
-		return nil
+		return matrixInArrayOut(arg(lA, lS, "logits"), outA, outS, func(m arrowx.Matrix) error {
+			arr, dst, err := arrowx.NewInt32(cmem, m.Rows, "out")
+			return exportFilled(arr, dst, err, outA, outS, func(dst []int32) error {
+				return fisher.SampleLabels(dst, m.Data, m.Rows, m.Cols, uint64(seed), uint64(rowOffset))
+			})
+		})
 	})
 }
 
 //export exitnet_fisher_class_probs
 func exitnet_fisher_class_probs(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema, lA *C.struct_ArrowArray, lS *C.struct_ArrowSchema) C.int {
 	return run("exitnet_fisher_class_probs", func() error {
-		ins, release, err := importAll(arg(lA, lS, "logits"))
-		defer release()
-		if err != nil {
-			return err
-		}
-		if err := checkOut(outA, outS, "out"); err != nil {
-			return err
-		}
-		m, err := ins[0].Matrix("logits")
-		if err != nil {
-			return err
-		}
-		arr, dst, err := arrowx.NewMatrix(cmem, m.Rows, m.Cols, "out")
-		if err != nil {
-			return err
-		}
-		if err := fisher.ClassProbs(dst, m.Data, m.Rows, m.Cols); err != nil {
-			arr.Release()
-			return err
-		}
-		exportArray(arr, outA, outS)
-		return nil
+		return matrixInArrayOut(arg(lA, lS, "logits"), outA, outS, func(m arrowx.Matrix) error {
+			arr, dst, err := arrowx.NewMatrix(cmem, m.Rows, m.Cols, "out")
+			return exportFilled(arr, dst, err, outA, outS, func(dst []float32) error {
+				return fisher.ClassProbs(dst, m.Data, m.Rows, m.Cols)
+			})
+		})
 	})
 }
 
@@ -597,12 +557,10 @@ func exitnet_fisher_consolidate(outA *C.struct_ArrowArray, outS *C.struct_ArrowS
 			return err
 		}
 		arr, dst, err := arrowx.NewFloat32(cmem, len(res[0]), "out")
-		if err != nil {
-			return err
-		}
-		copy(dst, res[0])
-		exportArray(arr, outA, outS)
-		return nil
+		return exportFilled(arr, dst, err, outA, outS, func(dst []float32) error {
+			copy(dst, res[0])
+			return nil
+		})
 	})
 }
 
@@ -667,17 +625,13 @@ func exitnet_ewc_penalty(outValue *C.double, outA *C.struct_ArrowArray, outS *C.
 			return nil
 		}
 		arr, dst, err := arrowx.NewFloat32(cmem, len(theta), "out_grad")
-		if err != nil {
+		return exportFilled(arr, dst, err, outA, outS, func(dst []float32) error {
+			v, err := fisher.PenaltyGrad(dst, theta, as, fs, float64(lambda))
+			if err == nil {
+				*outValue = C.double(v)
+			}
 			return err
-		}
-		v, err := fisher.PenaltyGrad(dst, theta, as, fs, float64(lambda))
-		if err != nil {
-			arr.Release()
-			return err
-		}
-		*outValue = C.double(v)
-		exportArray(arr, outA, outS)
-		return nil
+		})
 	})
 }
 
