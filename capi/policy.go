@@ -212,33 +212,44 @@ func exitnet_policy_assign(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema
 	})
 }
 
+// labelledCurve moves the scores and labels in (all of them, whatever fails) and
+// computes the exact curve. check, if not nil, runs after the import and before
+// any validation (the curve export's output check). release is always non-nil.
+func labelledCurve(confA *C.struct_ArrowArray, confS *C.struct_ArrowSchema, predA *C.struct_ArrowArray,
+	predS *C.struct_ArrowSchema, labelsA *C.struct_ArrowArray, labelsS *C.struct_ArrowSchema, classes C.int,
+	costs *C.double, check func() error) (*policy.Curve, func(), error) {
+	ins, release0, err := importAll(arg(labelsA, labelsS, "labels"))
+	s, release1, err2 := importScores(confA, confS, predA, predS, classes, "")
+	release := func() { release1(); release0() }
+	if err == nil {
+		err = err2
+	}
+	if err == nil && check != nil {
+		err = check()
+	}
+	if err != nil {
+		return nil, release, err
+	}
+	y, err := labelsFrom(ins[0], "labels")
+	if err != nil {
+		return nil, release, err
+	}
+	cm, err := costsFrom(costs, s.K)
+	if err != nil {
+		return nil, release, err
+	}
+	c, err := policy.ExactCurve(s, y, cm)
+	return c, release, err
+}
+
 //export exitnet_policy_curve
 func exitnet_policy_curve(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema,
 	confA *C.struct_ArrowArray, confS *C.struct_ArrowSchema, predA *C.struct_ArrowArray, predS *C.struct_ArrowSchema,
 	labelsA *C.struct_ArrowArray, labelsS *C.struct_ArrowSchema, classes C.int, costs *C.double) C.int {
 	return run("exitnet_policy_curve", func() error {
-		ins, release0, err := importAll(arg(labelsA, labelsS, "labels"))
-		defer release0()
-		s, release, err2 := importScores(confA, confS, predA, predS, classes, "")
+		c, release, err := labelledCurve(confA, confS, predA, predS, labelsA, labelsS, classes, costs,
+			func() error { return checkOut(outA, outS, "out") })
 		defer release()
-		if err != nil {
-			return err
-		}
-		if err2 != nil {
-			return err2
-		}
-		if err := checkOut(outA, outS, "out"); err != nil {
-			return err
-		}
-		y, err := labelsFrom(ins[0], "labels")
-		if err != nil {
-			return err
-		}
-		cm, err := costsFrom(costs, s.K)
-		if err != nil {
-			return err
-		}
-		c, err := policy.ExactCurve(s, y, cm)
 		if err != nil {
 			return err
 		}
@@ -379,25 +390,8 @@ func exitnet_policy_summary(outAccAtBudgets *C.double, outSpeedup *C.double, out
 	labelsA *C.struct_ArrowArray, labelsS *C.struct_ArrowSchema, classes C.int, costs *C.double,
 	budgets *C.double, nBudgets C.int64_t, delta C.double) C.int {
 	return run("exitnet_policy_summary", func() error {
-		ins, release0, err := importAll(arg(labelsA, labelsS, "labels"))
-		defer release0()
-		s, release, err2 := importScores(confA, confS, predA, predS, classes, "")
+		c, release, err := labelledCurve(confA, confS, predA, predS, labelsA, labelsS, classes, costs, nil)
 		defer release()
-		if err != nil {
-			return err
-		}
-		if err2 != nil {
-			return err2
-		}
-		y, err := labelsFrom(ins[0], "labels")
-		if err != nil {
-			return err
-		}
-		cm, err := costsFrom(costs, s.K)
-		if err != nil {
-			return err
-		}
-		c, err := policy.ExactCurve(s, y, cm)
 		if err != nil {
 			return err
 		}
