@@ -9,6 +9,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* The Arrow C Data structs are repeated here (canonical definitions, same guard)
+ * rather than including include/exitnet.h: the cgo preamble must not see the
+ * public prototypes, whose const-qualified parameters conflict with the
+ * declarations cgo generates for the //export functions (docs/design.md). */
 #ifndef ARROW_C_DATA_INTERFACE
 #  define ARROW_C_DATA_INTERFACE
 #  define ARROW_FLAG_DICTIONARY_ORDERED 1
