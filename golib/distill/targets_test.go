@@ -200,40 +200,6 @@ func TestTargetWriterErrors(t *testing.T) {
 	wantCode(t, w.Save(filepath.Join(t.TempDir(), "no", "such", "dir.arrow")), xerr.StatusInvalidState)
 }
 
-func TestSaveAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "t.arrow")
-	writeFixture(t, path, seq(0, 10), 1, 3, 1)
-	before, _ := os.ReadFile(path)
-	// A write that fails half-way leaves the previous file intact and no temporary behind.
-	err := writeAtomic(path, func(f *os.File) error {
-		f.Write([]byte("ARROW1 partial"))
-		return errors.New("disk full")
-	})
-	wantCode(t, err, xerr.StatusIO, "disk full")
-	after, _ := os.ReadFile(path)
-	if !bytes.Equal(before, after) {
-		t.Fatal("previous file changed")
-	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Fatalf("directory holds %d entries, want 1", len(ents))
-	}
-	// Saving into a missing directory is an IO error.
-	w, _ := NewTargetWriter(1, 1)
-	wantCode(t, w.Save(filepath.Join(dir, "missing", "t.arrow")), xerr.StatusIO, "path")
-	// Overwriting works and is readable.
-	writeFixture(t, path, seq(5, 4), 1, 3, 2)
-	tg, err := OpenTargets(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tg.NumRows() != 4 {
-		t.Fatalf("rows %d", tg.NumRows())
-	}
-	tg.Close()
-}
-
 func TestOpenTargetsCorrupted(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "t.arrow")
@@ -324,6 +290,27 @@ func TestTargetsCloseAndConcurrentGather(t *testing.T) {
 		t.Fatal("second Close:", err)
 	}
 	wantCode(t, tg.Gather(want, q, 1), xerr.StatusInvalidState, "closed")
+}
+
+// TestSaveAtomic: Save goes through fsx.WriteAtomic (whose failure modes are
+// tested there); here, saving into a missing directory and overwriting.
+func TestSaveAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.arrow")
+	writeFixture(t, path, seq(0, 10), 1, 3, 1)
+	// Saving into a missing directory is an IO error.
+	w, _ := NewTargetWriter(1, 1)
+	wantCode(t, w.Save(filepath.Join(dir, "missing", "t.arrow")), xerr.StatusIO, "path")
+	// Overwriting works and is readable.
+	writeFixture(t, path, seq(5, 4), 1, 3, 2)
+	tg, err := OpenTargets(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.NumRows() != 4 {
+		t.Fatalf("rows %d", tg.NumRows())
+	}
+	tg.Close()
 }
 
 func FuzzOpenTargets(f *testing.F) {

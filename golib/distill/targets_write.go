@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/exitnet/exitnet/golib/internal/fsx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -209,7 +209,7 @@ func (w *TargetWriter) Save(path string) error {
 	}
 	rec := w.record()
 	defer rec.Release()
-	return writeAtomic(path, func(f *os.File) error {
+	return fsx.WriteAtomic(path, func(f *os.File) error {
 		fw, err := ipc.NewFileWriter(f, ipc.WithSchema(rec.Schema()), ipc.WithAllocator(memory.NewGoAllocator()))
 		if err != nil {
 			return err
@@ -220,43 +220,4 @@ func (w *TargetWriter) Save(path string) error {
 		}
 		return fw.Close()
 	})
-}
-
-// writeAtomic runs write on a temporary file next to path and renames it into place.
-func writeAtomic(path string, write func(*os.File) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return xerr.IO("path: cannot create a temporary file next to %q: %v", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := write(f); err != nil {
-		return xerr.IO("path: writing %q: %v", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return xerr.IO("path: fsync %q: %v", tmp, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return xerr.IO("path: chmod %q: %v", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return xerr.IO("path: closing %q: %v", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return xerr.IO("path: renaming into %q: %v", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync() // best effort: makes the rename durable
-		d.Close()
-	}
-	return nil
 }

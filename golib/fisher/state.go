@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -18,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/exitnet/exitnet/golib/arrowx"
+	"github.com/exitnet/exitnet/golib/internal/fsx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -177,18 +177,6 @@ func SaveState(path string, s *State) (err error) {
 		return err
 	}
 	defer rec.Release()
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return xerr.IO("path: cannot create a temporary file next to %q: %v", path, err)
-	}
-	tmpName := tmp.Name()
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmpName)
-		}
-	}()
 	var buf bytes.Buffer
 	w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(rec.Schema()))
 	if err != nil {
@@ -204,23 +192,10 @@ func SaveState(path string, s *State) (err error) {
 	if err = sealFileCRC(data); err != nil {
 		return err
 	}
-	if _, err = tmp.Write(data); err != nil {
-		return xerr.IO("path: writing %q: %v", tmpName, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return xerr.IO("path: fsync %q: %v", tmpName, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return xerr.IO("path: closing %q: %v", tmpName, err)
-	}
-	if err = os.Rename(tmpName, path); err != nil {
-		return xerr.IO("path: renaming onto %q: %v", path, err)
-	}
-	if d, e := os.Open(dir); e == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return fsx.WriteAtomic(path, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
 }
 
 // LoadState reads and fully validates a state file written by SaveState. A
