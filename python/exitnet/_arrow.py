@@ -30,6 +30,7 @@ __all__ = [
     "ArrowArray",
     "ArrowSchema",
     "ArrowIn",
+    "ArrowInMany",
     "ArrowOut",
     "as_matrix",
     "as_tensor",
@@ -107,6 +108,45 @@ class ArrowIn:
             _ARRAY_RELEASE(self._a.release)(ctypes.byref(self._a))
         if self._s.release:
             _SCHEMA_RELEASE(self._s.release)(ctypes.byref(self._s))
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+class ArrowInMany:
+    """K exported inputs in two contiguous C arrays of structs, for calls that take
+    ``struct ArrowArray*`` / ``struct ArrowSchema*`` pointing at K structs each (moved
+    in by the call). Pointers are NULL when K is 0. Structs the call never moved are
+    released by :meth:`release` or on garbage collection."""
+
+    __slots__ = ("n", "_a", "_s", "_keep")
+
+    def __init__(self, arrs: Sequence[pa.Array]) -> None:
+        self.n = len(arrs)
+        k = max(self.n, 1)
+        self._a = (ArrowArray * k)()
+        self._s = (ArrowSchema * k)()
+        self._keep = list(arrs)
+        for i, arr in enumerate(arrs):
+            arr._export_to_c(ctypes.addressof(self._a[i]), ctypes.addressof(self._s[i]))
+
+    @property
+    def array(self) -> Any:
+        return ctypes.cast(self._a, ArrowArrayP) if self.n else None
+
+    @property
+    def schema(self) -> Any:
+        return ctypes.cast(self._s, ArrowSchemaP) if self.n else None
+
+    def release(self) -> None:
+        for i in range(self.n):
+            if self._a[i].release:
+                _ARRAY_RELEASE(self._a[i].release)(ctypes.byref(self._a[i]))
+            if self._s[i].release:
+                _SCHEMA_RELEASE(self._s[i].release)(ctypes.byref(self._s[i]))
 
     def __del__(self) -> None:
         try:
@@ -213,7 +253,6 @@ def as_matrix(x: Any, name: str, *, cols: int | None = None) -> pa.Array:
         a = a.reshape(-1, cols)
     if a.ndim < 2:
         raise InvalidArgumentError(f"{name}: expected a 2-D (rows, columns) array, got shape {a.shape}")
-    n = a.shape[0]
     c = math.prod(a.shape[1:])
     if c == 0:
         raise InvalidArgumentError(f"{name}: rows must have at least one value, got shape {a.shape}")

@@ -183,7 +183,7 @@ def run_in_runtime(results, nets, splits, out_dir, strat, echo=print) -> dict:
     K = res.num_exits
     thr = float(tau)  # one global τ (the last exit always accepts)
     with Model(path) as m:
-        full = m.predict(x[:1], thresholds=None)
+        m.predict(x[:1], thresholds=None)  # runs the full network once: last_macs = full cost
         full_macs = m.last_macs
         t0 = time.perf_counter()
         out = m.predict(x, thresholds=thr)

@@ -68,11 +68,10 @@ import pyarrow as pa
 
 from . import _lib
 from ._arrow import (
-    ArrowArray,
     ArrowArrayP,
     ArrowIn,
+    ArrowInMany,
     ArrowOut,
-    ArrowSchema,
     ArrowSchemaP,
     as_floats,
     as_matrix,
@@ -141,39 +140,6 @@ _lib.declare("exitnet_fisher_state_save", ctypes.c_int,
 _lib.declare("exitnet_fisher_state_load", ctypes.c_int, [_A, _S, ctypes.c_char_p])
 _lib.declare("exitnet_fisher_save", ctypes.c_int, [_h, ctypes.c_char_p])
 _lib.declare("exitnet_fisher_load", ctypes.c_int, [ctypes.POINTER(_h), ctypes.c_char_p])
-
-
-class _InMany:
-    """K exported inputs in two contiguous C arrays of structs (moved in by the call)."""
-
-    def __init__(self, arrs: Sequence[pa.Array]) -> None:
-        k = max(len(arrs), 1)
-        self.n = len(arrs)
-        self._a = (ArrowArray * k)()
-        self._s = (ArrowSchema * k)()
-        self._keep = list(arrs)
-        for i, arr in enumerate(arrs):
-            arr._export_to_c(ctypes.addressof(self._a[i]), ctypes.addressof(self._s[i]))
-
-    @property
-    def array(self) -> Any:
-        return ctypes.cast(self._a, ArrowArrayP) if self.n else None
-
-    @property
-    def schema(self) -> Any:
-        return ctypes.cast(self._s, ArrowSchemaP) if self.n else None
-
-    def __del__(self) -> None:
-        rel_a = ctypes.CFUNCTYPE(None, ArrowArrayP)
-        rel_s = ctypes.CFUNCTYPE(None, ArrowSchemaP)
-        try:
-            for i in range(self.n):
-                if self._a[i].release:
-                    rel_a(self._a[i].release)(ctypes.byref(self._a[i]))
-                if self._s[i].release:
-                    rel_s(self._s[i].release)(ctypes.byref(self._s[i]))
-        except Exception:
-            pass
 
 
 def _layout_arrays(layout: Mapping[str, Sequence[int]]) -> tuple[Any, Any, Any, int, list]:
@@ -519,7 +485,7 @@ def consolidate(fishers: Sequence[Mapping[str, Any]], mode: Literal["separate", 
     for n in keys:
         arrs = [_f32(f[n], "fishers") for f in fishers]
         shape = arrs[0].shape
-        ins = _InMany([pa.array(a.reshape(-1), type=pa.float32()) for a in arrs])
+        ins = ArrowInMany([pa.array(a.reshape(-1), type=pa.float32()) for a in arrs])
         o = ArrowOut()
         _lib.call("exitnet_fisher_consolidate", o.array, o.schema, ins.array, ins.schema, len(arrs),
                   str(mode).encode(), c_w, float(gamma))
@@ -562,8 +528,8 @@ def ewc_penalty(params: Mapping[str, Any], fishers: Any, anchors: Any, lam: floa
                 if n not in d:
                     raise InvalidArgumentError(f"{what}: entry {k} lacks parameter {n!r}")
         t_in = ArrowIn(pa.array(theta.reshape(-1), type=pa.float32()))
-        a_in = _InMany([pa.array(_f32(d[n], "anchors").reshape(-1), type=pa.float32()) for d in anchors])
-        f_in = _InMany([pa.array(_f32(d[n], "fishers").reshape(-1), type=pa.float32()) for d in fishers])
+        a_in = ArrowInMany([pa.array(_f32(d[n], "anchors").reshape(-1), type=pa.float32()) for d in anchors])
+        f_in = ArrowInMany([pa.array(_f32(d[n], "fishers").reshape(-1), type=pa.float32()) for d in fishers])
         if out is not None and n in out:
             g = out[n]
             if not (isinstance(g, np.ndarray) and g.dtype == np.float32 and g.flags.c_contiguous
@@ -608,8 +574,8 @@ def save_state(path: str | os.PathLike, fishers: list[Mapping[str, Any]], anchor
             parts.append(a.reshape(-1))
         return pa.array(np.concatenate(parts) if parts else np.empty(0, np.float32), type=pa.float32())
 
-    f_in = _InMany([flat(f, "fishers") for f in fishers])
-    a_in = _InMany([flat(a, "anchors") for a in anchors])
+    f_in = ArrowInMany([flat(f, "fishers") for f in fishers])
+    a_in = ArrowInMany([flat(a, "anchors") for a in anchors])
     meta = dict(meta or {})
     mk = [str(k).encode() for k in meta]
     mv = [json.dumps(v).encode() for v in meta.values()]

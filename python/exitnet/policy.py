@@ -49,7 +49,6 @@ Example
 from __future__ import annotations
 
 import ctypes
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -57,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _lib
-from ._arrow import ArrowArray, ArrowArrayP, ArrowIn, ArrowOut, ArrowSchema, ArrowSchemaP, as_ints, as_matrix
+from ._arrow import ArrowArrayP, ArrowIn, ArrowInMany, ArrowOut, ArrowSchemaP, _is_torch, as_ints, as_matrix
 from ._errors import InvalidArgumentError
 
 __all__ = [
@@ -114,48 +113,6 @@ _lib.declare("exitnet_policy_calibrate", ctypes.c_int,
 _lib.declare("exitnet_policy_summary", ctypes.c_int,
              [_dp, _dp, _dp, _A, _S, _A, _S, _A, _S, ctypes.c_int, _dp, _dp, ctypes.c_int64,
               ctypes.c_double])
-
-_ARRAY_RELEASE = ctypes.CFUNCTYPE(None, ArrowArrayP)
-_SCHEMA_RELEASE = ctypes.CFUNCTYPE(None, ArrowSchemaP)
-
-
-class _ArrowInMany:
-    """K exported inputs in two contiguous C arrays of structs (moved in by the call)."""
-
-    def __init__(self, arrs: Sequence[pa.Array]) -> None:
-        k = len(arrs)
-        self._a = (ArrowArray * k)()
-        self._s = (ArrowSchema * k)()
-        self._keep = list(arrs)
-        for i, arr in enumerate(arrs):
-            arr._export_to_c(ctypes.addressof(self._a[i]), ctypes.addressof(self._s[i]))
-
-    @property
-    def array(self) -> Any:
-        return ctypes.cast(self._a, ArrowArrayP)
-
-    @property
-    def schema(self) -> Any:
-        return ctypes.cast(self._s, ArrowSchemaP)
-
-    def release(self) -> None:
-        for a in self._a:
-            if a.release:
-                _ARRAY_RELEASE(a.release)(ctypes.byref(a))
-        for s in self._s:
-            if s.release:
-                _SCHEMA_RELEASE(s.release)(ctypes.byref(s))
-
-    def __del__(self) -> None:
-        try:
-            self.release()
-        except Exception:
-            pass
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
 
 def _exit_arrays(logits: Any, name: str) -> list[pa.Array]:
     """K pyarrow matrices from a list of K arrays or one (K, N, C) array."""
@@ -264,7 +221,7 @@ def confidence(logits: Any, measure: Measure = "max_softmax",
         temps = (ctypes.c_float * k)(*t.tolist())
     n_classes = arrs[0].type.list_size if pa.types.is_fixed_size_list(arrs[0].type) else \
         arrs[0].storage.type.list_size
-    ins = _ArrowInMany(arrs)
+    ins = ArrowInMany(arrs)
     oc, op = ArrowOut(), ArrowOut()
     _lib.call("exitnet_policy_confidences", oc.array, oc.schema, op.array, op.schema,
               ins.array, ins.schema, k, MEASURES[measure], temps)

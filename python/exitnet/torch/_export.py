@@ -23,7 +23,6 @@ these. Anything else is refused with its module path and type name.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from typing import Any, Optional, Sequence
