@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
+
+from .._io import atomic_write
 
 __all__ = ["export", "ResidualBlock", "FORMAT_VERSION"]
 
@@ -326,22 +327,11 @@ def export(model: nn.Module, path: str | os.PathLike, input_shape: Optional[Sequ
         },
     )
     path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".exitnet-", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f, pa.ipc.new_file(f, schema) as wr:
-            # one record batch per tensor keeps list offsets (int32) far from overflow
-            for n, a in zip(names, arrays):
-                flat = pa.array(a.reshape(-1), type=pa.float32())
-                data = pa.ListArray.from_arrays(pa.array([0, len(flat)], type=pa.int32()), flat)
-                shape = pa.array([list(a.shape) if a.ndim else [1]], type=pa.list_(pa.int32()))
-                wr.write_batch(pa.record_batch([pa.array([n]), shape, data], schema=schema))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f, pa.ipc.new_file(f, schema) as wr:
+        # one record batch per tensor keeps list offsets (int32) far from overflow
+        for n, a in zip(names, arrays):
+            flat = pa.array(a.reshape(-1), type=pa.float32())
+            data = pa.ListArray.from_arrays(pa.array([0, len(flat)], type=pa.int32()), flat)
+            shape = pa.array([list(a.shape) if a.ndim else [1]], type=pa.list_(pa.int32()))
+            wr.write_batch(pa.record_batch([pa.array([n]), shape, data], schema=schema))
     return path

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._io import atomic_write
+
 __all__ = [
     "TrainingResult",
     "forgetting",
@@ -212,10 +214,8 @@ class TrainingResult:
                 doc[name] = None if v is None else np.asarray(v).tolist()
         text = json.dumps(doc, indent=1)
         if path is not None:
-            tmp = f"{path}.tmp"
-            with open(tmp, "w") as f:
+            with atomic_write(path, "w") as f:
                 f.write(text)
-            os.replace(tmp, path)
         return text
 
     @classmethod

@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from . import _dist
 from ._model import EarlyExitNet
 from ._results import TrainingResult
+from .._io import atomic_write
 
 __all__ = ["SequentialTrainer", "TrainingResult", "STRATEGIES", "OPTIONS", "available_strategies"]
 
@@ -576,19 +577,10 @@ class SequentialTrainer:
                 tensors[f"ewc.{i}.anchor.{n}"] = t.detach().cpu()
         wname = f"weights_stage{k}.pt"
         wpath = os.path.join(d, wname)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".pt")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(tensors, f)
-                f.flush()
-                os.fsync(f.fileno())
-            with open(tmp, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
-            os.replace(tmp, wpath)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(wpath) as f:
+            torch.save(tensors, f)
+        with open(wpath, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
         doc = dict(state)
         doc["format"] = CHECKPOINT_FORMAT
         doc["weights"] = wname
@@ -597,17 +589,8 @@ class SequentialTrainer:
         doc["ewc_consolidations"] = self._ewc.n_consolidations if self._ewc is not None else 0
         doc["config"] = self.config()
         doc["architecture"] = self._architecture()
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(d, "state.json"))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(os.path.join(d, "state.json"), "w") as f:
+            json.dump(doc, f, indent=1)
         # older weight files are no longer referenced
         for name in os.listdir(d):
             if name.startswith("weights_stage") and name != wname:
