@@ -61,7 +61,6 @@ from .._io import atomic_write
 
 __all__ = ["SequentialTrainer", "TrainingResult", "STRATEGIES", "OPTIONS", "available_strategies"]
 
-TrainResult = TrainingResult  # alias (the name exitnet.torch's lazy table uses)
 
 logger = logging.getLogger("exitnet.trainer")
 
