@@ -36,6 +36,7 @@ __all__ = [
     "as_tensor",
     "as_ints",
     "as_floats",
+    "float32_numpy",
     "import_array",
     "import_batch",
     "matrix_to_numpy",
@@ -212,6 +213,15 @@ def to_numpy(x: Any, name: str) -> np.ndarray:
             )
         return x.detach().numpy()
     return np.asarray(x)
+
+
+def float32_numpy(x: Any, name: str) -> np.ndarray:
+    """C-contiguous float32 numpy view of a numpy array or torch CPU tensor.
+
+    A wrong dtype is an error that says how to convert (exitnet never converts
+    silently: that would be a hidden copy); a strided view is packed (documented copy).
+    """
+    return _float32_numpy(to_numpy(x, name), name)
 
 
 def _float32_numpy(x: np.ndarray, name: str) -> np.ndarray:

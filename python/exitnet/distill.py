@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _lib
-from ._arrow import ArrowArrayP, ArrowIn, ArrowOut, ArrowSchemaP, as_ints, as_matrix, matrix_to_numpy, to_numpy
+from ._arrow import ArrowArrayP, ArrowIn, ArrowOut, ArrowSchemaP, as_ints, as_matrix, float32_numpy, matrix_to_numpy, to_numpy
 from ._errors import ExitnetIOError, InvalidArgumentError, InvalidStateError, NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,14 +117,9 @@ def _dense(x: Any, name: str) -> np.ndarray | None:
         return x  # the common case, without further checks
     if not (isinstance(x, np.ndarray) or (type(x).__module__.startswith("torch") and hasattr(x, "detach"))):
         return None
-    a = to_numpy(x, name)
-    if a.dtype != np.float32:
-        raise InvalidArgumentError(
-            f"{name}: expected float32 data, got {a.dtype}; convert with x.astype(np.float32) or "
-            "tensor.float() (exitnet never converts silently)")
+    a = float32_numpy(x, name)
     if a.ndim < 2:
         raise InvalidArgumentError(f"{name}: expected a 2-D (rows, columns) array, got shape {a.shape}")
-    a = np.ascontiguousarray(a)
     return a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
 
 

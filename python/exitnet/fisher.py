@@ -74,6 +74,7 @@ from ._arrow import (
     ArrowOut,
     ArrowSchemaP,
     as_floats,
+    float32_numpy,
     as_matrix,
     as_tensor,
     matrix_to_numpy,
@@ -159,13 +160,7 @@ def _layout_arrays(layout: Mapping[str, Sequence[int]]) -> tuple[Any, Any, Any, 
     return c_names, c_ndims, c_dims, len(names), shapes
 
 
-def _f32(x: Any, name: str) -> np.ndarray:
-    a = to_numpy(x, name)
-    if a.dtype != np.float32:
-        raise InvalidArgumentError(
-            f"{name}: expected float32 data, got {a.dtype}; convert with x.astype(np.float32) or tensor.float()"
-        )
-    return np.ascontiguousarray(a)
+_f32 = float32_numpy
 
 
 def _pair(v: Any, name: str) -> tuple[int, int]:

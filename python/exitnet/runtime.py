@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _lib
-from ._arrow import ArrowArrayP, ArrowIn, ArrowOut, ArrowSchemaP, _is_torch, to_numpy
+from ._arrow import ArrowArrayP, ArrowIn, ArrowOut, ArrowSchemaP, _is_torch, float32_numpy
 from ._errors import InvalidArgumentError, InvalidStateError
 
 __all__ = ["Model", "MEASURES"]
@@ -160,11 +160,7 @@ class Model:
             return None
         if hasattr(x, "__arrow_c_array__") and not isinstance(x, np.ndarray) and not _is_torch(x):
             return None
-        a = to_numpy(x, "x")
-        if a.dtype != np.float32:
-            raise InvalidArgumentError(
-                f"x: expected float32 data, got {a.dtype}; convert with x.astype(np.float32) or tensor.float()"
-            )
+        a = float32_numpy(x, "x")
         C, H, W = self.input_shape
         if a.ndim == 3 and C == 1 and a.shape[1:] == (H, W):
             a = a[:, None]
