@@ -2,8 +2,7 @@
 
 package fisher
 
-// cpuidAVX2FMA reports whether the CPU and OS support AVX2 and FMA (cpu_amd64.s).
-func cpuidAVX2FMA() bool
+import "golang.org/x/sys/cpu"
 
 // sqAcc4AVX2 adds Σ_k w[k]·float64(r_k[j])² to acc[j] for j < n; n must be a
 // multiple of 4 (rows_amd64.s).
@@ -30,7 +29,8 @@ func sqAcc4PfAVX2(acc *float64, r0, r1, r2, r3 *float32, w *[4]float64, n int, p
 //go:noescape
 func sqAcc4OnesPfAVX2(acc *float64, r0, r1, r2, r3 *float32, w *[4]float64, n int, pf int)
 
-var useAVX2 = cpuidAVX2FMA()
+// useAVX2: the CPU has AVX2 and FMA and the OS saves YMM state (x/sys/cpu checks XCR0).
+var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 // sqAcc4Pf is sqAcc4 with a software prefetch of the rows pf bytes ahead.
 func sqAcc4Pf(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64, pf int) {
