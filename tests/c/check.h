@@ -105,6 +105,13 @@ static inline void make_f32(struct ArrowArray* a, struct ArrowSchema* s, const f
   xt_leaf_schema(s, "f");
 }
 
+static inline void make_f64(struct ArrowArray* a, struct ArrowSchema* s, const double* v, int64_t n) {
+  double* buf = (double*)malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+  if (n > 0) memcpy(buf, v, (size_t)n * sizeof(double));
+  xt_leaf(a, buf, n);
+  xt_leaf_schema(s, "g");
+}
+
 static inline void make_i64(struct ArrowArray* a, struct ArrowSchema* s, const int64_t* v, int64_t n) {
   int64_t* buf = (int64_t*)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
   if (n > 0) memcpy(buf, v, (size_t)n * sizeof(int64_t));
