@@ -175,42 +175,59 @@ func exitnet_fisher_update_rows(h *C.exitnet_fisher, param *C.char, rowsA *C.str
 	})
 }
 
+// layerUpdate holds what a Linear or Conv2d factor update needs, moved in and
+// viewed: the accumulator, the weight's name, the inputs and output-gradient
+// matrices and the optional per-row weights.
+type layerUpdate struct {
+	fh            *fisherHandle
+	weight        string
+	inputs, grads arrowx.Matrix
+	weights       []float32
+}
+
+// layerInputs moves in the factor-update arguments (all of them, whatever fails)
+// and validates the handle, the weight name and the views. release is always
+// non-nil.
+func layerInputs(h *C.exitnet_fisher, weight *C.char, inA *C.struct_ArrowArray, inS *C.struct_ArrowSchema,
+	gA *C.struct_ArrowArray, gS *C.struct_ArrowSchema, wA *C.struct_ArrowArray, wS *C.struct_ArrowSchema) (layerUpdate, func(), error) {
+	var u layerUpdate
+	ins, w, release, err := importWithOptional(wA, wS, arg(inA, inS, "inputs"), arg(gA, gS, "grad_outputs"))
+	if err != nil {
+		return u, release, err
+	}
+	if u.fh, err = getFisher(h, "fisher"); err != nil {
+		return u, release, err
+	}
+	if u.weight, err = goString(weight, "weight"); err != nil {
+		return u, release, err
+	}
+	if u.inputs, err = ins[0].Matrix("inputs"); err != nil {
+		return u, release, err
+	}
+	if u.grads, err = ins[1].Matrix("grad_outputs"); err != nil {
+		return u, release, err
+	}
+	u.weights, err = optWeights(w)
+	return u, release, err
+}
+
 //export exitnet_fisher_update_linear
 func exitnet_fisher_update_linear(h *C.exitnet_fisher, weight *C.char, bias *C.char,
 	inA *C.struct_ArrowArray, inS *C.struct_ArrowSchema, gA *C.struct_ArrowArray, gS *C.struct_ArrowSchema,
 	wA *C.struct_ArrowArray, wS *C.struct_ArrowSchema) C.int {
 	return run("exitnet_fisher_update_linear", func() error {
-		ins, w, release, err := importWithOptional(wA, wS, arg(inA, inS, "inputs"), arg(gA, gS, "grad_outputs"))
+		u, release, err := layerInputs(h, weight, inA, inS, gA, gS, wA, wS)
 		defer release()
 		if err != nil {
 			return err
 		}
-		fh, err := getFisher(h, "fisher")
-		if err != nil {
-			return err
-		}
-		wname, err := goString(weight, "weight")
-		if err != nil {
-			return err
-		}
-		a, err := ins[0].Matrix("inputs")
-		if err != nil {
-			return err
-		}
-		g, err := ins[1].Matrix("grad_outputs")
-		if err != nil {
-			return err
-		}
+		a, g := u.inputs, u.grads
 		if a.Rows != g.Rows {
 			return xerr.Invalid("grad_outputs: %d rows, inputs have %d", g.Rows, a.Rows)
 		}
-		wts, err := optWeights(w)
-		if err != nil {
-			return err
-		}
-		fh.mu.Lock()
-		defer fh.mu.Unlock()
-		return fh.acc.UpdateLinear(wname, optString(bias), a.Data, g.Data, a.Rows, a.Cols, g.Cols, wts)
+		u.fh.mu.Lock()
+		defer u.fh.mu.Unlock()
+		return u.fh.acc.UpdateLinear(u.weight, optString(bias), a.Data, g.Data, a.Rows, a.Cols, g.Cols, u.weights)
 	})
 }
 
@@ -227,39 +244,20 @@ func exitnet_fisher_update_conv2d(h *C.exitnet_fisher, weight *C.char, bias *C.c
 	inA *C.struct_ArrowArray, inS *C.struct_ArrowSchema, gA *C.struct_ArrowArray, gS *C.struct_ArrowSchema,
 	geo *C.exitnet_conv2d_geometry, wA *C.struct_ArrowArray, wS *C.struct_ArrowSchema) C.int {
 	return run("exitnet_fisher_update_conv2d", func() error {
-		ins, w, release, err := importWithOptional(wA, wS, arg(inA, inS, "inputs"), arg(gA, gS, "grad_outputs"))
+		u, release, err := layerInputs(h, weight, inA, inS, gA, gS, wA, wS)
 		defer release()
-		if err != nil {
-			return err
-		}
-		fh, err := getFisher(h, "fisher")
-		if err != nil {
-			return err
-		}
-		wname, err := goString(weight, "weight")
 		if err != nil {
 			return err
 		}
 		if geo == nil {
 			return xerr.Invalid("geometry: NULL pointer")
 		}
-		x, err := ins[0].Matrix("inputs")
-		if err != nil {
-			return err
-		}
-		g, err := ins[1].Matrix("grad_outputs")
-		if err != nil {
-			return err
-		}
+		fh, wname, x, g, wts := u.fh, u.weight, u.inputs, u.grads, u.weights
 		xs, err := tensor4(x, "inputs")
 		if err != nil {
 			return err
 		}
 		gs, err := tensor4(g, "grad_outputs")
-		if err != nil {
-			return err
-		}
-		wts, err := optWeights(w)
 		if err != nil {
 			return err
 		}
