@@ -85,7 +85,7 @@ def make(workload: str, contender: str):
             model.zero_grad(set_to_none=True)
             nn.functional.cross_entropy(model(x), y).backward()
     elif contender.startswith("factors"):
-        from exitnet.torch._fisher import _FisherRunner, _ModeGuard
+        from exitnet.torch._fisher_runner import _FisherRunner, _ModeGuard
 
         mode = "exact" if contender == "factors-exact" else "empirical"
         backend = "torch" if contender == "factors-torch" else "go"

@@ -159,7 +159,7 @@ CONVS = {
 @pytest.mark.parametrize("backend", ["go", "torch"])
 @pytest.mark.parametrize("case", sorted(CONVS))
 def test_conv2d(case, backend, monkeypatch):
-    import exitnet.torch._fisher as mod
+    import exitnet.torch._fisher_layers as mod
 
     monkeypatch.setattr(mod, "_CONV_BUDGET", 200)  # torch backend: chunks of a few samples
     c = dict(CONVS[case])
@@ -349,7 +349,7 @@ def test_reused_and_shared_parameters_are_handled_by_rows():
 
 
 def test_rows_path_in_sample_chunks(monkeypatch):
-    import exitnet.torch._fisher as mod
+    import exitnet.torch._fisher_layers as mod
 
     monkeypatch.setattr(mod, "_ROWS_BUDGET", 50)  # forces chunks of one sample
     torch.manual_seed(8)

@@ -39,97 +39,41 @@ operating points (:mod:`exitnet.policy`, MAC costs from :func:`exitnet.torch.sta
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import math
 import os
 import tempfile
 import time
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
-from . import _dist
+from . import _batches, _dist
+from ._checkpoints import load_checkpoint, save_checkpoint
 from ._model import EarlyExitNet
+from ._options import (
+    EWC_MODES,
+    FISHER_LABEL_MODES,
+    LWF_TARGETS,
+    OPTIMIZERS,
+    OPTIONS,
+    STRATEGIES,
+    TRAIN_PREFIX,
+    _choice,
+    _number,
+    _posint,
+    available_strategies,
+)
 from ._results import TrainingResult
-from .._io import atomic_write
 
 __all__ = ["SequentialTrainer", "TrainingResult", "STRATEGIES", "OPTIONS", "available_strategies"]
 
 
 logger = logging.getLogger("exitnet.trainer")
-
-STRATEGIES = ("naive", "frozen", "ewc", "lwf", "ewc+lwf", "joint")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-TRAIN_PREFIX = ("all", "new_stage", "head")
-FISHER_LABEL_MODES = ("exact", "sampled", "empirical", "argmax")
-EWC_MODES = ("separate", "sum", "online")
-LWF_TARGETS = ("recorded", "online")
-CHECKPOINT_FORMAT = "exitnet.sequential_trainer/1"
-OPTIONS = (
-    "strategy", "epochs_per_stage", "lr", "optimizer", "batch_size", "weight_decay", "momentum",
-    "train_prefix", "train_old_heads", "ewc_lambda", "fisher_label_mode", "fisher_samples",
-    "ewc_mode", "ewc_gamma", "lwf_alpha", "lwf_temperature", "lwf_targets", "seed", "device",
-    "progress", "log", "checkpoint_dir", "eval_batch_size",
-)
-
-# options that must match for a checkpoint to be resumed
-_RUN_KEYS = (
-    "strategy", "epochs_per_stage", "lr", "optimizer", "weight_decay", "momentum", "batch_size",
-    "train_prefix", "train_old_heads", "ewc_lambda", "fisher_label_mode", "fisher_samples",
-    "ewc_mode", "ewc_gamma", "lwf_alpha", "lwf_temperature", "lwf_targets", "seed",
-)
-
-
-def available_strategies() -> tuple[str, ...]:
-    """The strategies whose supporting modules import here (EWC needs the Fisher and EWC modules,
-    LwF needs :mod:`exitnet.distill`); normally all of :data:`STRATEGIES`."""
-    import importlib
-
-    ok = {"naive", "frozen", "joint"}
-    try:
-        importlib.import_module("exitnet.torch._fisher")
-        importlib.import_module("exitnet.torch._ewc")
-        importlib.import_module("exitnet.fisher")
-        ok.add("ewc")
-    except ImportError:
-        pass
-    try:
-        importlib.import_module("exitnet.distill")
-        ok.add("lwf")
-    except ImportError:
-        pass
-    if "ewc" in ok and "lwf" in ok:
-        ok.add("ewc+lwf")
-    return tuple(s for s in STRATEGIES if s in ok)
-
-
-def _choice(name: str, value: Any, valid: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"{name}: unknown value {value!r}; valid: {', '.join(valid)}")
-    return value
-
-
-def _number(name: str, value: Any, *, lo: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v) or v < lo or (strict and v == lo):
-        raise ValueError(f"{name}: must be {'>' if strict else '>='} {lo}, got {value!r}")
-    return v
-
-
-def _posint(name: str, value: Any, *, allow_none: bool = False) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive int{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
 
 
 class SequentialTrainer:
@@ -342,45 +286,13 @@ class SequentialTrainer:
 
     # ------------------------------------------------------------------ data
 
-    @staticmethod
-    def _as_dataset(ds: Any, name: str) -> Dataset:
-        if ds is None:
-            return None
-        if not isinstance(ds, Dataset):
-            raise TypeError(f"{name}: expected a torch Dataset, got {type(ds).__name__}")
-        try:
-            n = len(ds)
-        except TypeError:
-            raise TypeError(f"{name}: the dataset must have a length") from None
-        if n == 0:
-            raise ValueError(f"{name}: the dataset is empty")
-        return ds
+    _as_dataset = staticmethod(_batches.as_dataset)
 
     def _batches(self, ds: Dataset, bs: int, perm: Optional[torch.Tensor] = None):
-        """Yield (x, y, ids) batches; ids = the third tensor of the dataset or the row index."""
-        n = len(ds)
-        order = perm if perm is not None else torch.arange(n)
-        if isinstance(ds, TensorDataset):
-            ts = ds.tensors
-            for s in range(0, len(order), bs):
-                idx = order[s : s + bs]
-                ids = ts[2][idx] if len(ts) > 2 else idx
-                yield ts[0][idx], ts[1][idx], ids
-        else:
-            # generic datasets: DataLoader in this process (num_workers=0: a forked worker must
-            # never call into the Go library)
-            sub = torch.utils.data.Subset(ds, order.tolist())
-            pos = 0
-            for batch in DataLoader(sub, batch_size=bs, shuffle=False, num_workers=0):
-                x, y = batch[0], batch[1]
-                ids = batch[2] if len(batch) > 2 else order[pos : pos + len(x)]
-                pos += len(x)
-                yield x, y, ids
+        return _batches.iter_batches(ds, bs, perm)
 
     def _stage_gen(self, stage: int, salt: int = 0) -> torch.Generator:
-        g = torch.Generator()
-        g.manual_seed((self.seed * 1_000_003 + stage * 7919 + salt * 104_729) % (2**62))
-        return g
+        return _batches.stage_generator(self.seed, stage, salt)
 
     def _check_classes(self, ds: Dataset, num_classes: Optional[int]) -> int:
         x0 = ds[0][0].unsqueeze(0).to(self.device)
@@ -517,14 +429,7 @@ class SequentialTrainer:
         return _dist.all_reduce_fisher(fisher, int(res.n_samples))
 
     def _batches_subset(self, sub: torch.utils.data.Subset):
-        base = sub.dataset
-        idx = torch.as_tensor(sub.indices, dtype=torch.long)
-        if len(idx) == 0:
-            return
-        if isinstance(base, TensorDataset):
-            yield from self._batches(base, self.eval_batch_size, idx)
-        else:
-            yield from self._batches(sub, self.eval_batch_size)
+        return _batches.subset_batches(sub, self.eval_batch_size)
 
     def _new_ewc(self):
         from ._ewc import EWC
@@ -553,117 +458,6 @@ class SequentialTrainer:
                     w.write(ids, [t.float().cpu() for t in z])
         self.net.train(was)
         return read_targets(path)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def _architecture(self) -> list:
-        return [[n, list(t.shape), str(t.dtype).replace("torch.", "")] for n, t in self.net.state_dict().items()]
-
-    def _save_checkpoint(self, state: dict) -> None:
-        d = self.checkpoint_dir
-        if d is None or _dist.rank_and_world()[0] != 0:
-            return
-        os.makedirs(d, exist_ok=True)
-        k = state["completed_stages"]
-        tensors: dict[str, torch.Tensor] = {
-            "model." + n: t.detach().cpu().clone() for n, t in self.net.state_dict().items()
-        }
-        terms = list(zip(self._ewc.fishers, self._ewc.anchors)) if self._ewc is not None else []
-        for i, (fisher, anchor) in enumerate(terms):
-            for n, t in fisher.items():
-                tensors[f"ewc.{i}.fisher.{n}"] = t.detach().cpu()
-            for n, t in anchor.items():
-                tensors[f"ewc.{i}.anchor.{n}"] = t.detach().cpu()
-        wname = f"weights_stage{k}.pt"
-        wpath = os.path.join(d, wname)
-        with atomic_write(wpath) as f:
-            torch.save(tensors, f)
-        with open(wpath, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        doc = dict(state)
-        doc["format"] = CHECKPOINT_FORMAT
-        doc["weights"] = wname
-        doc["sha256"] = digest
-        doc["ewc_terms"] = len(terms)
-        doc["ewc_consolidations"] = self._ewc.n_consolidations if self._ewc is not None else 0
-        doc["config"] = self.config()
-        doc["architecture"] = self._architecture()
-        with atomic_write(os.path.join(d, "state.json"), "w") as f:
-            json.dump(doc, f, indent=1)
-        # older weight files are no longer referenced
-        for name in os.listdir(d):
-            if name.startswith("weights_stage") and name != wname:
-                try:
-                    os.unlink(os.path.join(d, name))
-                except OSError:
-                    pass
-
-    def _load_checkpoint(self) -> Optional[dict]:
-        d = self.checkpoint_dir
-        if d is None:
-            return None
-        sp = os.path.join(d, "state.json")
-        if not os.path.exists(sp):
-            return None
-        try:
-            with open(sp) as f:
-                doc = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"checkpoint_dir: {sp} is not a readable trainer state ({e})") from None
-        if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint_dir: {sp} is not a {CHECKPOINT_FORMAT} checkpoint")
-        mine = self._architecture()
-        theirs = doc.get("architecture")
-        if theirs != mine:
-            diff = _first_difference(theirs or [], mine)
-            raise ValueError(
-                f"checkpoint_dir: the checkpoint in {d} is from a different architecture ({diff})"
-            )
-        cfg = doc.get("config", {})
-        mycfg = self.config()
-        bad = [k for k in _RUN_KEYS if cfg.get(k) != mycfg.get(k)]
-        if bad:
-            detail = ", ".join(f"{k}: {cfg.get(k)!r} vs {mycfg.get(k)!r}" for k in bad)
-            raise ValueError(
-                f"checkpoint_dir: the checkpoint in {d} was made with other options ({detail}); "
-                "use another directory or fit(resume=False)"
-            )
-        K = self.net.num_exits
-        w = doc.get("weights")
-        done = doc.get("completed_stages")
-        rows = doc.get("stability")
-        if (
-            not isinstance(w, str) or os.path.basename(w) != w or not w.startswith("weights_stage")
-            or isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= K
-            or not isinstance(rows, list) or len(rows) != done
-            or any(not isinstance(r, list) or len(r) != i + 1 for i, r in enumerate(rows))
-        ):
-            raise ValueError(f"checkpoint_dir: {sp} is malformed (weights, completed_stages or stability)")
-        wpath = os.path.join(d, w)
-        try:
-            with open(wpath, "rb") as f:
-                raw = f.read()
-        except OSError as e:
-            raise ValueError(f"checkpoint_dir: cannot read {wpath} ({e})") from None
-        if hashlib.sha256(raw).hexdigest() != doc.get("sha256"):
-            raise ValueError(f"checkpoint_dir: {wpath} does not match its recorded sha256")
-        import io
-
-        tensors = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-        model_sd = {n[len("model."):]: t for n, t in tensors.items() if n.startswith("model.")}
-        self.net.load_state_dict(model_sd, strict=True)
-        if self._ewc is not None:
-            fishers, anchors = [], []
-            for i in range(int(doc.get("ewc_terms", 0))):
-                fp, ap = f"ewc.{i}.fisher.", f"ewc.{i}.anchor."
-                fishers.append({n[len(fp):]: t.to(self.device) for n, t in tensors.items() if n.startswith(fp)})
-                anchors.append({n[len(ap):]: t.to(self.device) for n, t in tensors.items() if n.startswith(ap)})
-            self._ewc.load_state_dict({
-                "lam": self.ewc_lambda, "mode": self.ewc_mode, "gamma": self.ewc_gamma,
-                "fishers": fishers, "anchors": anchors,
-                "n_consolidations": int(doc.get("ewc_consolidations", len(fishers))),
-            })
-        return doc
 
     # ------------------------------------------------------------------ fit
 
@@ -721,7 +515,7 @@ class SequentialTrainer:
         start_stage = 0
         self._ewc = self._new_ewc() if self.uses_ewc else None
         if resume:
-            doc = self._load_checkpoint()
+            doc = load_checkpoint(self)
             if doc is not None:
                 start_stage = int(doc["completed_stages"])
                 for k, row in enumerate(doc["stability"]):
@@ -739,7 +533,7 @@ class SequentialTrainer:
                     "history": history,
                     "timings": timings,
                 }
-                self._save_checkpoint(state)
+                save_checkpoint(self, state)
                 self._emit({"event": "stage_end", "stage": k, "accuracy": A[k, : k + 1].tolist()})
         finally:
             for p in self.net.parameters():
@@ -904,10 +698,3 @@ class SequentialTrainer:
         return [torch.as_tensor(np.asarray(g), dtype=torch.float32) for g in got]
 
 
-def _first_difference(a: list, b: list) -> str:
-    if len(a) != len(b):
-        return f"{len(a)} tensors in the checkpoint, {len(b)} in the model"
-    for x, y in zip(a, b):
-        if x != y:
-            return f"checkpoint has {x[0]} {x[1]}, the model has {y[0]} {y[1]}"
-    return "unknown difference"
