@@ -38,6 +38,9 @@ type Accumulator struct {
 	sums      []float64
 	count     int64
 	broken    string // set when an update failed half-way; cleared by Reset
+
+	scratch32 []float32 // UpdateLinear's squared factors and GEMM result (reused)
+	scratch64 []float64 // UpdateLinear's bias sums (reused)
 }
 
 // New returns an empty accumulator. labelMode "batched" selects the batched

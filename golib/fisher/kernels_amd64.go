@@ -74,3 +74,40 @@ func penaltyKernel(grad, theta, anchor, fisher []float32, lam float32, accumulat
 	}
 	return v + penaltyGeneric(grad[m:n], theta[m:n], anchor[m:n], fisher[m:n], lam, accumulate)
 }
+
+// sqScaleMaxAVX2: dst = w·src², m = max dst, bad != 0 if any dst is NaN/+Inf; n % 16 == 0 (linear_amd64.s).
+//
+//go:noescape
+func sqScaleMaxAVX2(dst, src *float32, n int, w float32) (m float32, bad int)
+
+// addF32AVX2: dst[i] += float64(src[i]); n % 16 == 0 (linear_amd64.s).
+//
+//go:noescape
+func addF32AVX2(dst *float64, src *float32, n int)
+
+func sqScaleMax(dst, src []float32, w float32) (float32, bool) {
+	n := len(src)
+	m := n &^ 15
+	var mx float32
+	bad := false
+	if useAVX2 && m > 0 {
+		var b int
+		mx, b = sqScaleMaxAVX2(&dst[0], &src[0], m, w)
+		bad = b != 0
+	} else {
+		m = 0
+	}
+	tm, tb := sqScaleMaxGeneric(dst[m:n], src[m:n], w)
+	return max(mx, tm), bad || tb
+}
+
+func addF32(dst []float64, src []float32) {
+	n := len(src)
+	m := n &^ 15
+	if useAVX2 && m > 0 {
+		addF32AVX2(&dst[0], &src[0], m)
+	} else {
+		m = 0
+	}
+	addF32Generic(dst[m:n], src[m:n])
+}

@@ -1,5 +1,7 @@
 package fisher
 
+import "math"
+
 // sqAcc4Generic is the pure-Go form of sqAcc4: acc[j] += Σ_k w[k]·r_k[j]².
 func sqAcc4Generic(acc []float64, r0, r1, r2, r3 []float32, w *[4]float64) {
 	n := len(acc)
@@ -29,4 +31,29 @@ func penaltyGeneric(grad, theta, anchor, fisher []float32, lam float32, accumula
 		v += float64(q * d)
 	}
 	return v
+}
+
+// sqScaleMaxGeneric is the pure-Go form of sqScaleMax: dst[i] = w·src[i]²; it
+// returns the largest dst[i] and whether some dst[i] is NaN or +Inf (a
+// non-finite src[i], or a square that overflows float32).
+func sqScaleMaxGeneric(dst, src []float32, w float32) (float32, bool) {
+	dst = dst[:len(src)]
+	var m float32
+	bad := false
+	inf := float32(math.Inf(1))
+	for i, v := range src {
+		s := w * (v * v)
+		dst[i] = s
+		m = max(m, s)
+		bad = bad || !(s < inf)
+	}
+	return m, bad
+}
+
+// addF32Generic is the pure-Go form of addF32: dst[i] += float64(src[i]).
+func addF32Generic(dst []float64, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] += float64(v)
+	}
 }

@@ -1,6 +1,8 @@
 package fisher
 
 import (
+	"math"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 
@@ -46,53 +48,51 @@ func (a *Accumulator) UpdateLinear(weight, bias string, A, G []float32, n, in, o
 	if err := checkWeights(weights, n); err != nil {
 		return err
 	}
-	if i := firstNonFinite32(A); i >= 0 {
-		return xerr.Invalid("inputs: non-finite value %v at row %d, column %d (layer %q)", A[i], i/max(in, 1), i%max(in, 1), weight)
-	}
-	if i := firstNonFinite32(G); i >= 0 {
-		return xerr.Invalid("grad_outputs: non-finite value %v at row %d, column %d (layer %q)", G[i], i/max(out, 1), i%max(out, 1), weight)
-	}
 	if n == 0 {
 		return nil
 	}
-	asq := make([]float32, n*in)
-	for i, v := range A {
-		asq[i] = v * v
+	// One pass over each factor squares it into reused scratch, checks finiteness
+	// and finds the largest square; the bound n·max(A²)·max(wG²) then proves the
+	// float32 GEMM cannot overflow, so its result needs no second scan.
+	asq, gsq, c, bsum := a.linearScratch(n*in, n*out, out*in, out)
+	ma, bad := sqScaleMax(asq, A, 1)
+	if bad {
+		if i := firstNonFinite32(A); i >= 0 {
+			return xerr.Invalid("inputs: non-finite value %v at row %d, column %d (layer %q)", A[i], i/max(in, 1), i%max(in, 1), weight)
+		}
+		return xerr.Invalid("inputs: squared inputs of layer %q overflow float32", weight)
 	}
-	gsq := make([]float32, n*out)
+	var mg float32
+	clear(bsum)
 	for r := 0; r < n; r++ {
 		w := float32(1)
 		if weights != nil {
 			w = weights[r]
 		}
 		row := G[r*out : (r+1)*out]
-		dst := gsq[r*out : (r+1)*out]
-		for j, v := range row {
-			dst[j] = w * v * v
+		m, bad := sqScaleMax(gsq[r*out:(r+1)*out], row, w)
+		if bad {
+			if i := firstNonFinite32(row); i >= 0 {
+				return xerr.Invalid("grad_outputs: non-finite value %v at row %d, column %d (layer %q)", row[i], r, i, weight)
+			}
+			return xerr.Invalid("grad_outputs: squared gradients of parameter %q overflow float32", weight)
+		}
+		mg = max(mg, m)
+		if bias != "" {
+			addF32(bsum, gsq[r*out:(r+1)*out])
 		}
 	}
-	c := make([]float32, out*in)
 	if out > 0 && in > 0 {
 		blas32.Gemm(blas.Trans, blas.NoTrans, 1,
 			blas32.General{Rows: n, Cols: out, Stride: out, Data: gsq},
 			blas32.General{Rows: n, Cols: in, Stride: in, Data: asq},
 			0, blas32.General{Rows: out, Cols: in, Stride: in, Data: c})
-	}
-	if i := firstNonFinite32(c); i >= 0 {
-		return xerr.Invalid("grad_outputs: squared gradients of parameter %q overflow float32", weight)
-	}
-	var bsum []float64
-	if bias != "" {
-		bsum = make([]float64, out)
-		for r := 0; r < n; r++ {
-			for j, v := range gsq[r*out : (r+1)*out] {
-				bsum[j] += float64(v)
+		if !gemmCannotOverflow(n, ma, mg) {
+			if i := firstNonFinite32(c); i >= 0 {
+				return xerr.Invalid("grad_outputs: squared gradients of parameter %q overflow float32", weight)
 			}
 		}
-	}
-	dst := a.sums[wlo:whi]
-	for i, v := range c {
-		dst[i] += float64(v)
+		addF32(a.sums[wlo:whi], c)
 	}
 	if bias != "" {
 		bd := a.sums[blo:bhi]
@@ -101,4 +101,29 @@ func (a *Accumulator) UpdateLinear(weight, bias string, A, G []float32, n, in, o
 		}
 	}
 	return nil
+}
+
+// gemmCannotOverflow reports whether every entry of (w∘G∘G)ᵀ(A∘A), a sum of n
+// non-negative products each at most ma·mg, stays finite in float32: the bound
+// n·ma·mg, widened by the rounding of n float32 additions ((1+2⁻²³)ⁿ ≤ 1+2n·2⁻²³
+// for n < 2²²), is below MaxFloat32.
+func gemmCannotOverflow(n int, ma, mg float32) bool {
+	if n >= 1<<22 {
+		return false
+	}
+	b := float64(n) * float64(ma) * float64(mg) * (1 + float64(2*n+2)*0x1p-23)
+	return b < math.MaxFloat32
+}
+
+// linearScratch returns reused buffers for UpdateLinear (grown, never shrunk:
+// an accumulator keeps the scratch of its largest layer between batches).
+func (a *Accumulator) linearScratch(na, ng, nc, nb int) (asq, gsq, c []float32, bsum []float64) {
+	if t := na + ng + nc; cap(a.scratch32) < t {
+		a.scratch32 = make([]float32, t)
+	}
+	if cap(a.scratch64) < nb {
+		a.scratch64 = make([]float64, nb)
+	}
+	s := a.scratch32[:na+ng+nc]
+	return s[:na:na], s[na : na+ng : na+ng], s[na+ng:], a.scratch64[:nb]
 }
