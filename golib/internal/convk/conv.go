@@ -1,0 +1,297 @@
+package convk
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/exitnet/exitnet/golib/par"
+)
+
+// Act is the activation fused into a kernel's epilogue.
+type Act uint8
+
+const (
+	ActNone Act = iota
+	ActReLU
+	ActReLU6
+)
+
+func (a Act) flags() int {
+	switch a {
+	case ActReLU:
+		return flagReLU
+	case ActReLU6:
+		return flagReLU | flagReLU6
+	}
+	return 0
+}
+
+func (a Act) String() string {
+	return [...]string{"", "relu", "relu6"}[a]
+}
+
+// Shape is a 2-D convolution on samples of [Cin, H, W] (NCHW, float32).
+type Shape struct {
+	Cin, H, W, Cout        int
+	KH, KW, SH, SW, PH, PW int
+	DH, DW, Groups         int
+	Act                    Act
+	Pool                   bool // 2×2 stride-2 max-pool (floor) after the activation
+}
+
+// Conv is a convolution with its weights packed for the micro-kernel.
+type Conv struct {
+	Shape
+	Ho, Wo     int // convolution output
+	OutH, OutW int // what Forward writes (pooled when Pool)
+	cinG, coutG int
+	cb, hp, wp  int // input channel block, padded height and width
+	plane       int // packed floats per sample and group
+	offs        []int32
+	bgs         []blockGroup
+	w, bias     []float32
+	wPerGroup   int
+}
+
+// MinChunk is the least work (multiply-adds) worth a separate par.For chunk;
+// waking a worker costs tens of µs on a busy virtual machine.
+var MinChunk = 1 << 18
+
+// NewConv checks s and packs w ([Cout][Cin/G][KH][KW]) and b ([Cout] or nil).
+func NewConv(s Shape, w, b []float32) (*Conv, error) {
+	if s.Groups < 1 || s.Cin < 1 || s.Cout < 1 || s.Cin%s.Groups != 0 || s.Cout%s.Groups != 0 {
+		return nil, fmt.Errorf("convk: channels %d→%d do not split into %d groups", s.Cin, s.Cout, s.Groups)
+	}
+	if s.KH < 1 || s.KW < 1 || s.SH < 1 || s.SW < 1 || s.DH < 1 || s.DW < 1 || s.PH < 0 || s.PW < 0 {
+		return nil, fmt.Errorf("convk: bad kernel %dx%d stride %dx%d dilation %dx%d padding %dx%d",
+			s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.PH, s.PW)
+	}
+	c := &Conv{Shape: s, cinG: s.Cin / s.Groups, coutG: s.Cout / s.Groups}
+	c.Ho = outLen(s.H, s.KH, s.SH, s.PH, s.DH)
+	c.Wo = outLen(s.W, s.KW, s.SW, s.PW, s.DW)
+	c.OutH, c.OutW = c.Ho, c.Wo
+	if s.Pool {
+		c.OutH, c.OutW = c.Ho/2, c.Wo/2
+	}
+	if c.OutH < 1 || c.OutW < 1 {
+		return nil, fmt.Errorf("convk: empty output for input %dx%d, kernel %dx%d", s.H, s.W, s.KH, s.KW)
+	}
+	k := c.cinG * s.KH * s.KW
+	if len(w) != s.Cout*k {
+		return nil, fmt.Errorf("convk: weight has %d values, want %d", len(w), s.Cout*k)
+	}
+	if b != nil && len(b) != s.Cout {
+		return nil, fmt.Errorf("convk: bias has %d values, want %d", len(b), s.Cout)
+	}
+	// largest channel block ≤ 8 dividing Cin/G: no padded channels
+	for c.cb = min(8, c.cinG); c.cinG%c.cb != 0; c.cb-- {
+	}
+	c.hp, c.wp = s.H+2*s.PH, s.W+2*s.PW
+	c.plane = c.cinG * c.hp * c.wp
+	if c.plane*4 > 1<<31-1 {
+		return nil, fmt.Errorf("convk: input plane of %d floats too large", c.plane)
+	}
+	// step (block q, tap i, j, channel r) ↔ input channel q·cb + r, byte offset in the packed input
+	c.offs = make([]int32, 0, k)
+	order := make([]int, 0, k) // step → index c·KH·KW + i·KW + j in a weight row
+	for q := 0; q < c.cinG/c.cb; q++ {
+		for i := 0; i < s.KH; i++ {
+			for j := 0; j < s.KW; j++ {
+				for r := 0; r < c.cb; r++ {
+					off := ((q*c.hp+i*s.DH)*c.wp+j*s.DW)*c.cb + r
+					c.offs = append(c.offs, int32(4*off))
+					order = append(order, ((q*c.cb+r)*s.KH+i)*s.KW+j)
+				}
+			}
+		}
+	}
+	var bias func(int) float32
+	if b != nil {
+		bias = func(o int) float32 { return b[o] }
+	}
+	c.bgs, c.w, c.bias = packWeights(s.Groups, c.coutG, k,
+		func(g, o, st int) float32 { return w[(g*c.coutG+o)*k+order[st]] }, bias)
+	c.wPerGroup = len(c.w) / s.Groups
+	return c, nil
+}
+
+func outLen(in, k, s, p, d int) int {
+	span := in + 2*p - d*(k-1) - 1
+	if span < 0 {
+		return 0
+	}
+	return span/s + 1
+}
+
+// ScratchSize is the number of floats Forward needs for rows samples.
+func (c *Conv) ScratchSize(rows int) int { return rows * c.Groups * c.plane }
+
+// InSize and OutSize are the per-sample input and output lengths.
+func (c *Conv) InSize() int  { return c.Cin * c.H * c.W }
+func (c *Conv) OutSize() int { return c.Cout * c.OutH * c.OutW }
+
+// MACs per sample.
+func (c *Conv) MACs() int64 {
+	return int64(c.Cout) * int64(c.Ho*c.Wo) * int64(c.cinG*c.KH*c.KW)
+}
+
+// Describe says which kernel the layer runs, for debug and profile output.
+func (c *Conv) Describe() string {
+	nbs := make([]int, len(c.bgs))
+	for i, bg := range c.bgs {
+		nbs[i] = bg.nb
+	}
+	s := fmt.Sprintf("direct %dx%d/s%d,%d/p%d,%d/d%d,%d g%d %d→%d: NCHW→[C/%d][%dx%d][%d] padded, %s 4px×%v×8ch tiles",
+		c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH, c.DW, c.Groups, c.Cin, c.Cout, c.cb, c.hp, c.wp, c.cb, Kernel(), nbs)
+	if c.Act != ActNone {
+		s += " +" + c.Act.String()
+	}
+	if c.Pool {
+		s += " +maxpool2x2"
+	}
+	return s
+}
+
+// Forward computes rows samples: in is rows·InSize() floats (NCHW), out
+// rows·OutSize() (NCHW), scratch at least ScratchSize(rows) (any contents).
+// Work (packing included) is proportional to rows.
+func (c *Conv) Forward(in, out, scratch []float32, rows int) {
+	if rows <= 0 {
+		return
+	}
+	in = in[:rows*c.InSize()]
+	out = out[:rows*c.OutSize()]
+	scratch = scratch[:c.ScratchSize(rows)]
+	c.pack(in, scratch, rows)
+	c.compute(scratch, out, rows)
+}
+
+// pack writes each sample and group as [Cin/G/cb][hp][wp][cb] with zero borders.
+func (c *Conv) pack(in, dst []float32, rows int) {
+	par.For(rows*c.Groups, max(1, MinChunk/max(1, 16*c.plane)), func(lo, hi int) {
+		for it := lo; it < hi; it++ {
+			packPlane(dst[it*c.plane:(it+1)*c.plane], in[it*c.cinG*c.H*c.W:(it+1)*c.cinG*c.H*c.W],
+				c.cinG/c.cb, c.cb, c.H, c.W, c.PH, c.PW)
+		}
+	})
+}
+
+// packPlane writes nq blocks of cb channels of src ([nq·cb][h][w]) into d as
+// [nq][h+2ph][w+2pw][cb] with zero borders.
+func packPlane(d, src []float32, nq, cb, h, w, ph, pw int) {
+	hw := h * w
+	rowLen := (w + 2*pw) * cb
+	hp := h + 2*ph
+	for q := 0; q < nq; q++ {
+		blk := d[q*hp*rowLen : (q+1)*hp*rowLen]
+		clear(blk[:ph*rowLen])
+		clear(blk[(hp-ph)*rowLen:])
+		s := src[q*cb*hw : (q+1)*cb*hw]
+		for y := 0; y < h; y++ {
+			row := blk[(y+ph)*rowLen : (y+ph+1)*rowLen]
+			clear(row[:pw*cb])
+			clear(row[(pw+w)*cb:])
+			row = row[pw*cb : (pw+w)*cb]
+			switch cb {
+			case 1:
+				copy(row, s[y*w:][:w])
+			case 8:
+				s0, s1, s2, s3 := s[y*w:][:w], s[hw+y*w:][:w], s[2*hw+y*w:][:w], s[3*hw+y*w:][:w]
+				s4, s5, s6, s7 := s[4*hw+y*w:][:w], s[5*hw+y*w:][:w], s[6*hw+y*w:][:w], s[7*hw+y*w:][:w]
+				for x := range s0 {
+					o := row[x*8 : x*8+8 : x*8+8]
+					o[0], o[1], o[2], o[3] = s0[x], s1[x], s2[x], s3[x]
+					o[4], o[5], o[6], o[7] = s4[x], s5[x], s6[x], s7[x]
+				}
+			default:
+				for r := 0; r < cb; r++ {
+					sr := s[r*hw+y*w:][:w]
+					for x, v := range sr {
+						row[x*cb+r] = v
+					}
+				}
+			}
+		}
+	}
+}
+
+// tileBatch is how many tiles one pass over a block group's weights covers
+// (their inputs stay in L2 while each block group's weights stream through L1).
+const tileBatch = 32
+
+func (c *Conv) compute(src, out []float32, rows int) {
+	hwo := c.Ho * c.Wo
+	ohw := c.OutH * c.OutW
+	var ntiles int
+	if c.Pool {
+		ntiles = rows * ohw
+	} else {
+		ntiles = (rows*hwo + 3) / 4
+	}
+	macsPerTile := int64(4 * c.Cout * len(c.offs))
+	grain := max(1, int(int64(MinChunk)/max(1, macsPerTile)))
+	flags := c.Act.flags()
+	if c.Pool {
+		flags |= flagPool
+	}
+	cs := 4 * ohw
+	gPlane := c.plane
+	par.For(ntiles, grain, func(lo, hi int) {
+		var inOff, outOff [tileBatch][4]int
+		var a tileArgs
+		a.offs = &c.offs[0]
+		a.k = len(c.offs)
+		a.cs = cs
+		a.flags = flags
+		a.inOff, a.outOff = &inOff[0], &outOff[0]
+		last := rows*hwo - 1
+		for t0 := lo; t0 < hi; t0 += tileBatch {
+			nt := min(tileBatch, hi-t0)
+			for t := 0; t < nt; t++ {
+				tt := t0 + t
+				if c.Pool {
+					n, r := tt/ohw, tt%ohw
+					py, px := r/c.OutW, r%c.OutW
+					base := n * c.Groups * gPlane
+					for p := 0; p < 4; p++ {
+						oy, ox := 2*py+p/2, 2*px+p%2
+						inOff[t][p] = 4 * (base + (oy*c.SH*c.wp+ox*c.SW)*c.cb)
+					}
+					outOff[t][0] = 4 * (n*c.Cout*ohw + r)
+				} else {
+					for p := 0; p < 4; p++ {
+						q := min(4*tt+p, last) // the last tile repeats its last pixel (not stored)
+						n, r := q/hwo, q%hwo
+						oy, ox := r/c.Wo, r%c.Wo
+						inOff[t][p] = 4 * (n*c.Groups*gPlane + (oy*c.SH*c.wp+ox*c.SW)*c.cb)
+						outOff[t][p] = 4 * (n*c.Cout*ohw + r)
+					}
+				}
+			}
+			// a partial last tile (not pooled) is its own call with fewer pixels stored
+			full, tail := nt, 0
+			if !c.Pool && 4*(t0+nt) > rows*hwo {
+				full, tail = nt-1, rows*hwo-4*(t0+nt-1)
+			}
+			for g := 0; g < c.Groups; g++ {
+				a.inBase = unsafe.Pointer(&src[g*gPlane])
+				for _, bg := range c.bgs {
+					a.w = &c.w[g*c.wPerGroup+bg.wOff]
+					a.bias = &c.bias[(g*len(c.bgs))*24+bg.bOff]
+					a.nb, a.nch = bg.nb, bg.nch
+					a.outBase = unsafe.Pointer(&out[(g*c.coutG+bg.c0)*ohw])
+					if full > 0 {
+						a.inOff, a.outOff = &inOff[0], &outOff[0]
+						a.nt, a.npix = full, 4
+						tile(&a)
+					}
+					if tail > 0 {
+						a.inOff, a.outOff = &inOff[full], &outOff[full]
+						a.nt, a.npix = 1, tail
+						tile(&a)
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,290 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// tileAVX2(a *tileArgs): see tileArgs (kernel.go) for the field offsets and
+// tileGo for the same computation in Go. Registers: R8–R11 the 4 pixel input
+// pointers, SI the step offsets, DI the packed weights, CX the step count,
+// Y0–Y11 acc[p][b] = Y(3p+b), Y12–Y14 the step's weight vectors, Y15 the
+// broadcast input. The 384-byte frame holds the tile for the scatter stores.
+
+#define STEP3(SO, W0, W1, W2) \
+	MOVLQSX SO(SI), DX \
+	VMOVUPS W0(DI), Y12 \
+	VMOVUPS W1(DI), Y13 \
+	VMOVUPS W2(DI), Y14 \
+	VBROADCASTSS (R8)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y0 \
+	VFMADD231PS Y13, Y15, Y1 \
+	VFMADD231PS Y14, Y15, Y2 \
+	VBROADCASTSS (R9)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y3 \
+	VFMADD231PS Y13, Y15, Y4 \
+	VFMADD231PS Y14, Y15, Y5 \
+	VBROADCASTSS (R10)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y6 \
+	VFMADD231PS Y13, Y15, Y7 \
+	VFMADD231PS Y14, Y15, Y8 \
+	VBROADCASTSS (R11)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y9 \
+	VFMADD231PS Y13, Y15, Y10 \
+	VFMADD231PS Y14, Y15, Y11
+
+#define STEP2 \
+	MOVLQSX (SI), DX \
+	VMOVUPS (DI), Y12 \
+	VMOVUPS 32(DI), Y13 \
+	VBROADCASTSS (R8)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y0 \
+	VFMADD231PS Y13, Y15, Y1 \
+	VBROADCASTSS (R9)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y3 \
+	VFMADD231PS Y13, Y15, Y4 \
+	VBROADCASTSS (R10)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y6 \
+	VFMADD231PS Y13, Y15, Y7 \
+	VBROADCASTSS (R11)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y9 \
+	VFMADD231PS Y13, Y15, Y10
+
+#define STEP1 \
+	MOVLQSX (SI), DX \
+	VMOVUPS (DI), Y12 \
+	VBROADCASTSS (R8)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y0 \
+	VBROADCASTSS (R9)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y3 \
+	VBROADCASTSS (R10)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y6 \
+	VBROADCASTSS (R11)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y9
+
+// MAX4NAN sets A = max(A, B, C, D) lane-wise, NaN if any of the four is NaN
+// (torch's max-pool): VMAXPS alone drops a NaN first operand, so the unordered
+// mask is ORed in (all-ones bits are a NaN). Clobbers B, C, T.
+#define MAX4NAN(A, B, C, D, T) \
+	VCMPPS $3, B, A, T \
+	VMAXPS B, A, A \
+	VCMPPS $3, D, C, B \
+	VMAXPS D, C, C \
+	VORPS B, T, T \
+	VMAXPS C, A, A \
+	VORPS T, A, A
+
+TEXT ·tileAVX2(SB), NOSPLIT, $400-8
+	MOVQ $0, 384(SP) // tile index t
+
+tileloop:
+	MOVQ a+0(FP), AX
+	MOVQ 384(SP), R12
+	SHLQ $5, R12      // t·32: byte offset of tile t in inOff and outOff
+	MOVQ 16(AX), R13
+	ADDQ R12, R13
+	MOVQ 0(AX), R8
+	MOVQ R8, R9
+	MOVQ R8, R10
+	MOVQ R8, R11
+	ADDQ 0(R13), R8
+	ADDQ 8(R13), R9
+	ADDQ 16(R13), R10
+	ADDQ 24(R13), R11
+	MOVQ 40(AX), SI
+	MOVQ 48(AX), CX
+	MOVQ 56(AX), DI
+	MOVQ 72(AX), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	TESTQ CX, CX
+	JLE   epilogue
+	CMPQ BX, $3
+	JEQ  pre3
+	CMPQ BX, $2
+	JEQ  loop2
+
+loop1:
+	STEP1
+	ADDQ $4, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  loop1
+	JMP  epilogue
+
+loop2:
+	STEP2
+	ADDQ $4, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  loop2
+	JMP  epilogue
+
+pre3:
+	// two steps per iteration, then the odd one
+	MOVQ CX, DX
+	SHRQ $1, CX
+	JZ   odd3
+	MOVQ DX, 392(SP)
+
+loop3:
+	STEP3(0, 0, 32, 64)
+	STEP3(4, 96, 128, 160)
+	ADDQ $8, SI
+	ADDQ $192, DI
+	DECQ CX
+	JNZ  loop3
+	MOVQ 392(SP), DX
+
+odd3:
+	TESTQ $1, DX
+	JZ    epilogue
+	STEP3(0, 0, 32, 64)
+
+epilogue:
+	MOVQ 104(AX), BX // flags
+	MOVQ 80(AX), CX  // npix
+	TESTQ $4, BX
+	JZ    nopool
+	MAX4NAN(Y0, Y3, Y6, Y9, Y12)
+	MAX4NAN(Y1, Y4, Y7, Y10, Y12)
+	MAX4NAN(Y2, Y5, Y8, Y11, Y12)
+	MOVQ $1, CX
+
+nopool:
+	MOVQ 64(AX), DX // bias
+	VMOVUPS (DX), Y12
+	VMOVUPS 32(DX), Y13
+	VMOVUPS 64(DX), Y14
+	VADDPS Y12, Y0, Y0
+	VADDPS Y13, Y1, Y1
+	VADDPS Y14, Y2, Y2
+	VADDPS Y12, Y3, Y3
+	VADDPS Y13, Y4, Y4
+	VADDPS Y14, Y5, Y5
+	VADDPS Y12, Y6, Y6
+	VADDPS Y13, Y7, Y7
+	VADDPS Y14, Y8, Y8
+	VADDPS Y12, Y9, Y9
+	VADDPS Y13, Y10, Y10
+	VADDPS Y14, Y11, Y11
+	TESTQ $3, BX
+	JZ    store
+	VXORPS Y13, Y13, Y13
+	VMAXPS Y0, Y13, Y0
+	VMAXPS Y1, Y13, Y1
+	VMAXPS Y2, Y13, Y2
+	VMAXPS Y3, Y13, Y3
+	VMAXPS Y4, Y13, Y4
+	VMAXPS Y5, Y13, Y5
+	VMAXPS Y6, Y13, Y6
+	VMAXPS Y7, Y13, Y7
+	VMAXPS Y8, Y13, Y8
+	VMAXPS Y9, Y13, Y9
+	VMAXPS Y10, Y13, Y10
+	VMAXPS Y11, Y13, Y11
+	TESTQ $2, BX
+	JZ    store
+	MOVL $0x40c00000, DX // 6.0
+	VMOVD DX, X14
+	VBROADCASTSS X14, Y14
+	VMINPS Y0, Y14, Y0
+	VMINPS Y1, Y14, Y1
+	VMINPS Y2, Y14, Y2
+	VMINPS Y3, Y14, Y3
+	VMINPS Y4, Y14, Y4
+	VMINPS Y5, Y14, Y5
+	VMINPS Y6, Y14, Y6
+	VMINPS Y7, Y14, Y7
+	VMINPS Y8, Y14, Y8
+	VMINPS Y9, Y14, Y9
+	VMINPS Y10, Y14, Y10
+	VMINPS Y11, Y14, Y11
+
+store:
+	VMOVUPS Y0, 0(SP)
+	VMOVUPS Y1, 32(SP)
+	VMOVUPS Y2, 64(SP)
+	VMOVUPS Y3, 96(SP)
+	VMOVUPS Y4, 128(SP)
+	VMOVUPS Y5, 160(SP)
+	VMOVUPS Y6, 192(SP)
+	VMOVUPS Y7, 224(SP)
+	VMOVUPS Y8, 256(SP)
+	VMOVUPS Y9, 288(SP)
+	VMOVUPS Y10, 320(SP)
+	VMOVUPS Y11, 352(SP)
+	MOVQ 88(AX), BX  // nch
+	MOVQ 96(AX), DX  // cs
+	MOVQ 8(AX), R10  // outBase
+	MOVQ 24(AX), R13
+	ADDQ R12, R13    // &outOff[t][0]
+	LEAQ 0(SP), SI   // tile row of pixel p
+
+pixloop:
+	MOVQ (R13), DI
+	ADDQ R10, DI
+	XORQ R8, R8
+
+chloop:
+	MOVL (SI)(R8*4), R9
+	MOVL R9, (DI)
+	ADDQ DX, DI
+	INCQ R8
+	CMPQ R8, BX
+	JLT  chloop
+	ADDQ $96, SI
+	ADDQ $8, R13
+	DECQ CX
+	JNZ  pixloop
+
+	INCQ 384(SP)
+	MOVQ 384(SP), R12
+	CMPQ R12, 32(AX)
+	JLT  tileloop
+	VZEROUPPER
+	RET
+
+// fmaPeak(n) runs n rounds of 12 independent 8-wide FMAs (192 flops each):
+// the machine's FMA ceiling, for the benchmarks' percent-of-peak.
+TEXT ·fmaPeak(SB), NOSPLIT, $0-8
+	MOVQ n+0(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+
+peak:
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y12, Y13, Y1
+	VFMADD231PS Y12, Y13, Y2
+	VFMADD231PS Y12, Y13, Y3
+	VFMADD231PS Y12, Y13, Y4
+	VFMADD231PS Y12, Y13, Y5
+	VFMADD231PS Y12, Y13, Y6
+	VFMADD231PS Y12, Y13, Y7
+	VFMADD231PS Y12, Y13, Y8
+	VFMADD231PS Y12, Y13, Y9
+	VFMADD231PS Y12, Y13, Y10
+	VFMADD231PS Y12, Y13, Y11
+	DECQ CX
+	JNZ  peak
+	VZEROUPPER
+	RET
