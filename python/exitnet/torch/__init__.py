@@ -1,5 +1,6 @@
-"""exitnet's PyTorch side: early-exit models, Fisher hooks, EWC and LwF losses,
-the sequential trainer, MAC counting and model export.
+"""exitnet's PyTorch side: early-exit models (built in, or attached to any traceable network
+with :func:`attach_exits`), Fisher hooks, EWC and LwF losses, the sequential trainer, MAC
+counting and model export.
 
 Names resolve lazily from the submodules below, so ``import exitnet.torch`` is
 cheap and a missing optional piece fails only when used.
@@ -20,6 +21,7 @@ _NAMES: dict[str, str] = {
     "conv_head": "._model",
     "spatial_head": "._model",
     "ResidualBlock": "._export",
+    "attach_exits": "._attach",
     # EWC
     "fisher_diagonal": "._fisher",
     "fisher_for_exit": "._fisher",
