@@ -13,12 +13,17 @@ BUILD := build
 LIB := $(BUILD)/libexitnet.so
 STAGE := $(BUILD)/install
 VERSION := $(shell sed -n 's/^\#define EXITNET_VERSION_STRING "\(.*\)"/\1/p' include/exitnet.h)
-GO_SOURCES := $(shell find golib capi -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.s' -o -name '*.map') go.mod go.sum
+GO_SOURCES := $(shell find golib capi -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.s' -o -name '*.map') include/exitnet.h go.mod go.sum
 
-.PHONY: help lib install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-c bench-py fuzz clean
+ABI_GENERATED := python/exitnet/_abi.py capi/exitnet_types.h capi/abi_gen.go tests/c/test_abi.c
+
+.PHONY: help abi lib install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-c bench-py fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+abi: ## regenerate the ctypes, cgo and C-test views of include/exitnet.h (scripts/abi.py)
+	$(PY) scripts/abi.py gen
 
 lib: $(LIB) ## build build/libexitnet.so (and copy it into python/exitnet/)
 

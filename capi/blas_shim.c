@@ -55,8 +55,6 @@ int xnet_blas_open(const char* path, char* err, size_t errlen) {
   return -1;
 }
 
-int xnet_blas_available(void) { return p_sgemm != NULL; }
-
 void xnet_blas_set_threads(int n) {
   if (p_threads != NULL) p_threads(n);
 }

@@ -2,13 +2,6 @@ package main
 
 /*
 #include "shim.h"
-
-typedef struct exitnet_conv2d_geometry {
-  int32_t stride[2];
-  int32_t padding[2];
-  int32_t dilation[2];
-  int32_t groups;
-} exitnet_conv2d_geometry;
 */
 import "C"
 

@@ -2,15 +2,6 @@ package main
 
 /*
 #include "shim.h"
-
-typedef struct exitnet_policy_point {
-  float tau;
-  int64_t correct;
-  int64_t n;
-  double accuracy;
-  double mean_cost;
-  double speedup;
-} exitnet_policy_point;
 */
 import "C"
 

@@ -2,14 +2,6 @@ package main
 
 /*
 #include "shim.h"
-
-typedef struct exitnet_predict_params {
-  int measure;
-  const float* thresholds;
-  int64_t n_thresholds;
-  float temperature;
-  int return_logits;
-} exitnet_predict_params;
 */
 import "C"
 

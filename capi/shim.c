@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shim.h"
+/* The public header first: its prototypes check these definitions, and the
+ * generated exitnet_types.h (through shim.h) then skips what it already defined. */
 #include "../include/exitnet.h"
+#include "shim.h"
 
 static pthread_key_t err_key;
 static pthread_once_t err_once = PTHREAD_ONCE_INIT;
@@ -42,16 +44,6 @@ const char* exitnet_version(void) { return EXITNET_VERSION_STRING; }
 int exitnet_abi_version(void) { return EXITNET_ABI_VERSION; }
 
 const char* exitnet_status_name(int status) {
-  switch (status) {
-    case EXITNET_OK: return "OK";
-    case EXITNET_ERR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case EXITNET_ERR_INVALID_STATE: return "INVALID_STATE";
-    case EXITNET_ERR_IO: return "IO";
-    case EXITNET_ERR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
-    case EXITNET_ERR_NOT_SUPPORTED: return "NOT_SUPPORTED";
-    case EXITNET_ERR_CANCELLED: return "CANCELLED";
-    case EXITNET_ERR_INTERNAL: return "INTERNAL";
-    case EXITNET_ERR_NOT_FOUND: return "NOT_FOUND";
-    default: return "UNKNOWN";
-  }
+  const char* name = xnet_exitnet_status_name(status);
+  return name != NULL ? name : "UNKNOWN";
 }

@@ -9,45 +9,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* The Arrow C Data structs are repeated here (canonical definitions, same guard)
- * rather than including include/exitnet.h: the cgo preamble must not see the
- * public prototypes, whose const-qualified parameters conflict with the
- * declarations cgo generates for the //export functions (docs/design.md). */
-#ifndef ARROW_C_DATA_INTERFACE
-#  define ARROW_C_DATA_INTERFACE
-#  define ARROW_FLAG_DICTIONARY_ORDERED 1
-#  define ARROW_FLAG_NULLABLE 2
-#  define ARROW_FLAG_MAP_KEYS_SORTED 4
-struct ArrowSchema {
-  const char* format;
-  const char* name;
-  const char* metadata;
-  int64_t flags;
-  int64_t n_children;
-  struct ArrowSchema** children;
-  struct ArrowSchema* dictionary;
-  void (*release)(struct ArrowSchema*);
-  void* private_data;
-};
-struct ArrowArray {
-  int64_t length;
-  int64_t null_count;
-  int64_t offset;
-  int64_t n_buffers;
-  int64_t n_children;
-  const void** buffers;
-  struct ArrowArray** children;
-  struct ArrowArray* dictionary;
-  void (*release)(struct ArrowArray*);
-  void* private_data;
-};
-#endif
-
-/* Opaque handle types: never dereferenced, their values are handle ids. */
-typedef struct exitnet_targets_writer exitnet_targets_writer;
-typedef struct exitnet_targets exitnet_targets;
-typedef struct exitnet_fisher exitnet_fisher;
-typedef struct exitnet_model exitnet_model;
+/* The public header's types, enums and version without its prototypes, generated from
+ * include/exitnet.h by scripts/abi.py: the cgo preamble must not see the public
+ * prototypes, whose const-qualified parameters conflict with the declarations cgo
+ * generates for the //export functions (docs/design.md). */
+#include "exitnet_types.h"
 
 /* Thread-local last error (shim.c). Takes ownership of msg (malloc'd). */
 void xnet_set_error(char* msg);
@@ -66,7 +32,6 @@ static inline void xnet_release_schema(struct ArrowSchema* s) {
 
 /* OpenBLAS loaded at run time with dlopen (blas_shim.c). */
 int xnet_blas_open(const char* path, char* err, size_t errlen);
-int xnet_blas_available(void);
 void xnet_blas_set_threads(int n);
 void xnet_sgemm(int transA, int transB, int m, int n, int k, float alpha,
                 const float* a, int lda, const float* b, int ldb, float beta,

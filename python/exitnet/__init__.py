@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from . import _abi
 from ._core import (
     blas_backend,
     get_num_threads,
@@ -43,7 +44,7 @@ from ._errors import (
     NotSupportedError,
 )
 
-__version__ = "0.1.0"
+__version__ = _abi.VERSION  # EXITNET_VERSION_STRING of include/exitnet.h
 
 _SUBMODULES = {"distill", "fisher", "policy", "runtime", "torch", "data"}
 

@@ -6,8 +6,8 @@ exported into Arrow C Data structs that the C side moves in (after the call the
 structs are released; if a call never happens, :class:`ArrowIn` releases them
 itself, so nothing leaks on Python-side errors).
 
-Outputs: caller-allocated structs that the C side fills; :func:`import_array`
-and :func:`import_batch` hand their ownership to pyarrow.
+Outputs: caller-allocated structs that the C side fills; :meth:`ArrowOut.to_array`
+and :meth:`ArrowOut.to_batch` hand their ownership to pyarrow.
 
 Matrices are ``fixed_size_list<float32>[C]`` (N rows of C values) or the
 canonical ``arrow.fixed_shape_tensor`` extension. Only float32 is accepted for
@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from . import _abi
 from ._errors import InvalidArgumentError
 
 __all__ = [
@@ -37,45 +38,14 @@ __all__ = [
     "as_ints",
     "as_floats",
     "float32_numpy",
-    "import_array",
-    "import_batch",
     "matrix_to_numpy",
     "to_numpy",
 ]
 
 
-class ArrowSchema(ctypes.Structure):
-    """struct ArrowSchema of the Arrow C Data Interface."""
-
-
-class ArrowArray(ctypes.Structure):
-    """struct ArrowArray of the Arrow C Data Interface."""
-
-
-ArrowSchema._fields_ = [
-    ("format", ctypes.c_char_p),
-    ("name", ctypes.c_char_p),
-    ("metadata", ctypes.c_char_p),
-    ("flags", ctypes.c_int64),
-    ("n_children", ctypes.c_int64),
-    ("children", ctypes.POINTER(ctypes.POINTER(ArrowSchema))),
-    ("dictionary", ctypes.POINTER(ArrowSchema)),
-    ("release", ctypes.c_void_p),
-    ("private_data", ctypes.c_void_p),
-]
-ArrowArray._fields_ = [
-    ("length", ctypes.c_int64),
-    ("null_count", ctypes.c_int64),
-    ("offset", ctypes.c_int64),
-    ("n_buffers", ctypes.c_int64),
-    ("n_children", ctypes.c_int64),
-    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
-    ("children", ctypes.POINTER(ctypes.POINTER(ArrowArray))),
-    ("dictionary", ctypes.POINTER(ArrowArray)),
-    ("release", ctypes.c_void_p),
-    ("private_data", ctypes.c_void_p),
-]
-
+# struct ArrowSchema / struct ArrowArray, generated from include/exitnet.h.
+ArrowSchema = _abi.ArrowSchema
+ArrowArray = _abi.ArrowArray
 ArrowArrayP = ctypes.POINTER(ArrowArray)
 ArrowSchemaP = ctypes.POINTER(ArrowSchema)
 
@@ -190,14 +160,6 @@ class ArrowOut:
                 _SCHEMA_RELEASE(self._s.release)(ctypes.byref(self._s))
         except Exception:
             pass
-
-
-def import_array(out: ArrowOut) -> pa.Array:
-    return out.to_array()
-
-
-def import_batch(out: ArrowOut) -> pa.RecordBatch:
-    return out.to_batch()
 
 
 def _is_torch(x: Any) -> bool:
@@ -319,14 +281,3 @@ def matrix_to_numpy(arr: pa.Array) -> np.ndarray:
     values = arr.flatten()
     return values.to_numpy(zero_copy_only=True).reshape(-1, c)
 
-
-def batch_columns(batch: pa.RecordBatch, names: Sequence[str]) -> list[np.ndarray]:
-    """numpy views of columns of a record batch (matrices reshaped to (N, C))."""
-    out = []
-    for n in names:
-        col = batch.column(n)
-        if pa.types.is_fixed_size_list(col.type) or isinstance(col, pa.ExtensionArray):
-            out.append(matrix_to_numpy(col))
-        else:
-            out.append(col.to_numpy(zero_copy_only=False))
-    return out

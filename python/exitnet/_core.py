@@ -5,13 +5,7 @@ from __future__ import annotations
 import ctypes
 
 from . import _lib
-from ._arrow import ArrowArrayP, ArrowIn, ArrowSchemaP, as_matrix
-
-_lib.declare(
-    "exitnet_debug_data_address",
-    ctypes.c_int,
-    [ctypes.POINTER(ctypes.c_size_t), ArrowArrayP, ArrowSchemaP],
-)
+from ._arrow import ArrowIn, as_matrix
 
 __all__ = [
     "library_version",

@@ -1,11 +1,14 @@
 """The one place that turns an exitnet status code into a Python exception.
 
 Every exception carries the C library's message (which names the function and
-the argument) and the numeric ``status``. Bad arguments are ``ValueError``
+the argument) and the numeric ``status`` (values from include/exitnet.h through
+the generated :mod:`exitnet._abi`; this module imports nothing else of exitnet). Bad arguments are ``ValueError``
 subclasses, so ordinary ``except ValueError`` code keeps working.
 """
 
 from __future__ import annotations
+
+from . import _abi
 
 __all__ = [
     "ExitnetError",
@@ -20,7 +23,6 @@ __all__ = [
     "ForkedProcessError",
     "AbiMismatchError",
     "LibraryNotFoundError",
-    "check",
     "error_for",
 ]
 
@@ -39,49 +41,49 @@ class ExitnetError(Exception):
 class InvalidArgumentError(ExitnetError, ValueError):
     """EXITNET_ERR_INVALID_ARGUMENT: wrong dtype, shape, value, NULL, released struct."""
 
-    status = 1
+    status = _abi.EXITNET_ERR_INVALID_ARGUMENT
 
 
 class InvalidStateError(ExitnetError, RuntimeError):
     """EXITNET_ERR_INVALID_STATE: closed, freed or foreign handle; wrong call order."""
 
-    status = 2
+    status = _abi.EXITNET_ERR_INVALID_STATE
 
 
 class ExitnetIOError(ExitnetError, OSError):
     """EXITNET_ERR_IO: missing, unreadable, truncated or corrupted file; failed write."""
 
-    status = 3
+    status = _abi.EXITNET_ERR_IO
 
 
 class ExitnetMemoryError(ExitnetError, MemoryError):
     """EXITNET_ERR_OUT_OF_MEMORY: allocation refused or over a declared bound."""
 
-    status = 4
+    status = _abi.EXITNET_ERR_OUT_OF_MEMORY
 
 
 class NotSupportedError(ExitnetError, NotImplementedError):
     """EXITNET_ERR_NOT_SUPPORTED: a valid request this build cannot serve."""
 
-    status = 5
+    status = _abi.EXITNET_ERR_NOT_SUPPORTED
 
 
 class CancelledError(ExitnetError):
     """EXITNET_ERR_CANCELLED: the operation was cancelled."""
 
-    status = 6
+    status = _abi.EXITNET_ERR_CANCELLED
 
 
 class InternalError(ExitnetError, RuntimeError):
     """EXITNET_ERR_INTERNAL: a recovered Go panic. The library refuses further calls."""
 
-    status = 7
+    status = _abi.EXITNET_ERR_INTERNAL
 
 
 class NotFoundError(ExitnetError, LookupError):
     """EXITNET_ERR_NOT_FOUND: a key (sample id, parameter name) is absent."""
 
-    status = 8
+    status = _abi.EXITNET_ERR_NOT_FOUND
 
 
 class ForkedProcessError(ExitnetError, RuntimeError):
@@ -116,12 +118,3 @@ def error_for(status: int, message: str) -> ExitnetError:
     cls = _BY_STATUS.get(status, ExitnetError)
     return cls(message or f"exitnet status {status}", status)
 
-
-def check(status: int, name: str) -> None:
-    """Raise the exception for ``status`` (no-op for 0), with the thread's C message."""
-    if status == 0:
-        return
-    from . import _lib
-
-    msg = _lib.last_error() or f"{name} failed with status {status}"
-    raise error_for(status, msg)

@@ -9,9 +9,10 @@ so a call from such a child raises :class:`ForkedProcessError` instead.
 Search order: ``$EXITNET_LIBRARY`` (a path), the package directory (wheels and
 editable installs), then ``build/`` of a source checkout.
 
-Modules declare the C prototypes they use with :func:`declare` at import time
-(cheap, nothing is loaded); :func:`fn` returns the ctypes function, loading the
-library on first use.
+Every prototype comes from :mod:`exitnet._abi`, generated from include/exitnet.h
+by scripts/abi.py (no module declares argtypes by hand); they are applied when the
+library loads. :func:`fn` returns the ctypes function, loading the library on first
+use; :func:`call` also turns a failing status into the mapped exception.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from ._errors import AbiMismatchError, ForkedProcessError, LibraryNotFoundError, check
+from . import _abi
+from ._errors import AbiMismatchError, ForkedProcessError, LibraryNotFoundError, error_for
 
 #: ABI version this package speaks (EXITNET_ABI_VERSION in include/exitnet.h).
-ABI_VERSION = 1
+ABI_VERSION = _abi.ABI_VERSION
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _path: str | None = None
 _forked_after_load = False
-_declared: dict[str, tuple[Any, list[Any]]] = {}
 _fns: dict[str, Callable[..., Any]] = {}
 
 
@@ -44,20 +45,14 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def declare(name: str, restype: Any, argtypes: list[Any]) -> None:
-    """Record the prototype of C function ``name`` (applied when the library loads)."""
-    _declared[name] = (restype, argtypes)
-    if _lib is not None:
-        _apply(name)
-
-
-def _apply(name: str) -> None:
-    assert _lib is not None
-    restype, argtypes = _declared[name]
-    f = getattr(_lib, name)
-    f.restype = restype
-    f.argtypes = argtypes
-    _fns[name] = f
+def _declare(lib: ctypes.CDLL) -> dict[str, Callable[..., Any]]:
+    fns = {}
+    for name, (restype, argtypes) in _abi.FUNCTIONS.items():
+        f = getattr(lib, name)
+        f.restype = restype
+        f.argtypes = argtypes
+        fns[name] = f
+    return fns
 
 
 def _candidates() -> list[Path]:
@@ -85,12 +80,8 @@ def _load() -> ctypes.CDLL:
             "Install the package with `pip install .`, run `make lib` in a source "
             "checkout, or set EXITNET_LIBRARY to the library's path."
         )
-    lib.exitnet_abi_version.restype = ctypes.c_int
-    lib.exitnet_abi_version.argtypes = []
-    lib.exitnet_version.restype = ctypes.c_char_p
-    lib.exitnet_version.argtypes = []
-    lib.exitnet_last_error.restype = ctypes.c_char_p
-    lib.exitnet_last_error.argtypes = []
+    for name in ("exitnet_abi_version", "exitnet_version"):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = _abi.FUNCTIONS[name]
     got = lib.exitnet_abi_version()
     if got != ABI_VERSION:
         raise AbiMismatchError(
@@ -98,10 +89,9 @@ def _load() -> ctypes.CDLL:
             f"but this Python package expects ABI version {ABI_VERSION}: rebuild the library "
             "(`make lib`) or reinstall the package so both come from the same source."
         )
+    _fns.update(_declare(lib))
     _lib = lib
     _path = str(p)
-    for name in _declared:
-        _apply(name)
     _prefer_wheel_openblas(lib)
     return lib
 
@@ -110,8 +100,6 @@ def _prefer_wheel_openblas(lib: ctypes.CDLL) -> None:
     """Route GEMM through OpenBLAS from the scipy-openblas32 wheel when the library
     found no system OpenBLAS (pure-Go GEMM is about 10x slower)."""
     buf = ctypes.create_string_buffer(512)
-    lib.exitnet_blas_backend.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-    lib.exitnet_blas_backend.restype = ctypes.c_int
     lib.exitnet_blas_backend(buf, len(buf))
     if buf.value.startswith(b"openblas"):
         return
@@ -121,8 +109,6 @@ def _prefer_wheel_openblas(lib: ctypes.CDLL) -> None:
         return
     path = os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")
     if os.path.isfile(path):
-        lib.exitnet_blas_load.argtypes = [ctypes.c_char_p]
-        lib.exitnet_blas_load.restype = ctypes.c_int
         lib.exitnet_blas_load(path.encode())
 
 
@@ -151,12 +137,19 @@ def fn(name: str) -> Callable[..., Any]:
     try:
         return _fns[name]
     except KeyError:
-        raise RuntimeError(f"exitnet: C function {name} was not declared") from None
+        raise RuntimeError(f"exitnet: no C function {name} in include/exitnet.h") from None
 
 
 def call(name: str, *args: Any) -> None:
     """Call ``name`` and raise the mapped exception if its status is not 0."""
     check(fn(name)(*args), name)
+
+
+def check(status: int, name: str) -> None:
+    """Raise the exception for ``status`` (no-op for 0), with the thread's C message."""
+    if status == 0:
+        return
+    raise error_for(status, last_error() or f"{name} failed with status {status}")
 
 
 def last_error() -> str:
@@ -178,16 +171,3 @@ def is_loaded() -> bool:
     """Whether the native library has been loaded in this process."""
     return _lib is not None
 
-
-c_int_p = ctypes.POINTER(ctypes.c_int)
-c_int64_p = ctypes.POINTER(ctypes.c_int64)
-
-declare("exitnet_set_num_threads", ctypes.c_int, [ctypes.c_int])
-declare("exitnet_get_num_threads", ctypes.c_int, [c_int_p])
-declare("exitnet_set_memory_limit", ctypes.c_int, [ctypes.c_int64])
-declare("exitnet_blas_load", ctypes.c_int, [ctypes.c_char_p])
-declare("exitnet_blas_backend", ctypes.c_int, [ctypes.c_char_p, ctypes.c_size_t])
-declare("exitnet_allocated_bytes", ctypes.c_int, [c_int64_p])
-declare("exitnet_live_handles", ctypes.c_int, [c_int64_p])
-declare("exitnet_debug_panic", ctypes.c_int, [])
-declare("exitnet_status_name", ctypes.c_char_p, [ctypes.c_int])

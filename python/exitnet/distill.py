@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _lib
-from ._arrow import ArrowArrayP, ArrowIn, ArrowOut, ArrowSchemaP, as_ints, as_matrix, float32_numpy, matrix_to_numpy, to_numpy
+from ._arrow import ArrowIn, ArrowOut, as_ints, as_matrix, float32_numpy, matrix_to_numpy, to_numpy
 from ._errors import ExitnetIOError, InvalidArgumentError, InvalidStateError, NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,29 +77,8 @@ __all__ = [
 TARGETS_KIND = "lwf_targets"
 TARGETS_FORMAT_VERSION = 1
 
-_A, _S = ArrowArrayP, ArrowSchemaP
 _fp = ctypes.POINTER(ctypes.c_float)
-_dp = ctypes.POINTER(ctypes.c_double)
 _i64p = ctypes.POINTER(ctypes.c_int64)
-_ip = ctypes.POINTER(ctypes.c_int)
-_lib.declare("exitnet_distill_soft_targets", ctypes.c_int, [_A, _S, _A, _S, ctypes.c_double])
-_lib.declare("exitnet_distill_kd_loss", ctypes.c_int, [_dp, _A, _S, _A, _S, _A, _S, ctypes.c_double])
-_vp = ctypes.c_void_p  # raw float buffers are passed as integer addresses (fast in ctypes)
-_lib.declare("exitnet_distill_kd_loss_raw", ctypes.c_int,
-             [_dp, _vp, _vp, _vp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
-_lib.declare("exitnet_distill_soft_targets_raw", ctypes.c_int,
-             [_vp, _vp, ctypes.c_int64, ctypes.c_int64, ctypes.c_double])
-_lib.declare("exitnet_targets_writer_new", ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int])
-_lib.declare("exitnet_targets_writer_add", ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, _A, _S, _A, _S])
-_lib.declare("exitnet_targets_writer_num_rows", ctypes.c_int, [_i64p, ctypes.c_void_p, ctypes.c_int])
-_lib.declare("exitnet_targets_writer_save", ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p])
-_lib.declare("exitnet_targets_writer_free", ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p)])
-_lib.declare("exitnet_targets_open", ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p])
-_lib.declare("exitnet_targets_shape", ctypes.c_int, [_i64p, _ip, _ip, ctypes.c_void_p])
-_lib.declare("exitnet_targets_gather", ctypes.c_int, [_A, _S, ctypes.c_void_p, _A, _S, ctypes.c_int])
-_lib.declare("exitnet_targets_gather_raw", ctypes.c_int,
-             [_fp, ctypes.c_int64, ctypes.c_void_p, _i64p, ctypes.c_int64, ctypes.c_int])
-_lib.declare("exitnet_targets_free", ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p)])
 
 
 def _temperature(temperature: float) -> float:

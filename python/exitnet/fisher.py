@@ -66,13 +66,11 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from . import _lib
+from . import _abi, _lib
 from ._arrow import (
-    ArrowArrayP,
     ArrowIn,
     ArrowInMany,
     ArrowOut,
-    ArrowSchemaP,
     as_floats,
     float32_numpy,
     as_matrix,
@@ -96,51 +94,10 @@ __all__ = [
 LABEL_MODES = ("empirical", "sampled", "argmax", "exact", "batched")
 LabelMode = Literal["empirical", "sampled", "argmax", "exact", "batched"]
 
-_A, _S = ArrowArrayP, ArrowSchemaP
 _h = ctypes.c_void_p
-_i64p = ctypes.POINTER(ctypes.c_int64)
-_cpp = ctypes.POINTER(ctypes.c_char_p)
+_Geometry = _abi.exitnet_conv2d_geometry
 
 
-class _Geometry(ctypes.Structure):
-    _fields_ = [
-        ("stride", ctypes.c_int32 * 2),
-        ("padding", ctypes.c_int32 * 2),
-        ("dilation", ctypes.c_int32 * 2),
-        ("groups", ctypes.c_int32),
-    ]
-
-
-_lib.declare("exitnet_fisher_new", ctypes.c_int, [ctypes.POINTER(_h), _cpp, _i64p, _i64p, ctypes.c_int64, ctypes.c_char_p])
-_lib.declare("exitnet_fisher_free", ctypes.c_int, [ctypes.POINTER(_h)])
-_lib.declare("exitnet_fisher_update_rows", ctypes.c_int, [_h, ctypes.c_char_p, _A, _S, _A, _S])
-_lib.declare("exitnet_fisher_update_linear", ctypes.c_int,
-             [_h, ctypes.c_char_p, ctypes.c_char_p, _A, _S, _A, _S, _A, _S])
-_lib.declare("exitnet_fisher_update_conv2d", ctypes.c_int,
-             [_h, ctypes.c_char_p, ctypes.c_char_p, _A, _S, _A, _S, ctypes.POINTER(_Geometry), _A, _S])
-_lib.declare("exitnet_fisher_update_squared", ctypes.c_int, [_h, ctypes.c_char_p, _A, _S, ctypes.c_int64])
-_lib.declare("exitnet_fisher_add_samples", ctypes.c_int, [_h, ctypes.c_int64])
-_lib.declare("exitnet_fisher_num_samples", ctypes.c_int, [_i64p, _h])
-_lib.declare("exitnet_fisher_compute", ctypes.c_int, [_A, _S, _h])
-_lib.declare("exitnet_fisher_state", ctypes.c_int, [_A, _S, _i64p, _h])
-_lib.declare("exitnet_fisher_set_state", ctypes.c_int, [_h, _A, _S, ctypes.c_int64])
-_lib.declare("exitnet_fisher_merge", ctypes.c_int, [_h, _h])
-_lib.declare("exitnet_fisher_reset", ctypes.c_int, [_h])
-_lib.declare("exitnet_fisher_sample_labels", ctypes.c_int, [_A, _S, _A, _S, ctypes.c_uint64, ctypes.c_uint64])
-_lib.declare("exitnet_fisher_class_probs", ctypes.c_int, [_A, _S, _A, _S])
-_lib.declare("exitnet_fisher_consolidate", ctypes.c_int,
-             [_A, _S, _A, _S, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(ctypes.c_double), ctypes.c_double])
-_lib.declare("exitnet_ewc_penalty", ctypes.c_int,
-             [ctypes.POINTER(ctypes.c_double), _A, _S, _A, _S, _A, _S, _A, _S, ctypes.c_int, ctypes.c_double])
-_lib.declare("exitnet_ewc_penalty_into", ctypes.c_int,
-             [ctypes.POINTER(ctypes.c_double), ctypes.c_void_p, ctypes.c_int64, _A, _S, _A, _S, _A, _S, ctypes.c_int,
-              ctypes.c_double])
-_lib.declare("exitnet_fisher_state_save", ctypes.c_int,
-             [ctypes.c_char_p, _cpp, _i64p, _i64p, ctypes.c_int64, _A, _S, ctypes.c_int, _A, _S, ctypes.c_int,
-              _cpp, _cpp, ctypes.c_int])
-_lib.declare("exitnet_fisher_state_load", ctypes.c_int, [_A, _S, ctypes.c_char_p])
-_lib.declare("exitnet_fisher_save", ctypes.c_int, [_h, ctypes.c_char_p])
-_lib.declare("exitnet_fisher_load", ctypes.c_int, [ctypes.POINTER(_h), ctypes.c_char_p])
 
 
 def _layout_arrays(layout: Mapping[str, Sequence[int]]) -> tuple[Any, Any, Any, int, list]:

@@ -55,8 +55,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pyarrow as pa
 
-from . import _lib
-from ._arrow import ArrowArrayP, ArrowIn, ArrowInMany, ArrowOut, ArrowSchemaP, _is_torch, as_ints, as_matrix
+from . import _abi, _lib
+from ._arrow import ArrowIn, ArrowInMany, ArrowOut, _is_torch, as_ints, as_matrix
 from ._errors import InvalidArgumentError
 
 __all__ = [
@@ -76,8 +76,9 @@ __all__ = [
     "plot_curve",
 ]
 
-MEASURES = {"max_softmax": 0, "entropy": 1, "margin": 2, "patience": 3}
-METHODS = {"global": 0, "msdnet": 1, "per_exit": 2}
+#: Confidence measures and calibration methods by name (enums of include/exitnet.h).
+MEASURES = {k.lower(): v for k, v in _abi.POLICY_MEASURE.items()}
+METHODS = {k.lower(): v for k, v in _abi.POLICY_METHOD.items()}
 
 Measure = Literal["max_softmax", "entropy", "margin", "patience"]
 Method = Literal["global", "msdnet", "per_exit"]
@@ -85,34 +86,7 @@ Method = Literal["global", "msdnet", "per_exit"]
 _dp = ctypes.POINTER(ctypes.c_double)
 _fp = ctypes.POINTER(ctypes.c_float)
 _i64p = ctypes.POINTER(ctypes.c_int64)
-
-
-class _Point(ctypes.Structure):
-    _fields_ = [
-        ("tau", ctypes.c_float),
-        ("correct", ctypes.c_int64),
-        ("n", ctypes.c_int64),
-        ("accuracy", ctypes.c_double),
-        ("mean_cost", ctypes.c_double),
-        ("speedup", ctypes.c_double),
-    ]
-
-
-_A, _S = ArrowArrayP, ArrowSchemaP
-_lib.declare("exitnet_policy_cost_cumulative", ctypes.c_int, [_dp, _dp, _dp, ctypes.c_int])
-_lib.declare("exitnet_policy_confidences", ctypes.c_int,
-             [_A, _S, _A, _S, _A, _S, ctypes.c_int, ctypes.c_int, _fp])
-_lib.declare("exitnet_policy_assign", ctypes.c_int,
-             [_A, _S, _A, _S, _A, _S, ctypes.c_int, _fp, ctypes.c_int64])
-_lib.declare("exitnet_policy_curve", ctypes.c_int,
-             [_A, _S, _A, _S, _A, _S, _A, _S, ctypes.c_int, _dp])
-_lib.declare("exitnet_policy_calibrate", ctypes.c_int,
-             [_fp, _dp, ctypes.POINTER(_Point), _i64p, ctypes.POINTER(_Point), _i64p,
-              _A, _S, _A, _S, _A, _S, _A, _S, _A, _S, _A, _S,
-              ctypes.c_int, _dp, ctypes.c_int, ctypes.c_int, ctypes.c_double])
-_lib.declare("exitnet_policy_summary", ctypes.c_int,
-             [_dp, _dp, _dp, _A, _S, _A, _S, _A, _S, ctypes.c_int, _dp, _dp, ctypes.c_int64,
-              ctypes.c_double])
+_Point = _abi.exitnet_policy_point
 
 def _exit_arrays(logits: Any, name: str) -> list[pa.Array]:
     """K pyarrow matrices from a list of K arrays or one (K, N, C) array."""

@@ -39,51 +39,18 @@ from typing import Any, Literal, Optional, Sequence, Union
 import numpy as np
 import pyarrow as pa
 
-from . import _lib
-from ._arrow import ArrowArrayP, ArrowIn, ArrowOut, ArrowSchemaP, _is_torch, float32_numpy
+from . import _abi, _lib
+from ._arrow import ArrowIn, ArrowOut, _is_torch, float32_numpy
 from ._errors import InvalidArgumentError, InvalidStateError
+from .policy import MEASURES
 
 __all__ = ["Model", "MEASURES"]
 
-MEASURES = {"max_softmax": 0, "entropy": 1, "margin": 2, "patience": 3}
 
 _h = ctypes.c_void_p
-_A, _S = ArrowArrayP, ArrowSchemaP
+_Params = _abi.exitnet_predict_params
 
 
-class _Params(ctypes.Structure):
-    _fields_ = [
-        ("measure", ctypes.c_int),
-        ("thresholds", ctypes.POINTER(ctypes.c_float)),
-        ("n_thresholds", ctypes.c_int64),
-        ("temperature", ctypes.c_float),
-        ("return_logits", ctypes.c_int),
-    ]
-
-
-# int exitnet_model_load(exitnet_model** out, const char* path);
-_lib.declare("exitnet_model_load", ctypes.c_int, [ctypes.POINTER(_h), ctypes.c_char_p])
-# int exitnet_model_free(exitnet_model** model);
-_lib.declare("exitnet_model_free", ctypes.c_int, [ctypes.POINTER(_h)])
-# int exitnet_model_num_exits(int* out, const exitnet_model* model);
-_lib.declare("exitnet_model_num_exits", ctypes.c_int, [ctypes.POINTER(ctypes.c_int), _h])
-# int exitnet_model_num_classes(int* out, const exitnet_model* model);
-_lib.declare("exitnet_model_num_classes", ctypes.c_int, [ctypes.POINTER(ctypes.c_int), _h])
-# int exitnet_model_input_shape(int64_t out[3], const exitnet_model* model);
-_lib.declare("exitnet_model_input_shape", ctypes.c_int, [ctypes.POINTER(ctypes.c_int64), _h])
-# int exitnet_model_exit_costs(int64_t* out, int n, const exitnet_model* model);
-_lib.declare("exitnet_model_exit_costs", ctypes.c_int, [ctypes.POINTER(ctypes.c_int64), ctypes.c_int, _h])
-# int exitnet_model_predict(struct ArrowArray* out, struct ArrowSchema* out_schema, int64_t* out_macs,
-#     const exitnet_model* model, struct ArrowArray* input, struct ArrowSchema* input_schema,
-#     const exitnet_predict_params* params);
-_lib.declare("exitnet_model_predict", ctypes.c_int,
-             [_A, _S, ctypes.POINTER(ctypes.c_int64), _h, _A, _S, ctypes.POINTER(_Params)])
-# int exitnet_model_predict_raw(int32_t* out_prediction, int32_t* out_exit, float* out_confidence,
-#     float* out_logits, int64_t* out_macs, const exitnet_model* model, const float* x, int64_t n,
-#     const exitnet_predict_params* params);
-_lib.declare("exitnet_model_predict_raw", ctypes.c_int,
-             [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
-              _h, ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(_Params)])
 
 
 class Model:
