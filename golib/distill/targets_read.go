@@ -1,8 +1,6 @@
 package distill
 
 import (
-	"fmt"
-	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -10,10 +8,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/exitnet/exitnet/golib/arrowx"
+	"github.com/exitnet/exitnet/golib/internal/fsx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -32,26 +28,8 @@ type Targets struct {
 	dense      bool // ids[i] == ids[0] + i for all i
 }
 
-// cappedAllocator refuses allocations above a bound tied to the file size, so
-// a corrupted length field cannot make the reader allocate without limit.
-type cappedAllocator struct {
-	memory.Allocator
-	limit int
-}
-
-func (a cappedAllocator) Allocate(n int) []byte {
-	if n < 0 || n > a.limit {
-		panic(fmt.Sprintf("allocation of %d bytes exceeds the file-size bound %d", n, a.limit))
-	}
-	return a.Allocator.Allocate(n)
-}
-
-func (a cappedAllocator) Reallocate(n int, b []byte) []byte {
-	if n < 0 || n > a.limit {
-		panic(fmt.Sprintf("allocation of %d bytes exceeds the file-size bound %d", n, a.limit))
-	}
-	return a.Allocator.Reallocate(n, b)
-}
+// maxTargetFileBytes bounds the size of a target file (it is mapped, not read).
+const maxTargetFileBytes = 1 << 42
 
 // OpenTargets opens and validates a target file written by TargetWriter.Save
 // (or any writer producing the same schema). The file is memory-mapped where
@@ -59,8 +37,11 @@ func (a cappedAllocator) Reallocate(n int, b []byte) []byte {
 // before use: Arrow magic and structure, schema and metadata, one record
 // batch, no nulls, lengths, strictly increasing ids and finite logits. Any
 // failure, including a truncated or corrupted file, is a StatusIO error.
+// Only regular files are opened (a FIFO or /dev/zero is refused without
+// blocking), the whole-file checksum is verified before parsing, and decoded
+// buffers (compressed bodies) are bounded in total (golib/internal/fsx).
 func OpenTargets(path string) (*Targets, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := fsx.MapFile(path, "target", maxTargetFileBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -80,23 +61,15 @@ func parseTargets(data []byte) (t *Targets, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			t, err = nil, xerr.IO("corrupted target file (%v)", r)
+			t, err = nil, fsx.Recovered("target file", r)
 		}
 	}()
-	if len(data) < 12 || string(data[:6]) != "ARROW1" || string(data[len(data)-6:]) != "ARROW1" {
-		return nil, xerr.IO("not an Arrow IPC file (bad magic bytes or truncated, %d bytes)", len(data))
-	}
-	if err := arrowx.CheckIPCFooter(data); err != nil {
-		return nil, xerr.IO("corrupted target file footer: %v", err)
-	}
-	limit := 2*len(data) + 1<<20
-	rd, err := ipc.NewMappedFileReader(data,
-		ipc.WithAllocator(cappedAllocator{memory.NewGoAllocator(), limit}),
-		ipc.WithMetadataSizeLimit(int64(len(data))), ipc.WithBodySizeLimit(int64(len(data))))
+	c, err := fsx.Open(data, TargetsKind, fsx.DecodeBound(len(data)))
 	if err != nil {
-		return nil, xerr.IO("corrupted target file: %v", err)
+		return nil, err
 	}
-	defer rd.Close()
+	defer c.Close()
+	rd := c.Reader
 	sc := rd.Schema()
 	E, C, err := checkTargetSchema(sc)
 	if err != nil {
@@ -272,33 +245,4 @@ func (t *Targets) Close() error {
 		}
 	}
 	return nil
-}
-
-// mapFile maps path read-only (mmap on unix, a plain read elsewhere or for
-// files mmap refuses) and returns the bytes and the function releasing them.
-func mapFile(path string) ([]byte, func() error, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, xerr.IO("path: %v", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, xerr.IO("path: %v", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, nil, xerr.IO("path: %q is not a regular file", path)
-	}
-	size := st.Size()
-	if size < 12 {
-		return nil, nil, xerr.IO("path: %q: truncated (%d bytes; not an Arrow IPC file)", path, size)
-	}
-	if data, unmap, ok := mmapFile(f, size); ok {
-		return data, unmap, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, xerr.IO("path: %v", err)
-	}
-	return data, func() error { return nil }, nil
 }

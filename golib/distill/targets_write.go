@@ -22,12 +22,16 @@ import (
 //	sample_id: int64, not null, strictly increasing
 //	exit_0 … exit_<E−1>: fixed_size_list<item: float32 not null>[C], not null,
 //	                     raw (temperature-free) logits of exit j for that sample
-//	schema metadata: exitnet.kind=lwf_targets, exitnet.format_version=1,
+//	schema metadata: exitnet.kind=lwf_targets, exitnet.version=2,
+//	                 exitnet.file_crc32=<checksum>, exitnet.format_version=1,
 //	                 exitnet.num_exits=E, exitnet.num_classes=C, exitnet.logits=raw
+//
+// The container (checksum, metadata convention, limits) is specified in
+// docs/file-format.md and implemented by golib/internal/fsx.
 const (
 	TargetsKind          = "lwf_targets"
 	TargetsFormatVersion = 1
-	metaKind             = "exitnet.kind"
+	metaKind             = fsx.MetaKind
 	metaVersion          = "exitnet.format_version"
 	metaExits            = "exitnet.num_exits"
 	metaClasses          = "exitnet.num_classes"
@@ -46,8 +50,9 @@ func targetSchema(E, C int) *arrow.Schema {
 		fields = append(fields, arrow.Field{Name: exitColumn(j), Type: fslType(C)})
 	}
 	md := arrow.NewMetadata(
-		[]string{metaKind, metaVersion, metaExits, metaClasses, metaLogits},
-		[]string{TargetsKind, strconv.Itoa(TargetsFormatVersion), strconv.Itoa(E), strconv.Itoa(C), "raw"})
+		[]string{metaKind, fsx.MetaVersion, fsx.MetaChecksum, metaVersion, metaExits, metaClasses, metaLogits},
+		[]string{TargetsKind, strconv.Itoa(fsx.ContainerVersion), fsx.ChecksumPlaceholder,
+			strconv.Itoa(TargetsFormatVersion), strconv.Itoa(E), strconv.Itoa(C), "raw"})
 	return arrow.NewSchema(fields, &md)
 }
 
@@ -209,7 +214,7 @@ func (w *TargetWriter) Save(path string) error {
 	}
 	rec := w.record()
 	defer rec.Release()
-	return fsx.WriteAtomic(path, func(f *os.File) error {
+	return fsx.WriteSealed(path, func(f *os.File) error {
 		fw, err := ipc.NewFileWriter(f, ipc.WithSchema(rec.Schema()), ipc.WithAllocator(memory.NewGoAllocator()))
 		if err != nil {
 			return err

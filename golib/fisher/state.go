@@ -1,10 +1,7 @@
 package fisher
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
-	"hash/crc32"
 	"math"
 	"os"
 	"strconv"
@@ -16,8 +13,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/exitnet/exitnet/golib/arrowx"
 	"github.com/exitnet/exitnet/golib/internal/fsx"
+	"github.com/exitnet/exitnet/golib/internal/memx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -30,19 +27,20 @@ import (
 // rows and float32 columns "fisher/0".."fisher/K-1", "anchor/0".."anchor/M-1"
 // (and an optional float64 column "sums", see Sums); the schema metadata holds
 //
-//	exitnet.format          "fisher_state"
+//	exitnet.kind            "fisher_state"  (container version 1: exitnet.format)
+//	exitnet.version         "2" (the container version, docs/file-format.md)
+//	exitnet.file_crc32      whole-file checksum (container version 1: a CRC-32C
+//	                        in exitnet.file_crc32c, still verified when read)
 //	exitnet.format_version  "1"
 //	exitnet.layout          JSON [{"name": ..., "shape": [...]}, ...]
 //	exitnet.meta            JSON object of strings (by convention each value is
 //	                        itself a JSON text: "\"exact\"", "1000")
-//	exitnet.file_crc32c     "EXITNET-CRC32C-xxxxxxxx": CRC-32C of the whole file
-//	                        computed with this value's 8 hex digits set to "0"
 //
-// The file checksum is verified before any Arrow parsing, so a truncated or
-// corrupted file is rejected with an IO error without reaching the Arrow
-// reader (whose flatbuffer decoding trusts lengths in the file). The checksum
-// guards against accidents, not forgery; the values are then validated
-// (types, lengths, no nulls, Fishers finite and >= 0, anchors finite).
+// The container (regular files only, size limits, checksum verified before
+// any Arrow parsing, decoded buffers bounded by the layout's declared sizes)
+// is golib/internal/fsx. The checksum guards against accidents, not forgery;
+// the values are then validated (types, lengths, no nulls, Fishers finite and
+// >= 0, anchors finite).
 type State struct {
 	Layout  *Layout
 	Fishers [][]float32
@@ -54,11 +52,10 @@ type State struct {
 }
 
 const (
-	stateFormat  = "fisher_state"
+	// StateKind is the exitnet.kind of state and accumulator files.
+	StateKind    = "fisher_state"
 	stateVersion = "1"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 type jsonParam struct {
 	Name  string `json:"name"`
@@ -126,8 +123,8 @@ func (s *State) Record() (arrow.RecordBatch, error) {
 		meta = map[string]string{}
 	}
 	for k, v := range meta {
-		if strings.Contains(k, crcMarker) || strings.Contains(v, crcMarker) {
-			return nil, xerr.Invalid("meta: %q may not contain %q", k, crcMarker)
+		if strings.Contains(k, fsx.ChecksumMarker) || strings.Contains(v, fsx.ChecksumMarker) {
+			return nil, xerr.Invalid("meta: %q may not contain %q", k, fsx.ChecksumMarker)
 		}
 	}
 	mj, _ := json.Marshal(meta)
@@ -158,8 +155,8 @@ func (s *State) Record() (arrow.RecordBatch, error) {
 		data.Release()
 	}
 	md := arrow.NewMetadata(
-		[]string{"exitnet.format", "exitnet.format_version", "exitnet.layout", "exitnet.meta", "exitnet.file_crc32c"},
-		[]string{stateFormat, stateVersion, string(lj), string(mj), crcMarker + "00000000"})
+		[]string{fsx.MetaKind, fsx.MetaVersion, fsx.MetaChecksum, "exitnet.format_version", "exitnet.layout", "exitnet.meta"},
+		[]string{StateKind, strconv.Itoa(fsx.ContainerVersion), fsx.ChecksumPlaceholder, stateVersion, string(lj), string(mj)})
 	schema := arrow.NewSchema(fields, &md)
 	rec := array.NewRecordBatch(schema, cols, int64(s.Layout.Size()))
 	for _, c := range cols {
@@ -169,41 +166,39 @@ func (s *State) Record() (arrow.RecordBatch, error) {
 }
 
 // SaveState writes the state to path atomically: a temporary file in the same
-// directory is written, fsynced and renamed over path (then the directory is
-// fsynced). A failed save leaves any previous file at path intact.
+// directory is written, sealed (whole-file checksum), fsynced and renamed over
+// path (then the directory is fsynced). A failed save leaves any previous file
+// at path intact.
 func SaveState(path string, s *State) (err error) {
 	rec, err := s.Record()
 	if err != nil {
 		return err
 	}
 	defer rec.Release()
-	var buf bytes.Buffer
-	w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(rec.Schema()))
-	if err != nil {
-		return xerr.IO("path: %q: %v", path, err)
-	}
-	if err = w.Write(rec); err != nil {
-		return xerr.IO("path: encoding %q: %v", path, err)
-	}
-	if err = w.Close(); err != nil {
-		return xerr.IO("path: encoding %q: %v", path, err)
-	}
-	data := buf.Bytes()
-	if err = sealFileCRC(data); err != nil {
-		return err
-	}
-	return fsx.WriteAtomic(path, func(f *os.File) error {
-		_, err := f.Write(data)
-		return err
+	return fsx.WriteSealed(path, func(f *os.File) error {
+		w, err := ipc.NewFileWriter(f, ipc.WithSchema(rec.Schema()))
+		if err != nil {
+			return err
+		}
+		if err := w.Write(rec); err != nil {
+			w.Close()
+			return err
+		}
+		return w.Close()
 	})
 }
 
+// maxStateFileBytes bounds a state file (it is read into memory, which the
+// memory limit bounds too).
+const maxStateFileBytes = 1 << 40
+
 // LoadState reads and fully validates a state file written by SaveState. A
-// missing, truncated or corrupted file gives an IO error (never a panic).
+// missing, truncated or corrupted file gives an IO error (never a panic); only
+// regular files are read (golib/internal/fsx).
 func LoadState(path string) (*State, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsx.ReadFile(path, "Fisher state", maxStateFileBytes)
 	if err != nil {
-		return nil, xerr.IO("path: %v", err)
+		return nil, err
 	}
 	s, err := DecodeState(data)
 	if err != nil {
@@ -217,33 +212,22 @@ func LoadState(path string) (*State, error) {
 func DecodeState(data []byte) (s *State, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s, err = nil, xerr.IO("corrupted state file (%v)", r)
+			s, err = nil, fsx.Recovered("state file", r)
 		}
 	}()
-	if err := checkFileCRC(data); err != nil {
+	c, err := fsx.Open(data, StateKind, fsx.DecodeBound(len(data)))
+	if err != nil {
 		return nil, err
 	}
-	// The CRC catches corruption; a forged file with a valid CRC must still not
-	// make arrow-go allocate from an unchecked footer length.
-	if err := arrowx.CheckIPCFooter(data); err != nil {
-		return nil, xerr.IO("not a valid state file: %v", err)
-	}
-	rd, err := ipc.NewMappedFileReader(data, ipc.WithBodySizeLimit(int64(len(data))+1))
-	if err != nil {
-		return nil, xerr.IO("not an Arrow IPC file or truncated: %v", err)
-	}
-	defer rd.Close()
+	defer c.Close()
+	rd := c.Reader
 	schema := rd.Schema()
-	md := schema.Metadata()
 	get := func(k string) (string, error) {
-		i := md.FindKey(k)
-		if i < 0 {
+		v, ok := c.Meta[k]
+		if !ok {
 			return "", xerr.IO("not an exitnet Fisher state: metadata key %q missing", k)
 		}
-		return md.Values()[i], nil
-	}
-	if v, err := get("exitnet.format"); err != nil || v != stateFormat {
-		return nil, xerr.IO("not an exitnet Fisher state (exitnet.format)")
+		return v, nil
 	}
 	if v, err := get("exitnet.format_version"); err != nil || v != stateVersion {
 		return nil, xerr.IO("unsupported Fisher state version %q", v)
@@ -272,6 +256,13 @@ func DecodeState(data []byte) (s *State, err error) {
 	if err := json.Unmarshal([]byte(mj), &meta); err != nil {
 		return nil, xerr.IO("corrupted meta metadata: %v", err)
 	}
+	// The layout declares every buffer: len(fields) columns of P values of at
+	// most 8 bytes. Decoded (decompressed) buffers may not exceed that.
+	declared, err := memx.Bytes("state file", len(schema.Fields())+1, 8*layout.Size())
+	if err != nil {
+		return nil, err
+	}
+	c.Alloc.Tighten(int64(declared) + 1<<20)
 	if rd.NumRecords() != 1 {
 		return nil, xerr.IO("expected 1 record batch, found %d", rd.NumRecords())
 	}
@@ -319,63 +310,4 @@ func DecodeState(data []byte) (s *State, err error) {
 		return nil, xerr.IO("invalid values: %v", err)
 	}
 	return s, nil
-}
-
-const crcMarker = "EXITNET-CRC32C-"
-
-// crcSlots returns the offsets of the 8 hex digits following each crcMarker
-// (the schema is stored twice in an IPC file: stream header and footer).
-func crcSlots(data []byte) []int {
-	var out []int
-	m := []byte(crcMarker)
-	for i := 0; ; {
-		j := bytes.Index(data[i:], m)
-		if j < 0 {
-			return out
-		}
-		at := i + j + len(m)
-		out = append(out, at)
-		i = at
-	}
-}
-
-func fileCRC(data []byte, slots []int) uint32 {
-	h := crc32.New(castagnoli)
-	prev := 0
-	for _, s := range slots {
-		h.Write(data[prev:s])
-		h.Write([]byte("00000000"))
-		prev = s + 8
-	}
-	h.Write(data[prev:])
-	return h.Sum32()
-}
-
-func sealFileCRC(data []byte) error {
-	slots := crcSlots(data)
-	if len(slots) != 2 || slots[1]+8 > len(data) {
-		return xerr.Internal("state: bad checksum slots %v in the encoded file", slots)
-	}
-	sum := []byte(fmt.Sprintf("%08x", fileCRC(data, slots)))
-	for _, s := range slots {
-		copy(data[s:s+8], sum)
-	}
-	return nil
-}
-
-func checkFileCRC(data []byte) error {
-	slots := crcSlots(data)
-	if len(slots) != 2 {
-		return xerr.IO("not an exitnet Fisher state, truncated or corrupted (checksum slots: %d)", len(slots))
-	}
-	for _, s := range slots {
-		if s+8 > len(data) {
-			return xerr.IO("truncated state file")
-		}
-	}
-	a, b := string(data[slots[0]:slots[0]+8]), string(data[slots[1]:slots[1]+8])
-	if a != b || a != fmt.Sprintf("%08x", fileCRC(data, slots)) {
-		return xerr.IO("corrupted or truncated state file (checksum mismatch)")
-	}
-	return nil
 }

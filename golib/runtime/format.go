@@ -3,7 +3,6 @@ package runtime
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -12,13 +11,15 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"gorgonia.org/tensor"
 
-	"github.com/exitnet/exitnet/golib/arrowx"
+	"github.com/exitnet/exitnet/golib/internal/fsx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
 // Model-file layout (one Arrow IPC file):
 //
 //	schema metadata  exitnet.kind           = "model"
+//	                 exitnet.version        = "2" (container; docs/file-format.md)
+//	                 exitnet.file_crc32     = whole-file checksum (fsx.Seal)
 //	                 exitnet.format_version = "1"
 //	                 exitnet.graph          = JSON (Graph)
 //	columns          name  utf8            weight name referenced by the graph
@@ -27,7 +28,7 @@ import (
 //
 // one row per weight tensor, in any number of record batches.
 const (
-	MetaKind          = "exitnet.kind"
+	MetaKind          = fsx.MetaKind
 	MetaFormatVersion = "exitnet.format_version"
 	MetaGraph         = "exitnet.graph"
 	KindModel         = "model"
@@ -40,21 +41,13 @@ const (
 	maxGraphJSONSize = 16 << 20
 )
 
-// Load reads, validates and compiles a model file.
+// Load reads, validates and compiles a model file. Only a regular file of at
+// most maxFileBytes is read (a FIFO or /dev/zero is refused without blocking;
+// golib/internal/fsx).
 func Load(path string) (*Model, error) {
-	st, err := os.Stat(path)
+	data, err := fsx.ReadFile(path, "model", maxFileBytes)
 	if err != nil {
-		return nil, xerr.IO("path: %v", err)
-	}
-	if st.IsDir() {
-		return nil, xerr.IO("path: %q is a directory", path)
-	}
-	if st.Size() > maxFileBytes {
-		return nil, xerr.IO("path: %q has %d bytes, more than the %d a model file may have", path, st.Size(), int64(maxFileBytes))
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, xerr.IO("path: %v", err)
+		return nil, err
 	}
 	m, err := Decode(data)
 	if err != nil {
@@ -63,70 +56,28 @@ func Load(path string) (*Model, error) {
 	return m, nil
 }
 
-// boundedAllocator refuses to hand out more than limit bytes in total, so a
-// file that declares a huge (compressed) buffer fails instead of exhausting memory.
-type boundedAllocator struct {
-	mem   memory.Allocator
-	used  int
-	limit int
-}
-
-type errTooBig struct{ n int }
-
-func (a *boundedAllocator) Allocate(n int) []byte {
-	if n < 0 || a.used+n > a.limit {
-		panic(errTooBig{n})
-	}
-	a.used += n
-	return a.mem.Allocate(n)
-}
-
-func (a *boundedAllocator) Reallocate(n int, b []byte) []byte {
-	if n < 0 || a.used-len(b)+n > a.limit {
-		panic(errTooBig{n})
-	}
-	a.used += n - len(b)
-	return a.mem.Reallocate(n, b)
-}
-
-func (a *boundedAllocator) Free(b []byte) { a.used -= len(b); a.mem.Free(b) }
-
 // Decode validates and compiles a model file held in memory. Any structural
 // problem is an error (StatusIO for a damaged file, StatusNotSupported for an
-// unknown op or a newer format); it never panics on bad bytes.
+// unknown op or a newer format); it never panics on bad bytes. The container
+// (checksum, metadata convention, bounded allocator) is checked by fsx.Open.
 func Decode(data []byte) (m *Model, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			m = nil
-			if e, ok := r.(errTooBig); ok {
-				err = xerr.IO("model file: declares a %d-byte buffer, more than the file can hold", e.n)
-				return
-			}
-			err = xerr.IO("model file: corrupted (%v)", r)
+			m, err = nil, fsx.Recovered("model file", r)
 		}
 	}()
 	if len(data) > maxFileBytes {
 		return nil, xerr.IO("model file: %d bytes, more than %d", len(data), int64(maxFileBytes))
 	}
-	if err := arrowx.CheckIPCFooter(data); err != nil {
-		return nil, xerr.IO("model file: not a valid Arrow IPC file (%v)", err)
-	}
-	alloc := &boundedAllocator{mem: memory.NewGoAllocator(), limit: 2*len(data) + 1<<20}
-	r, err := ipc.NewMappedFileReader(data, ipc.WithAllocator(alloc))
+	c, err := fsx.Open(data, KindModel, fsx.DecodeBound(len(data)))
 	if err != nil {
-		return nil, xerr.IO("model file: not an Arrow IPC file (%v)", err)
+		return nil, xerr.Wrap(err, "model file")
 	}
-	defer r.Close()
-	md := r.Schema().Metadata()
+	defer c.Close()
+	r := c.Reader
 	get := func(k string) (string, bool) {
-		i := md.FindKey(k)
-		if i < 0 {
-			return "", false
-		}
-		return md.Values()[i], true
-	}
-	if kind, ok := get(MetaKind); !ok || kind != KindModel {
-		return nil, xerr.IO("model file: schema metadata %s = %q, want %q (not an exitnet model)", MetaKind, kind, KindModel)
+		v, ok := c.Meta[k]
+		return v, ok
 	}
 	ver, _ := get(MetaFormatVersion)
 	if v, err := strconv.Atoi(ver); err != nil || v != FormatVersion {
@@ -242,8 +193,8 @@ func Encode(g *Graph, names []string, shapes [][]int, data [][]float32) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	md := arrow.NewMetadata([]string{MetaKind, MetaFormatVersion, MetaGraph},
-		[]string{KindModel, strconv.Itoa(FormatVersion), string(js)})
+	md := arrow.NewMetadata([]string{MetaKind, fsx.MetaVersion, fsx.MetaChecksum, MetaFormatVersion, MetaGraph},
+		[]string{KindModel, strconv.Itoa(fsx.ContainerVersion), fsx.ChecksumPlaceholder, strconv.Itoa(FormatVersion), string(js)})
 	sc := arrow.NewSchema([]arrow.Field{
 		{Name: "name", Type: arrow.BinaryTypes.String},
 		{Name: "shape", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
@@ -276,6 +227,9 @@ func Encode(g *Graph, names []string, shapes [][]int, data [][]float32) ([]byte,
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("model file: %w", err)
+	}
+	if err := fsx.Seal(buf.Bytes()); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }

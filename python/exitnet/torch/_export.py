@@ -31,7 +31,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from .._io import atomic_write
+from .._io import atomic_write, container_metadata
 
 __all__ = ["export", "ResidualBlock", "FORMAT_VERSION"]
 
@@ -321,13 +321,13 @@ def export(model: nn.Module, path: str | os.PathLike, input_shape: Optional[Sequ
     schema = pa.schema(
         [("name", pa.string()), ("shape", pa.list_(pa.int32())), ("data", pa.list_(pa.float32()))],
         metadata={
-            "exitnet.kind": "model",
+            **container_metadata("model"),  # kind, container version, checksum slot (docs/file-format.md)
             "exitnet.format_version": str(FORMAT_VERSION),
             "exitnet.graph": json.dumps(graph, separators=(",", ":")),
         },
     )
     path = os.fspath(path)
-    with atomic_write(path) as f, pa.ipc.new_file(f, schema) as wr:
+    with atomic_write(path, sealed=True) as f, pa.ipc.new_file(f, schema) as wr:
         # one record batch per tensor keeps list offsets (int32) far from overflow
         for n, a in zip(names, arrays):
             flat = pa.array(a.reshape(-1), type=pa.float32())
