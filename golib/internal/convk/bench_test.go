@@ -2,8 +2,8 @@ package convk
 
 import (
 	"fmt"
-	"syscall"
 	"math/rand/v2"
+	"syscall"
 	"testing"
 
 	"github.com/exitnet/exitnet/golib/par"
@@ -90,4 +90,45 @@ func BenchmarkPeakFMA(b *testing.B) {
 	}
 	cpu := cpuSeconds() - cpu0
 	b.ReportMetric(192*rounds*float64(b.N)/cpu/1e9, "GFLOP/cpu-s")
+}
+
+// BenchmarkMLP is bench_runtime.py's MLP 784-512-512-10 (ReLU) on the dense kernel.
+func BenchmarkMLP(b *testing.B) {
+	defer par.SetThreads(par.Threads())
+	r := rand.New(rand.NewPCG(9, 10))
+	dims := []int{784, 512, 512, 10}
+	var layers []*Dense
+	var macs int64
+	for i := 0; i+1 < len(dims); i++ {
+		act := ActReLU
+		if i+2 == len(dims) {
+			act = ActNone
+		}
+		d, err := NewDense(dims[i], dims[i+1], randSlice(r, dims[i]*dims[i+1]), randSlice(r, dims[i+1]), act)
+		if err != nil {
+			b.Fatal(err)
+		}
+		layers = append(layers, d)
+		macs += int64(dims[i] * dims[i+1])
+	}
+	for _, threads := range []int{1, 2} {
+		for _, rows := range []int{1, 256} {
+			bufs := [][]float32{randSlice(r, rows*784)}
+			for _, d := range layers {
+				bufs = append(bufs, make([]float32, rows*d.Out))
+			}
+			b.Run(fmt.Sprintf("threads=%d/batch=%d", threads, rows), func(b *testing.B) {
+				par.SetThreads(threads)
+				cpu0 := cpuSeconds()
+				for i := 0; i < b.N; i++ {
+					for j, d := range layers {
+						d.Forward(bufs[j], bufs[j+1], rows)
+					}
+				}
+				cpu := (cpuSeconds() - cpu0) / float64(b.N)
+				b.ReportMetric(2*float64(macs)*float64(rows)/cpu/1e9, "GFLOP/cpu-s")
+				b.ReportMetric(cpu/float64(rows)*1e9, "cpu-ns/sample")
+			})
+		}
+	}
 }

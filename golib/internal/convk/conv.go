@@ -42,8 +42,8 @@ type Shape struct {
 // Conv is a convolution with its weights packed for the micro-kernel.
 type Conv struct {
 	Shape
-	Ho, Wo     int // convolution output
-	OutH, OutW int // what Forward writes (pooled when Pool)
+	Ho, Wo      int // convolution output
+	OutH, OutW  int // what Forward writes (pooled when Pool)
 	cinG, coutG int
 	cb, hp, wp  int // input channel block, padded height and width
 	plane       int // packed floats per sample and group
@@ -155,6 +155,11 @@ func (c *Conv) Describe() string {
 // Forward computes rows samples: in is rows·InSize() floats (NCHW), out
 // rows·OutSize() (NCHW), scratch at least ScratchSize(rows) (any contents).
 // Work (packing included) is proportional to rows.
+//
+// With enough samples each worker packs a few samples and convolves them at
+// once, while their packed input is still in L2 (no barrier between the two);
+// with few samples (batch 1) packing and the tiles are split separately, so
+// one sample still uses every thread.
 func (c *Conv) Forward(in, out, scratch []float32, rows int) {
 	if rows <= 0 {
 		return
@@ -162,18 +167,53 @@ func (c *Conv) Forward(in, out, scratch []float32, rows int) {
 	in = in[:rows*c.InSize()]
 	out = out[:rows*c.OutSize()]
 	scratch = scratch[:c.ScratchSize(rows)]
-	c.pack(in, scratch, rows)
-	c.compute(scratch, out, rows)
-}
-
-// pack writes each sample and group as [Cin/G/cb][hp][wp][cb] with zero borders.
-func (c *Conv) pack(in, dst []float32, rows int) {
+	perSample := c.Groups * c.plane
+	qs := c.OutH * c.OutW // output pixels per sample
+	if c.Pool {
+		qs = c.OutH * c.OutW
+	} else {
+		qs = c.Ho * c.Wo
+	}
+	if rows >= 2*par.Threads() {
+		chunk := max(1, l2Budget/(4*perSample)) // samples packed at a time
+		grain := max(1, int(int64(MinChunk)/max(1, c.MACs())))
+		par.For(rows, grain, func(lo, hi int) {
+			for s0 := lo; s0 < hi; s0 += chunk {
+				s1 := min(s0+chunk, hi)
+				for it := s0 * c.Groups; it < s1*c.Groups; it++ {
+					c.packOne(in, scratch, it)
+				}
+				c.run(scratch, out, s0*qs, s1*qs)
+			}
+		})
+		return
+	}
 	par.For(rows*c.Groups, max(1, MinChunk/max(1, 16*c.plane)), func(lo, hi int) {
 		for it := lo; it < hi; it++ {
-			packPlane(dst[it*c.plane:(it+1)*c.plane], in[it*c.cinG*c.H*c.W:(it+1)*c.cinG*c.H*c.W],
-				c.cinG/c.cb, c.cb, c.H, c.W, c.PH, c.PW)
+			c.packOne(in, scratch, it)
 		}
 	})
+	unit := 4 // output pixels per tile
+	if c.Pool {
+		unit = 1
+	}
+	total := rows * qs
+	ntiles := (total + unit - 1) / unit
+	grain := max(1, int(int64(MinChunk)/max(1, int64(4*c.Cout*len(c.offs)))))
+	par.For(ntiles, grain, func(lo, hi int) {
+		c.run(scratch, out, lo*unit, min(hi*unit, total))
+	})
+}
+
+// l2Budget is the packed input (bytes) a worker prepares before convolving it
+// (a variable so that tests can make chunks small).
+var l2Budget = 128 << 10
+
+// packOne packs sample·group it as [Cin/G/cb][hp][wp][cb] with zero borders.
+func (c *Conv) packOne(in, dst []float32, it int) {
+	hw := c.H * c.W
+	packPlane(dst[it*c.plane:(it+1)*c.plane], in[it*c.cinG*hw:(it+1)*c.cinG*hw],
+		c.cinG/c.cb, c.cb, c.H, c.W, c.PH, c.PW)
 }
 
 // packPlane writes nq blocks of cb channels of src ([nq·cb][h][w]) into d as
@@ -216,82 +256,93 @@ func packPlane(d, src []float32, nq, cb, h, w, ph, pw int) {
 }
 
 // tileBatch is how many tiles one pass over a block group's weights covers
-// (their inputs stay in L2 while each block group's weights stream through L1).
+// (their inputs stay in L1/L2 while each block group's weights stream through).
 const tileBatch = 32
 
-func (c *Conv) compute(src, out []float32, rows int) {
+// run computes output pixels [q0, q1) counted over all samples: pooled
+// outputs (one 2×2 window per tile) with Pool, else convolution outputs (4
+// consecutive ones per tile, which may span rows and samples; a short last
+// tile repeats its last pixel, computed but not stored).
+func (c *Conv) run(src, out []float32, q0, q1 int) {
 	hwo := c.Ho * c.Wo
 	ohw := c.OutH * c.OutW
-	var ntiles int
-	if c.Pool {
-		ntiles = rows * ohw
-	} else {
-		ntiles = (rows*hwo + 3) / 4
-	}
-	macsPerTile := int64(4 * c.Cout * len(c.offs))
-	grain := max(1, int(int64(MinChunk)/max(1, macsPerTile)))
 	flags := c.Act.flags()
+	unit := 4
 	if c.Pool {
 		flags |= flagPool
+		unit = 1
 	}
-	cs := 4 * ohw
 	gPlane := c.plane
-	par.For(ntiles, grain, func(lo, hi int) {
-		var inOff, outOff [tileBatch][4]int
-		var a tileArgs
-		a.offs = &c.offs[0]
-		a.k = len(c.offs)
-		a.cs = cs
-		a.flags = flags
-		a.inOff, a.outOff = &inOff[0], &outOff[0]
-		last := rows*hwo - 1
-		for t0 := lo; t0 < hi; t0 += tileBatch {
-			nt := min(tileBatch, hi-t0)
+	var inOff, outOff [tileBatch][4]int
+	var a tileArgs
+	a.offs = &c.offs[0]
+	a.k = len(c.offs)
+	a.cs = 4 * ohw
+	a.flags = flags
+	if c.cb == 8 {
+		a.blocked = 1
+	}
+	for b0 := q0; b0 < q1; b0 += unit * tileBatch {
+		b1 := min(b0+unit*tileBatch, q1)
+		nt := (b1 - b0 + unit - 1) / unit
+		if c.Pool {
+			// pooled output r of sample n: walk (n, py, px)
+			n, r := b0/ohw, b0%ohw
+			py, px := r/c.OutW, r%c.OutW
 			for t := 0; t < nt; t++ {
-				tt := t0 + t
-				if c.Pool {
-					n, r := tt/ohw, tt%ohw
-					py, px := r/c.OutW, r%c.OutW
-					base := n * c.Groups * gPlane
-					for p := 0; p < 4; p++ {
-						oy, ox := 2*py+p/2, 2*px+p%2
-						inOff[t][p] = 4 * (base + (oy*c.SH*c.wp+ox*c.SW)*c.cb)
-					}
-					outOff[t][0] = 4 * (n*c.Cout*ohw + r)
-				} else {
-					for p := 0; p < 4; p++ {
-						q := min(4*tt+p, last) // the last tile repeats its last pixel (not stored)
-						n, r := q/hwo, q%hwo
-						oy, ox := r/c.Wo, r%c.Wo
-						inOff[t][p] = 4 * (n*c.Groups*gPlane + (oy*c.SH*c.wp+ox*c.SW)*c.cb)
-						outOff[t][p] = 4 * (n*c.Cout*ohw + r)
+				base := n * c.Groups * gPlane
+				for p := 0; p < 4; p++ {
+					oy, ox := 2*py+p/2, 2*px+p%2
+					inOff[t][p] = 4 * (base + (oy*c.SH*c.wp+ox*c.SW)*c.cb)
+				}
+				outOff[t][0] = 4 * (n*c.Cout*ohw + py*c.OutW + px)
+				if px++; px == c.OutW {
+					px = 0
+					if py++; py == c.OutH {
+						py, n = 0, n+1
 					}
 				}
 			}
-			// a partial last tile (not pooled) is its own call with fewer pixels stored
-			full, tail := nt, 0
-			if !c.Pool && 4*(t0+nt) > rows*hwo {
-				full, tail = nt-1, rows*hwo-4*(t0+nt-1)
-			}
-			for g := 0; g < c.Groups; g++ {
-				a.inBase = unsafe.Pointer(&src[g*gPlane])
-				for _, bg := range c.bgs {
-					a.w = &c.w[g*c.wPerGroup+bg.wOff]
-					a.bias = &c.bias[(g*len(c.bgs))*24+bg.bOff]
-					a.nb, a.nch = bg.nb, bg.nch
-					a.outBase = unsafe.Pointer(&out[(g*c.coutG+bg.c0)*ohw])
-					if full > 0 {
-						a.inOff, a.outOff = &inOff[0], &outOff[0]
-						a.nt, a.npix = full, 4
-						tile(&a)
-					}
-					if tail > 0 {
-						a.inOff, a.outOff = &inOff[full], &outOff[full]
-						a.nt, a.npix = 1, tail
-						tile(&a)
+		} else {
+			n, r := b0/hwo, b0%hwo
+			oy, ox := r/c.Wo, r%c.Wo
+			for q := b0; q < b0+4*nt; q++ {
+				t, p := (q-b0)/4, (q-b0)%4
+				inOff[t][p] = 4 * (n*c.Groups*gPlane + (oy*c.SH*c.wp+ox*c.SW)*c.cb)
+				outOff[t][p] = 4 * (n*c.Cout*ohw + oy*c.Wo + ox)
+				if q+1 < b1 { // past b1 - 1: repeat it
+					if ox++; ox == c.Wo {
+						ox = 0
+						if oy++; oy == c.Ho {
+							oy, n = 0, n+1
+						}
 					}
 				}
 			}
 		}
-	})
+		// a short last tile is its own call with fewer pixels stored
+		full, tail := nt, 0
+		if !c.Pool && b0+4*nt > b1 {
+			full, tail = nt-1, b1-(b0+4*(nt-1))
+		}
+		for g := 0; g < c.Groups; g++ {
+			a.inBase = unsafe.Pointer(&src[g*gPlane])
+			for _, bg := range c.bgs {
+				a.w = &c.w[g*c.wPerGroup+bg.wOff]
+				a.bias = &c.bias[(g*len(c.bgs))*24+bg.bOff]
+				a.nb, a.nch = bg.nb, bg.nch
+				a.outBase = unsafe.Pointer(&out[(g*c.coutG+bg.c0)*ohw])
+				if full > 0 {
+					a.inOff, a.outOff = &inOff[0], &outOff[0]
+					a.nt, a.npix = full, 4
+					tile(&a)
+				}
+				if tail > 0 {
+					a.inOff, a.outOff = &inOff[full], &outOff[full]
+					a.nt, a.npix = 1, tail
+					tile(&a)
+				}
+			}
+		}
+	}
 }

@@ -112,13 +112,14 @@ var convCases = []Shape{
 	{Cin: 12, H: 10, W: 9, Cout: 20, KH: 3, KW: 2, SH: 1, SW: 2, PH: 2, PW: 0, DH: 2, DW: 1, Groups: 1, Act: ActReLU},
 	{Cin: 12, H: 9, W: 9, Cout: 18, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, Groups: 3, Act: ActReLU, Pool: true},
 	{Cin: 16, H: 7, W: 7, Cout: 40, KH: 1, KW: 1, SH: 1, SW: 1, PH: 0, PW: 0, DH: 1, DW: 1, Groups: 1},
-	{Cin: 9, H: 8, W: 8, Cout: 9, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, Groups: 9},  // depthwise through the general kernel
+	{Cin: 9, H: 8, W: 8, Cout: 9, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, Groups: 9}, // depthwise through the general kernel
 	{Cin: 3, H: 15, W: 15, Cout: 24, KH: 5, KW: 5, SH: 2, SW: 2, PH: 2, PW: 2, DH: 1, DW: 1, Groups: 1, Pool: true},
 	{Cin: 11, H: 5, W: 6, Cout: 7, KH: 1, KW: 1, SH: 2, SW: 1, PH: 0, PW: 1, DH: 1, DW: 1, Groups: 1, Act: ActReLU},
 }
 
 func TestConvMatchesReference(t *testing.T) {
-	defer func(m int) { MinChunk = m }(MinChunk)
+	defer func(m, l int) { MinChunk, l2Budget = m, l }(MinChunk, l2Budget)
+	l2Budget = 1 // one sample per chunk: chunk boundaries inside every worker
 	defer par.SetThreads(par.Threads())
 	r := rand.New(rand.NewPCG(1, 2))
 	kernels := []struct {
@@ -241,5 +242,45 @@ func TestNewConvErrors(t *testing.T) {
 		if _, err := NewConv(s, make([]float32, max(n, 0)), nil); err == nil {
 			t.Errorf("%+v: no error", s)
 		}
+	}
+}
+
+func TestDenseMatchesReference(t *testing.T) {
+	defer func(m int) { MinChunk = m }(MinChunk)
+	defer par.SetThreads(par.Threads())
+	defer func(f func(*tileArgs)) { tile = f }(tile)
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, sz := range [][2]int{{784, 512}, {13, 7}, {64, 10}, {9, 33}} {
+		w, b := randSlice(r, sz[0]*sz[1]), randSlice(r, sz[1])
+		for _, act := range []Act{ActNone, ActReLU, ActReLU6} {
+			d, err := NewDense(sz[0], sz[1], w, b, act)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rows := range []int{1, 5, 257} {
+				x := randSlice(r, rows*sz[0])
+				want := make([]float64, rows*sz[1])
+				for n := 0; n < rows; n++ {
+					for o := 0; o < sz[1]; o++ {
+						acc := float64(b[o])
+						for k := 0; k < sz[0]; k++ {
+							acc += float64(w[o*sz[0]+k]) * float64(x[n*sz[0]+k])
+						}
+						want[n*sz[1]+o] = act64(acc, act)
+					}
+				}
+				for _, f := range []func(*tileArgs){tileGo, tileAVX2} {
+					tile = f
+					par.SetThreads(2)
+					MinChunk = 1 << 10
+					got := make([]float32, rows*sz[1])
+					d.Forward(x, got, rows)
+					checkClose(t, fmt.Sprintf("dense %v rows %d act %d", sz, rows, act), got, want, sz[0])
+				}
+			}
+		}
+	}
+	if _, err := NewDense(3, 2, make([]float32, 5), nil, ActNone); err == nil {
+		t.Error("NewDense with 5 weights for 3→2: no error")
 	}
 }

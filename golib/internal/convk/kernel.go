@@ -26,6 +26,7 @@ type tileArgs struct {
 	nch     int            // 88: channels stored per pixel (1..nb·8)
 	cs      int            // 96: output channel stride in bytes
 	flags   int            // 104
+	blocked int            // 112: 1 when k%8 == 0 and offs[8j+r] = offs[8j] + 4r (8-channel blocks)
 }
 
 // tile is the micro-kernel: the AVX2 assembly when the CPU has it (and the

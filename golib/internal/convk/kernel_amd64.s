@@ -59,6 +59,78 @@
 	VBROADCASTSS (R11)(DX*1), Y15 \
 	VFMADD231PS Y12, Y15, Y9
 
+// STEP3D/STEP2D: one step whose input offset is DX + D (the 8 channels of a
+// block are contiguous, so one offset load serves 8 steps).
+#define STEP3D(D, W0, W1, W2) \
+	VMOVUPS W0(DI), Y12 \
+	VMOVUPS W1(DI), Y13 \
+	VMOVUPS W2(DI), Y14 \
+	VBROADCASTSS D(R8)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y0 \
+	VFMADD231PS Y13, Y15, Y1 \
+	VFMADD231PS Y14, Y15, Y2 \
+	VBROADCASTSS D(R9)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y3 \
+	VFMADD231PS Y13, Y15, Y4 \
+	VFMADD231PS Y14, Y15, Y5 \
+	VBROADCASTSS D(R10)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y6 \
+	VFMADD231PS Y13, Y15, Y7 \
+	VFMADD231PS Y14, Y15, Y8 \
+	VBROADCASTSS D(R11)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y9 \
+	VFMADD231PS Y13, Y15, Y10 \
+	VFMADD231PS Y14, Y15, Y11
+
+#define STEP2D(D, W0, W1, W2) \
+	VMOVUPS W0(DI), Y12 \
+	VMOVUPS W1(DI), Y13 \
+	VBROADCASTSS D(R8)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y0 \
+	VFMADD231PS Y13, Y15, Y1 \
+	VBROADCASTSS D(R9)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y3 \
+	VFMADD231PS Y13, Y15, Y4 \
+	VBROADCASTSS D(R10)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y6 \
+	VFMADD231PS Y13, Y15, Y7 \
+	VBROADCASTSS D(R11)(DX*1), Y15 \
+	VFMADD231PS Y12, Y15, Y9 \
+	VFMADD231PS Y13, Y15, Y10
+
+// SCATTER8 stores the 8 lanes of Y (low half X) at DI, DI+DX, …, DI+7·DX and
+// leaves DI past them (straight from the register: a 32-byte spill reloaded
+// as 4-byte words would stall on store forwarding). Each channel plane is its
+// own output stream, more than the hardware prefetcher tracks, so each store
+// prefetches the line two ahead in its plane (measured: conv1 of the small CNN
+// at batch 256 went from 43 to 26 µs per sample). Clobbers X15.
+#define SCATTER8(Y, X) \
+	PREFETCHT0 128(DI) \
+	VMOVSS X, (DI) \
+	ADDQ DX, DI \
+	PREFETCHT0 128(DI) \
+	VEXTRACTPS $1, X, (DI) \
+	ADDQ DX, DI \
+	PREFETCHT0 128(DI) \
+	VEXTRACTPS $2, X, (DI) \
+	ADDQ DX, DI \
+	PREFETCHT0 128(DI) \
+	VEXTRACTPS $3, X, (DI) \
+	ADDQ DX, DI \
+	VEXTRACTF128 $1, Y, X15 \
+	PREFETCHT0 128(DI) \
+	VMOVSS X15, (DI) \
+	ADDQ DX, DI \
+	PREFETCHT0 128(DI) \
+	VEXTRACTPS $1, X15, (DI) \
+	ADDQ DX, DI \
+	PREFETCHT0 128(DI) \
+	VEXTRACTPS $2, X15, (DI) \
+	ADDQ DX, DI \
+	PREFETCHT0 128(DI) \
+	VEXTRACTPS $3, X15, (DI) \
+	ADDQ DX, DI
+
 // MAX4NAN sets A = max(A, B, C, D) lane-wise, NaN if any of the four is NaN
 // (torch's max-pool): VMAXPS alone drops a NaN first operand, so the unordered
 // mask is ORed in (all-ones bits are a NaN). Clobbers B, C, T.
@@ -106,6 +178,9 @@ tileloop:
 	VXORPS Y11, Y11, Y11
 	TESTQ CX, CX
 	JLE   epilogue
+	MOVQ 112(AX), DX
+	TESTQ DX, DX
+	JNZ   blocked8
 	CMPQ BX, $3
 	JEQ  pre3
 	CMPQ BX, $2
@@ -147,6 +222,49 @@ odd3:
 	TESTQ $1, DX
 	JZ    epilogue
 	STEP3(0, 0, 32, 64)
+
+	JMP epilogue
+
+blocked8:
+	// k is a multiple of 8 and steps 8j..8j+7 read consecutive floats
+	SHRQ $3, CX
+	CMPQ BX, $3
+	JEQ  loop3x8
+	CMPQ BX, $2
+	JEQ  loop2x8
+	SHLQ $3, CX
+	JMP  loop1
+
+loop3x8:
+	MOVLQSX (SI), DX
+	STEP3D(0, 0, 32, 64)
+	STEP3D(4, 96, 128, 160)
+	STEP3D(8, 192, 224, 256)
+	STEP3D(12, 288, 320, 352)
+	STEP3D(16, 384, 416, 448)
+	STEP3D(20, 480, 512, 544)
+	STEP3D(24, 576, 608, 640)
+	STEP3D(28, 672, 704, 736)
+	ADDQ $32, SI
+	ADDQ $768, DI
+	DECQ CX
+	JNZ  loop3x8
+	JMP  epilogue
+
+loop2x8:
+	MOVLQSX (SI), DX
+	STEP2D(0, 0, 32, 64)
+	STEP2D(4, 64, 96, 128)
+	STEP2D(8, 128, 160, 192)
+	STEP2D(12, 192, 224, 256)
+	STEP2D(16, 256, 288, 320)
+	STEP2D(20, 320, 352, 384)
+	STEP2D(24, 384, 416, 448)
+	STEP2D(28, 448, 480, 512)
+	ADDQ $32, SI
+	ADDQ $512, DI
+	DECQ CX
+	JNZ  loop2x8
 
 epilogue:
 	MOVQ 104(AX), BX // flags
@@ -209,6 +327,69 @@ nopool:
 	VMINPS Y11, Y14, Y11
 
 store:
+	MOVQ 88(AX), BX  // nch
+	MOVQ 72(AX), R9  // nb
+	MOVQ R9, R8
+	SHLQ $3, R8
+	CMPQ R8, BX
+	JNE  spill       // a partial block: through the frame
+	MOVQ 96(AX), DX  // cs
+	MOVQ 8(AX), R10  // outBase
+	MOVQ 24(AX), R13
+	ADDQ R12, R13    // &outOff[t][0]
+	MOVQ 0(R13), DI
+	ADDQ R10, DI
+	SCATTER8(Y0, X0)
+	CMPQ R9, $1
+	JEQ  px0done
+	SCATTER8(Y1, X1)
+	CMPQ R9, $2
+	JEQ  px0done
+	SCATTER8(Y2, X2)
+
+px0done:
+	CMPQ CX, $1
+	JEQ  nexttile
+	MOVQ 8(R13), DI
+	ADDQ R10, DI
+	SCATTER8(Y3, X3)
+	CMPQ R9, $1
+	JEQ  px1done
+	SCATTER8(Y4, X4)
+	CMPQ R9, $2
+	JEQ  px1done
+	SCATTER8(Y5, X5)
+
+px1done:
+	CMPQ CX, $2
+	JEQ  nexttile
+	MOVQ 16(R13), DI
+	ADDQ R10, DI
+	SCATTER8(Y6, X6)
+	CMPQ R9, $1
+	JEQ  px2done
+	SCATTER8(Y7, X7)
+	CMPQ R9, $2
+	JEQ  px2done
+	SCATTER8(Y8, X8)
+
+px2done:
+	CMPQ CX, $3
+	JEQ  nexttile
+	MOVQ 24(R13), DI
+	ADDQ R10, DI
+	SCATTER8(Y9, X9)
+	CMPQ R9, $1
+	JEQ  px3done
+	SCATTER8(Y10, X10)
+	CMPQ R9, $2
+	JEQ  px3done
+	SCATTER8(Y11, X11)
+
+px3done:
+	JMP  nexttile
+
+spill:
 	VMOVUPS Y0, 0(SP)
 	VMOVUPS Y1, 32(SP)
 	VMOVUPS Y2, 64(SP)
@@ -245,6 +426,7 @@ chloop:
 	DECQ CX
 	JNZ  pixloop
 
+nexttile:
 	INCQ 384(SP)
 	MOVQ 384(SP), R12
 	CMPQ R12, 32(AX)
