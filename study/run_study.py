@@ -1,27 +1,25 @@
 #!/usr/bin/env python3
-"""The Fashion-MNIST study: sequential exit training with every strategy, several seeds.
+"""The stability–plasticity frontier study: a resumable run list, one JSON per run.
 
-For each strategy (naive, frozen, ewc, lwf, ewc+lwf, joint) and seed, the same 4-exit CNN
-(``small_cnn_28``, same initial weights per seed for every strategy) is trained exit by exit and
-measured:
+Every run trains one early-exit network exit by exit with one strategy setting and one seed
+(same seed = same initial weights and same batch order for every strategy), then writes
+``<out>/runs/<name>.json`` atomically. A run whose JSON exists is skipped, so the command can be
+interrupted and started again. Runs go to ``--workers`` child processes (``nice -n 15``, one torch
+thread each).
 
-- final test accuracy of every exit, mean forgetting over exits 0..2
-  (forgetting_j = max_k A[k][j] − A[3][j]);
-- test accuracy at 25 % and 50 % of the full network's MACs, with the global max-softmax
-  threshold calibrated on the validation split (and the oracle best point of the test curve);
-- speed-up at iso-accuracy: full cost / mean cost of the cheapest point of the exact test curve
-  within 1 point of that run's last exit;
-- wall-clock of the run and of its parts (training, Fisher passes, LwF target recording).
+Each run JSON records the command and the git commit that produced it, the load average before and
+after, the stability matrix on test, the final validation and test accuracy per exit, the
+wall-time split (train / Fisher / LwF target recording / evaluation) and the exact budget curve of
+the global max-softmax threshold on validation and on test (accuracy and normalised cost on a fixed
+threshold grid), from which ``study/analyse.py`` computes every table and plot.
 
-Results are written as JSON per run (``--out``/raw) and aggregated (mean ± sample std over seeds)
-into ``--out``/summary.md and summary.csv.
+Reproduce (the run list of RESULTS.md; prints the plan, skips finished runs)::
 
-Reproduce the reported run::
+    make lib
+    PYTHONPATH=python .venv/bin/python study/run_study.py --plan p1,p2,p3 --workers 2
+    PYTHONPATH=python .venv/bin/python study/analyse.py
 
-    PYTHONPATH=python .venv/bin/python study/run_study.py --out study/results
-
-Reduced settings for a quick check: ``--train-subset 3000 --epochs 1 --seeds 0``.
-An optional λ sweep for EWC on validation (seed 0): ``--sweep-lambda 10,100,1000``.
+Smoke test (tiny subset, digits, seconds): ``--dataset digits --plan smoke --out /tmp/x``.
 """
 
 from __future__ import annotations
@@ -30,222 +28,323 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, replace
+from typing import Optional
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "python"))
 
-STRATEGIES = ("naive", "frozen", "ewc", "lwf", "ewc+lwf", "joint")
+DEFAULT_OUT = os.path.join(HERE, "results")
+# global max-softmax thresholds of the budget curve: τ = 1 − 10^−x, plus "always exit 0" (τ = 0)
+# and "always the last exit" (τ > 1)
+TAUS = [0.0] + [round(1.0 - 10.0 ** (-x), 10) for x in np.arange(0.25, 7.01, 0.05)] + [1.01]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One run: architecture, strategy, its hyper-parameters, seed, schedule."""
+
+    strategy: str
+    seed: int
+    arch: str = "cnn28"  # cnn28: small_cnn_28(16) on 28×28; resnet32: small_resnet_32(16) on 32×32 (padded)
+    ewc_lambda: float = 0.0
+    lwf_alpha: float = 0.0
+    lwf_temperature: float = 2.0
+    epochs: int = 2
+    lr: float = 3e-3
+
+    @property
+    def setting(self) -> str:
+        """The strategy setting without the seed (one point of the frontier)."""
+        s = self.strategy.replace("+", "_")
+        if "ewc" in self.strategy:
+            s += f"_lam{self.ewc_lambda:g}"
+        if "lwf" in self.strategy:
+            s += f"_a{self.lwf_alpha:g}_T{self.lwf_temperature:g}"
+        if self.epochs != 2:
+            s += f"_e{self.epochs}"
+        return f"{self.arch}_{s}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting}_s{self.seed}"
+
+
+def ewc(lam, seed, **kw):
+    return Spec("ewc", seed, ewc_lambda=lam, **kw)
+
+
+def lwf(alpha, seed, T=2.0, **kw):
+    return Spec("lwf", seed, lwf_alpha=alpha, lwf_temperature=T, **kw)
+
+
+LAMBDAS = (0.1, 0.3, 1, 3, 10, 100)
+ALPHAS = (0.1, 0.3, 1, 3)
+TEMPERATURES = (1, 4)  # with T = 2 from the α sweep
+
+
+def plan(name: str, out: str, arch_epochs: Optional[dict] = None) -> list[Spec]:
+    """The prioritised run lists (RESULTS.md says why each was cut where it was).
+
+    p1: the ends and the sweeps; p2: the choices made on validation from p1's runs (T sweep at
+    the best α, EWC+LwF at best λ and best α, a third seed for the best λ and best α, seeds 3-4
+    for the ends); p3: the residual network, 1 seed. ``smoke``: a few runs for the test suite.
+    """
+    base = ("naive", "frozen", "joint")
+    if name == "smoke":
+        return [Spec(s, 0) for s in base] + [ewc(1, 0), lwf(1, 0), Spec("ewc+lwf", 0, ewc_lambda=1, lwf_alpha=1)]
+    if name == "timing":
+        return [Spec("naive", 0), Spec("frozen", 0)]
+    if name == "p1":
+        # most important first, so a cut trims the tail: seed 0 everything, seed 1, then the ends' seed 2
+        runs = []
+        for seed in (0, 1):
+            runs += [Spec(s, seed) for s in base] + [ewc(lam, seed) for lam in LAMBDAS] + [lwf(a, seed) for a in ALPHAS]
+        return runs + [Spec(s, 2) for s in base]
+    if name == "p2":
+        from analyse import best_setting, load_runs  # noqa: PLC0415 (study/ is on sys.path)
+
+        runs = load_runs(out)
+        lam = best_setting(runs, "ewc", "cnn28")
+        alpha = best_setting(runs, "lwf", "cnn28")
+        if lam is None or alpha is None:
+            raise SystemExit("p2 needs p1's EWC and LwF sweeps (seeds 0, 1) to choose λ and α on validation")
+        print(f"p2: chosen on validation (mean final validation accuracy over exits): λ = {lam:g}, α = {alpha:g}")
+        todo = [ewc(lam, 2), lwf(alpha, 2)]
+        todo += [Spec("ewc+lwf", seed, ewc_lambda=lam, lwf_alpha=alpha) for seed in (0, 1)]
+        todo += [lwf(alpha, seed, T=T) for seed in (0, 1) for T in TEMPERATURES]
+        todo += [Spec(s, seed) for seed in (3, 4) for s in base]
+        todo += [ewc(lam, seed) for seed in (3, 4)] + [lwf(alpha, seed) for seed in (3, 4)]
+        return todo
+    if name == "p3":
+        from analyse import best_setting, load_runs  # noqa: PLC0415
+
+        runs = load_runs(out)
+        lam = best_setting(runs, "ewc", "cnn28") or 1.0
+        alpha = best_setting(runs, "lwf", "cnn28") or 1.0
+        kw = {"arch": "resnet32"}
+        return [Spec(s, 0, **kw) for s in ("naive", "frozen", "joint")] + [lwf(alpha, 0, **kw), ewc(lam, 0, **kw)]
+    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, timing, p1, p2, p3")
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+
+
+def git_commit() -> str:
+    try:
+        c = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "python", "study"],
+                               capture_output=True, text=True).stdout.strip()
+        return c + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def load_data(dataset: str, arch: str, train_subset: Optional[int]):
+    from exitnet import data
+
+    if dataset == "digits":
+        return data.digits(seed=0)
+    # 55,000 train / 5,000 validation (seeded, the same for every seed) / the 10,000 test images
+    splits = data.fashion_mnist(val_fraction=5000 / 60000, seed=0, train_subset=train_subset)
+    if arch == "resnet32":
+        import torch.nn.functional as F
+        from torch.utils.data import TensorDataset
+
+        bg = float(-splits.mean / splits.std)  # a standardised black pixel
+        for part in ("train", "val", "test"):
+            x, y, ids = getattr(splits, part).tensors
+            setattr(splits, part, TensorDataset(F.pad(x, (2, 2, 2, 2), value=bg), y, ids))
+        splits.input_shape = (1, 32, 32)
+    return splits
+
+
+def build_net(spec: Spec, dataset: str):
+    from exitnet.torch._model import small_cnn_8, small_cnn_28, small_resnet_32
+
+    if dataset == "digits":
+        return small_cnn_8(num_classes=10, width=8)
+    if spec.arch == "resnet32":
+        return small_resnet_32(num_classes=10, in_channels=1, width=16)
+    return small_cnn_28(num_classes=10, width=16)
+
+
+def budget_curve(logits: np.ndarray, labels: np.ndarray, costs: np.ndarray) -> dict:
+    """Accuracy and mean normalised cost of the global max-softmax rule at every τ in TAUS:
+    a sample leaves at the first exit whose max softmax is ≥ τ (the last exit takes the rest)."""
+    z = logits - logits.max(axis=2, keepdims=True)  # (K, N, C)
+    p = np.exp(z)
+    score = (p.max(axis=2) / p.sum(axis=2)).T  # (N, K)
+    correct = (logits.argmax(axis=2) == labels[None, :]).T  # (N, K)
+    K = score.shape[1]
+    rel = costs / costs[-1]
+    acc, cost = [], []
+    for tau in TAUS:
+        ok = score >= tau
+        ok[:, K - 1] = True
+        e = ok.argmax(axis=1)
+        acc.append(float(correct[np.arange(len(e)), e].mean()))
+        cost.append(float(rel[e].mean()))
+    return {"acc": np.round(acc, 6).tolist(), "cost": np.round(cost, 6).tolist()}
+
+
+def run_one(spec: Spec, dataset: str, train_subset: Optional[int], fisher_samples: int) -> dict:
+    import torch
+
+    from exitnet.torch._trainer import SequentialTrainer
+
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    splits = load_data(dataset, spec.arch, train_subset)
+    t_data = time.perf_counter() - t0
+    torch.manual_seed(1000 + spec.seed)  # same initial weights for every strategy of a seed
+    net = build_net(spec, dataset)
+    kw = dict(epochs_per_stage=spec.epochs, lr=spec.lr, batch_size=64, fisher_samples=fisher_samples,
+              seed=spec.seed, progress=False, log=lambda r: None)
+    if "ewc" in spec.strategy:
+        kw["ewc_lambda"] = spec.ewc_lambda
+    if "lwf" in spec.strategy:
+        kw.update(lwf_alpha=spec.lwf_alpha, lwf_temperature=spec.lwf_temperature)
+    tr = SequentialTrainer(net, spec.strategy, **kw)
+    t1 = time.perf_counter()
+    res = tr.fit(splits, analyse=False)
+    wall_fit = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    vl, vy = tr.predict_logits(splits.val)
+    tl, ty = tr.predict_logits(splits.test)
+    costs = tr._costs(splits.train)
+    t_final_eval = time.perf_counter() - t2
+    A = res.stability
+    K = A.shape[0]
+    forget = [float(np.nanmax(A[:, j]) - A[K - 1, j]) for j in range(K)]
+    timings = {k: float(v) for k, v in res.timings.items()}
+    timings.update(data=t_data, fit_wall=wall_fit, final_eval=t_final_eval,
+                   wall=time.perf_counter() - t0)
+    bn = "BatchNorm statistics of every trainable stage update (train mode), frozen stages in eval mode"
+    return {
+        "name": spec.name, "setting": spec.setting, "spec": asdict(spec), "dataset": dataset,
+        "train_size": len(splits.train), "val_size": len(splits.val), "test_size": len(splits.test),
+        "fisher_samples": fisher_samples, "batchnorm": getattr(tr, "bn_policy", bn),
+        "stability_test": [[None if np.isnan(v) else float(v) for v in row] for row in A],
+        "final_test_acc": A[K - 1].tolist(),
+        "final_val_acc": (vl.argmax(2) == vy[None]).mean(1).tolist(),
+        "forgetting_test": forget,
+        "mean_forgetting_test": float(np.mean(forget[: K - 1])),
+        "costs_macs": np.asarray(costs).tolist(),
+        "curve_taus": TAUS,
+        "curve_val": budget_curve(vl, vy, np.asarray(costs)),
+        "curve_test": budget_curve(tl, ty, np.asarray(costs)),
+        "timings_s": timings, "config": {k: v for k, v in tr.config().items() if k != "log"},
+        "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the pool
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=os.path.join(HERE, "results"))
-    p.add_argument("--data", default=None, help="Fashion-MNIST IDX directory (default: Debian's)")
-    p.add_argument("--strategies", default=",".join(STRATEGIES))
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--train-subset", type=int, default=12000, help="training samples (seeded subset)")
-    p.add_argument("--test-subset", type=int, default=None, help="test samples (default: all 10,000)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=3, help="epochs per stage")
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--ewc-lambda", type=float, default=10000.0, help="chosen by --sweep-lambda on validation (RESULTS.md)")
+    p.add_argument("--out", default=DEFAULT_OUT, help="results directory (runs/ inside)")
+    p.add_argument("--plan", default="p1", help="comma-separated: smoke, timing, p1, p2, p3 (in order)")
+    p.add_argument("--workers", type=int, default=2, help="parallel child processes (1 torch thread each)")
+    p.add_argument("--nice", type=int, default=15)
+    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"))
+    p.add_argument("--train-subset", type=int, default=None, help="for smoke tests only; the study uses all 55,000")
     p.add_argument("--fisher-samples", type=int, default=500)
-    p.add_argument("--lwf-alpha", type=float, default=1.0)
-    p.add_argument("--lwf-temperature", type=float, default=2.0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--replot", action="store_true", help="redraw the plot from --out/meta.json only")
-    p.add_argument("--sweep-lambda", default="", help="comma-separated λ values: validation sweep, seed 0")
+    p.add_argument("--epochs", type=int, default=None, help="override epochs per stage (default 2)")
+    p.add_argument("--resnet-epochs", type=int, default=None, help="epochs per stage of the resnet32 runs")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: a JSON Spec
     return p.parse_args(argv)
 
 
-def load_splits(args):
-    from exitnet import data
-
-    kw = {} if args.data is None else {"root": args.data}
-    # one split for every seed: seeds vary the initial weights and the training order
-    return data.fashion_mnist(val_fraction=args.val_fraction, seed=0, train_subset=args.train_subset,
-                              test_subset=args.test_subset, **kw)
-
-
-def run_one(args, splits, strategy, seed, ewc_lambda=None, analyse=True):
+def _child(args) -> int:
     import torch
 
-    from exitnet.torch._model import small_cnn_28
-    from exitnet.torch._trainer import SequentialTrainer
+    torch.set_num_threads(1)
+    spec = Spec(**json.loads(args.one))
+    doc = run_one(spec, args.dataset, args.train_subset, args.fisher_samples)
+    doc["commit"] = os.environ.get("EXITNET_STUDY_COMMIT") or git_commit()
+    doc["command"] = os.environ.get("EXITNET_STUDY_COMMAND", "")
+    doc["child_command"] = " ".join(shlex.quote(a) for a in sys.argv)
+    from exitnet._io import atomic_write
 
-    torch.manual_seed(1000 + seed)
-    net = small_cnn_28(num_classes=10, width=args.width)
-    tr = SequentialTrainer(
-        net, strategy, epochs_per_stage=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        ewc_lambda=args.ewc_lambda if ewc_lambda is None else ewc_lambda,
-        fisher_samples=args.fisher_samples, lwf_alpha=args.lwf_alpha,
-        lwf_temperature=args.lwf_temperature, seed=seed, progress=False, log=lambda r: None,
-    )
-    t0 = time.perf_counter()
-    res = tr.fit(splits, analyse=analyse)
-    res.timings["wall"] = time.perf_counter() - t0
-    return res, tr
-
-
-def sweep_lambda(args, splits, values):
-    """EWC λ on validation (seed 0): final validation accuracy per exit and its mean."""
-    from exitnet.torch._trainer import SequentialTrainer  # noqa: F401
-
-    rows = []
-    for lam in values:
-        res, tr = run_one(args, splits, "ewc", 0, ewc_lambda=lam, analyse=False)
-        vl, vy = tr.predict_logits(splits.val)
-        acc = (vl.argmax(2) == vy).mean(1)
-        rows.append({"lambda": lam, **{f"val_exit{j}": float(a) for j, a in enumerate(acc)},
-                     "val_mean": float(acc.mean()), "seconds": res.timings["wall"]})
-        print(f"λ={lam:g}: validation accuracy per exit {np.round(100 * acc, 2)} mean {100 * acc.mean():.2f}",
-              flush=True)
-    return rows
+    path = os.path.join(args.out, "runs", spec.name + ".json")
+    with atomic_write(path, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"{time.strftime('%H:%M:%S')} done {spec.name}: {doc['timings_s']['wall']:.0f} s, test exits "
+          f"{np.round(100 * np.array(doc['final_test_acc']), 1)}, forgetting "
+          f"{100 * doc['mean_forgetting_test']:.2f} pt, load {doc['loadavg_end'][0]:.1f}", flush=True)
+    return 0
 
 
-def _nanmean(mats):
-    a = np.array(mats, dtype=float)
-    m = np.full(a.shape[1:], np.nan)
-    ok = ~np.isnan(a).all(axis=0)
-    m[ok] = np.nanmean(a[:, ok], axis=0)
-    return m.tolist()
-
-
-def fmt(mean, std, scale=100.0, digits=1):
-    if mean is None or np.isnan(mean):
-        return "–"
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
-
-
-def aggregate(runs):
-    """runs: {strategy: [summary dicts]} → list of rows with mean and sample std."""
-    rows = []
-    for strat, ss in runs.items():
-        row = {"strategy": strat, "n": len(ss)}
-        keys = sorted({k for s in ss for k in s if isinstance(s.get(k), (int, float))})
-        for k in keys:
-            v = np.array([s.get(k, np.nan) for s in ss], dtype=float)
-            row[k] = (float(np.nanmean(v)), float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0)
-        rows.append(row)
-    return rows
-
-
-def write_summary(out, rows, args, meta):
-    g = lambda r, k: r.get(k, (np.nan, np.nan))  # noqa: E731
-    lines = []
-    lines.append(f"Settings: {meta['settings']}\n")
-    lines.append("### Final test accuracy per exit (%), mean ± std over seeds\n")
-    lines.append("| strategy | exit 0 | exit 1 | exit 2 | exit 3 | mean forgetting (pts) | max forgetting (pts) |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for r in rows:
-        lines.append(f"| {r['strategy']} | " + " | ".join(fmt(*g(r, f"acc_exit{j}")) for j in range(4))
-                     + f" | {fmt(*g(r, 'mean_forgetting'))} | {fmt(*g(r, 'max_forgetting'))} |")
-    lines.append("\n### Budgets (test accuracy %, threshold calibrated on validation; oracle = best point of the test curve)\n")
-    lines.append("| strategy | 25% budget | 50% budget | 25% oracle | 50% oracle | speed-up at iso-accuracy (×, within 1 pt of own last exit) |")
-    lines.append("|---|---|---|---|---|---|")
-    for r in rows:
-        lines.append(f"| {r['strategy']} | {fmt(*g(r, 'acc_at_25pct'))} | {fmt(*g(r, 'acc_at_50pct'))} | "
-                     f"{fmt(*g(r, 'best_at_25pct'))} | {fmt(*g(r, 'best_at_50pct'))} | "
-                     f"{fmt(*g(r, 'speedup_iso'), scale=1, digits=2)} |")
-    lines.append("\n### Wall-clock per run (s, mean ± std; 1 torch thread)\n")
-    lines.append("| strategy | total | training | Fisher passes | LwF target recording | evaluation |")
-    lines.append("|---|---|---|---|---|---|")
-    for r in rows:
-        lines.append(f"| {r['strategy']} | " + " | ".join(
-            fmt(*g(r, f"seconds_{k}"), scale=1, digits=1) for k in ("wall", "train", "fisher", "targets", "eval")) + " |")
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(text)
-    return text
-
-
-def main(argv=None):
+def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.replot:
-        with open(os.path.join(args.out, "meta.json")) as f:
-            meta = json.load(f)
-        plot_mean_stability(args.out, meta["mean_stability"], len(meta["args"]["seeds"].split(",")))
-        return
-    import torch
-
-    torch.set_num_threads(args.threads)
-    os.makedirs(os.path.join(args.out, "raw"), exist_ok=True)
-    t_start = time.perf_counter()
-    splits = load_splits(args)
-    print(f"data: {splits}", flush=True)
-    if args.sweep_lambda:
-        vals = [float(v) for v in args.sweep_lambda.split(",")]
-        rows = sweep_lambda(args, splits, vals)
-        with open(os.path.join(args.out, "lambda_sweep.json"), "w") as f:
-            json.dump(rows, f, indent=1)
-    strategies = [s for s in args.strategies.split(",") if s]
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    runs: dict = {s: [] for s in strategies}
-    stab: dict = {s: [] for s in strategies}
-    for seed in seeds:
-        for strat in strategies:
-            res, _ = run_one(args, splits, strat, seed)
-            s = res.summary()
-            s["seconds_wall"] = res.timings["wall"]
-            s["seconds_eval"] = res.timings.get("eval", 0.0)
-            for b, a in res.budget_best_accuracy.items():
-                s[f"best_at_{int(round(b * 100))}pct"] = a
-            runs[strat].append(s)
-            stab[strat].append(res.stability.tolist())
-            res.to_json(os.path.join(args.out, "raw", f"{strat.replace('+', '_')}_seed{seed}.json"))
-            print(f"seed {seed} {strat:8s} {res.timings['wall']:6.1f} s  exits "
-                  f"{np.round(100 * res.final_accuracy, 1)}  forgetting {100 * res.mean_forgetting:.2f}  "
-                  f"25%: {100 * res.budget_accuracy.get(0.25, np.nan):.1f}  "
-                  f"50%: {100 * res.budget_accuracy.get(0.5, np.nan):.1f}  "
-                  f"speed-up {res.speedup_iso:.2f}", flush=True)
-    rows = aggregate(runs)
-    costs = res.costs.tolist() if res.costs is not None else None
-    settings = (f"Fashion-MNIST, {len(splits.train)} train / {len(splits.val)} validation / "
-                f"{len(splits.test)} test samples; small_cnn_28(width={args.width}); "
-                f"{args.epochs} epochs per stage, Adam lr {args.lr}, batch {args.batch_size}; "
-                f"EWC λ={args.ewc_lambda:g} (λ/2 convention, exact Fisher on {args.fisher_samples} samples, separate); "
-                f"LwF α={args.lwf_alpha:g}, T={args.lwf_temperature:g}, recorded targets; seeds {seeds}; "
-                f"cumulative exit costs (MACs) {costs}")
-    meta = {"settings": settings, "python": platform.python_version(), "torch": torch.__version__,
-            "seconds": time.perf_counter() - t_start, "args": vars(args)}
-    text = write_summary(args.out, rows, args, meta)
-    import pandas as pd
-
-    pd.DataFrame([{k: (v[0] if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]).to_csv(
-        os.path.join(args.out, "summary_mean.csv"), index=False)
-    mean_stab = {s: _nanmean(v) for s, v in stab.items()}
-    with open(os.path.join(args.out, "meta.json"), "w") as f:
-        json.dump({**meta, "mean_stability": mean_stab, "runs": runs}, f, indent=1, default=str)
-    plot_mean_stability(args.out, mean_stab, len(seeds))
-    print("\n" + text)
-    print(f"total {time.perf_counter() - t_start:.0f} s")
+    if args.one is not None:
+        return _child(args)
+    if args.workers < 1:
+        raise SystemExit("--workers: must be >= 1")
+    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    command = "PYTHONPATH=python .venv/bin/python " + " ".join(shlex.quote(a) for a in sys.argv)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               EXITNET_STUDY_COMMIT=git_commit(), EXITNET_STUDY_COMMAND=command)
+    print(f"commit {env['EXITNET_STUDY_COMMIT']}; load average {os.getloadavg()}", flush=True)
+    failed = []
+    for pname in [s for s in args.plan.split(",") if s]:
+        specs = plan(pname, args.out)
+        if args.epochs is not None:
+            specs = [replace(s, epochs=args.epochs) for s in specs]
+        if args.resnet_epochs is not None:
+            specs = [replace(s, epochs=args.resnet_epochs) if s.arch == "resnet32" else s for s in specs]
+        seen, todo = set(), []
+        for s in specs:
+            if s.name not in seen and not os.path.exists(os.path.join(args.out, "runs", s.name + ".json")):
+                todo.append(s)
+            seen.add(s.name)
+        print(f"plan {pname}: {len(seen)} runs, {len(seen) - len(todo)} already done, {len(todo)} to run", flush=True)
+        for s in todo:
+            print(f"  {s.name}", flush=True)
+        if args.dry_run:
+            continue
+        failed += _pool(args, todo, env)
+    if failed:
+        print(f"failed runs: {failed}", flush=True)
+        return 1
+    return 0
 
 
-def plot_mean_stability(out, mean_stab, n_seeds):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from exitnet.torch._results import plot_stability
-
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(mean_stab), figsize=(3.4 * len(mean_stab), 3.0), squeeze=False)
-        lo = min(np.nanmin(np.array(A)) for A in mean_stab.values())
-        hi = max(np.nanmax(np.array(A)) for A in mean_stab.values())
-        for ax, (s, A) in zip(axes[0], mean_stab.items()):
-            plot_stability(np.array(A), ax=ax, title=f"{s} (mean of {n_seeds})", vmin=lo, vmax=hi)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "stability_matrices.png"), dpi=100)
-    except Exception as e:  # plots are a bonus
-        print(f"plot failed: {e}")
+def _pool(args, todo: list[Spec], env: dict) -> list[str]:
+    procs: dict = {}
+    failed = []
+    queue = list(todo)
+    while queue or procs:
+        while queue and len(procs) < args.workers:
+            s = queue.pop(0)
+            cmd = ["nice", "-n", str(args.nice), sys.executable, os.path.abspath(__file__), "--one",
+                   json.dumps(asdict(s)), "--out", args.out, "--dataset", args.dataset,
+                   "--fisher-samples", str(args.fisher_samples)]
+            if args.train_subset is not None:
+                cmd += ["--train-subset", str(args.train_subset)]
+            procs[subprocess.Popen(cmd, env=env)] = s
+        time.sleep(0.2)
+        for p in [p for p in procs if p.poll() is not None]:
+            s = procs.pop(p)
+            if p.returncode != 0:
+                failed.append(s.name)
+                print(f"run {s.name} failed with exit status {p.returncode}", flush=True)
+    return failed
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
