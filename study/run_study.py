@@ -371,7 +371,10 @@ def _pool(args, todo: list[Spec], env: dict) -> list[str]:
                    "--fisher-samples", str(args.fisher_samples)]
             if args.train_subset is not None:
                 cmd += ["--train-subset", str(args.train_subset)]
-            procs[subprocess.Popen(cmd, env=env)] = s
+            child = subprocess.Popen(cmd, env=env)
+            with open(os.path.join(args.out, "runs", s.name + ".lock"), "w") as f:
+                f.write(str(child.pid))  # the lock lives as long as the run, even if this pool dies
+            procs[child] = s
         time.sleep(0.2)
         for p in [p for p in procs if p.poll() is not None]:
             s = procs.pop(p)
