@@ -110,6 +110,7 @@ def plan(name: str, out: str, arch_epochs: Optional[dict] = None) -> list[Spec]:
     if name == "p2":
         from analyse import best_setting, load_runs  # noqa: PLC0415 (study/ is on sys.path)
 
+        _wait_for_sweeps(out)
         runs = load_runs(out)
         lam = best_setting(runs, "ewc", "cnn28")
         alpha = best_setting(runs, "lwf", "cnn28")
@@ -129,8 +130,30 @@ def plan(name: str, out: str, arch_epochs: Optional[dict] = None) -> list[Spec]:
         lam = best_setting(runs, "ewc", "cnn28") or 1.0
         alpha = best_setting(runs, "lwf", "cnn28") or 1.0
         kw = {"arch": "resnet32"}
-        return [Spec(s, 0, **kw) for s in ("naive", "frozen", "joint")] + [lwf(alpha, 0, **kw), ewc(lam, 0, **kw)]
+        return [Spec("naive", 0, **kw), Spec("frozen", 0, **kw), lwf(alpha, 0, **kw), ewc(lam, 0, **kw),
+                Spec("joint", 0, **kw)]
     raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, timing, p1, p2, p3")
+
+
+def _wait_for_sweeps(out: str) -> None:
+    """p2 chooses λ and α from p1's sweeps: wait until no other pool is still running a sweep run."""
+    import glob
+
+    while True:
+        busy = [p for p in glob.glob(os.path.join(out, "runs", "*_ewc_lam*.lock")) + glob.glob(
+            os.path.join(out, "runs", "*_lwf_a*.lock")) if _lock_alive(p)]
+        if not busy:
+            return
+        print(f"p2 waits for {[os.path.basename(b) for b in busy]}", flush=True)
+        time.sleep(20)
+
+
+def _lock_alive(path: str) -> bool:
+    try:
+        os.kill(int(open(path).read().strip() or 0), 0)
+        return True
+    except (ValueError, OSError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +286,8 @@ def parse_args(argv=None):
     p.add_argument("--fisher-samples", type=int, default=500)
     p.add_argument("--epochs", type=int, default=None, help="override epochs per stage (default 2)")
     p.add_argument("--resnet-epochs", type=int, default=None, help="epochs per stage of the resnet32 runs")
+    p.add_argument("--stop-at", default=None, help="HH:MM UTC: start no run that would not end by then "
+                   "(estimated from the median wall time of finished runs of the same architecture)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: a JSON Spec
     return p.parse_args(argv)
@@ -323,6 +348,22 @@ def main(argv=None) -> int:
     return 0
 
 
+def _fits(args, s: Spec) -> bool:
+    if not args.stop_at:
+        return True
+    import glob
+
+    hh, mm = (int(v) for v in args.stop_at.split(":"))
+    now = time.gmtime()
+    left = (hh * 60 + mm - now.tm_hour * 60 - now.tm_min) * 60 - now.tm_sec
+    walls = []
+    for p in glob.glob(os.path.join(args.out, "runs", f"{s.arch}_*_e{s.epochs}_s*.json")):
+        with open(p) as f:
+            walls.append(json.load(f)["timings_s"]["wall"])
+    est = float(np.median(walls)) if walls else 0.0
+    return left > est
+
+
 def _claim(out: str, s: Spec) -> bool:
     """Claim a run with an exclusive lock file (pid inside), so several pools can share a run list;
     a lock whose process is gone is taken over."""
@@ -364,6 +405,10 @@ def _pool(args, todo: list[Spec], env: dict) -> list[str]:
     while queue or procs:
         while queue and len(procs) < args.workers:
             s = queue.pop(0)
+            if not _fits(args, s):
+                print(f"{time.strftime('%H:%M:%S')} not started (would end after --stop-at {args.stop_at}): {s.name}",
+                      flush=True)
+                continue
             if not _claim(args.out, s):  # done meanwhile, or another pool runs it
                 continue
             cmd = ["nice", "-n", str(args.nice), sys.executable, os.path.abspath(__file__), "--one",
