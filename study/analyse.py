@@ -46,6 +46,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 BUDGET = 0.25
 DELTA = 0.01
 STUDY_EPOCHS = defaultdict(lambda: 1)  # epochs per stage of the study's headline runs, per architecture
@@ -54,10 +55,14 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 
 
 def load_runs(out: str) -> list[dict]:
+    from run_study import Spec
+
     runs = []
     for p in sorted(glob.glob(os.path.join(out, "runs", "*.json"))):
         with open(p) as f:
-            runs.append(json.load(f))
+            r = json.load(f)
+        r["setting"] = Spec(**r["spec"]).setting  # from the spec: the file's name field is not trusted
+        runs.append(r)
     return runs
 
 
@@ -140,9 +145,11 @@ def run_metrics(r: dict, ref_val: Optional[float], ref_test: Optional[float]) ->
 
 
 def label(setting: str) -> str:
-    s = setting.split("_", 1)[1]
-    return (s.replace("ewc_lwf", "ewc+lwf").replace("_lam", " λ=").replace("_a", " α=").replace("_T", " T=")
-            .replace("_e", " epochs="))
+    """cnn28_ewc_lwf_lam1_a1_T2_e1 → "ewc+lwf λ=1 α=1 T=2" (the study's epochs per stage not named)."""
+    arch, s = setting.split("_", 1)
+    s, _, e = s.rpartition("_e")
+    s = s.replace("ewc_lwf", "ewc+lwf").replace("_lam", " λ=").replace("_a", " α=").replace("_T", " T=")
+    return s if int(e) == STUDY_EPOCHS[arch] else f"{s} ({e} epochs/stage)"
 
 
 def headline(runs: list[dict], arch: str) -> dict:
@@ -171,8 +178,9 @@ def analyse(runs: list[dict]) -> dict:
                 ref_val[sd] = max(ref_val.get(sd, 0.0), r["final_val_acc"][-1])
                 ref_test[sd] = max(ref_test.get(sd, 0.0), r["final_test_acc"][-1])
         per = defaultdict(dict)  # setting → seed → metrics
-        spec = {}
+        spec, mats = {}, defaultdict(list)
         for r in rs:
+            mats[r["setting"]].append(np.array(r["stability_test"], dtype=float))
             sd = r["spec"]["seed"]
             per[r["setting"]][sd] = run_metrics(r, ref_val.get(sd), ref_test.get(sd))
             spec[r["setting"]] = {k: v for k, v in r["spec"].items() if k != "seed"}
@@ -180,6 +188,7 @@ def analyse(runs: list[dict]) -> dict:
                               "per_run": {s: {str(k): v for k, v in d.items()} for s, d in per.items()},
                               "spec": spec, "agg": {s: aggregate(d) for s, d in per.items()},
                               "paired": paired(per, head),
+                              "stability": {k: np.round(np.mean(v, axis=0), 5).tolist() for k, v in mats.items()},
                               "sweeps": {f: sweep_table(runs, f, arch) for f in ("ewc", "lwf")}}
     return out
 
@@ -288,8 +297,9 @@ def write_markdown(res: dict, provenance: dict, path: str) -> str:
             L.append("| a | b | metric | seeds | mean | 95 % CI | per seed | verdict |")
             L.append("|---|---|---|---|---|---|---|---|")
             for p in a["paired"]:
-                L.append(f"| {p['a']} | {p['b']} | {p['metric']} | {p['n']} | {p['mean']:+.2f} | "
-                         f"[{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}] | {p['diffs']} | {p['verdict']} |")
+                ci = "–" if p["n"] < 2 else f"[{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}]"
+                L.append(f"| {p['a']} | {p['b']} | {p['metric']} | {p['n']} | {p['mean']:+.2f} | {ci} | "
+                         f"{', '.join(f'{d:+.2f}' for d in p['diffs'])} | {p['verdict']} |")
         L.append("\n### Wall time per run (s, mean ± std; 1 torch thread, nice 15, shared machine)\n")
         L.append("| strategy | runs | total | training | Fisher | LwF targets | evaluation | load average (1 min) |")
         L.append("|---|---|---|---|---|---|---|---|")
@@ -354,12 +364,40 @@ def plot(res: dict, out: str, provenance: dict) -> list[str]:
         fig.savefig(os.path.join(out, fname), dpi=90, metadata=meta)
         plt.close(fig)
         files.append(fname)
+    if any(s in a["stability"] for a in res["archs"].values() for s in a["headline"].values()):
+        files.append(plot_stability(res, out, meta))
     return files
+
+
+def plot_stability(res: dict, out: str, meta: dict) -> str:
+    """Mean test stability matrices of the headline settings (seeds they all have)."""
+    import matplotlib.pyplot as plt
+
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    from exitnet.torch._results import plot_stability as one
+
+    panels = []
+    for arch, a in res["archs"].items():
+        for k, s in a["headline"].items():
+            if s in a["stability"]:
+                panels.append((f"{arch} {k} (n={a['agg'][s]['n']})", np.array(a["stability"][s], dtype=float)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.9), squeeze=False)
+    vals = np.concatenate([A[~np.isnan(A)] for _, A in panels])
+    for ax, (t, A) in zip(axes[0], panels):
+        one(A, ax=ax, title=t, vmin=float(vals.min()), vmax=float(vals.max()))
+        ax.title.set_fontsize(8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "stability_matrices.png"), dpi=80, metadata=meta)
+    plt.close(fig)
+    return "stability_matrices.png"
 
 
 def provenance_of(runs: list[dict], argv: list[str]) -> dict:
     try:
         c = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "study/analyse.py", "study/run_study.py"],
+                               capture_output=True, text=True).stdout.strip()
+        c += "+dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         c = "unknown"
     return {"command": "PYTHONPATH=python .venv/bin/python " + " ".join(shlex.quote(x) for x in argv),
