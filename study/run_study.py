@@ -16,7 +16,7 @@ threshold grid), from which ``study/analyse.py`` computes every table and plot.
 Reproduce (the run list of RESULTS.md; prints the plan, skips finished runs)::
 
     make lib
-    PYTHONPATH=python .venv/bin/python study/run_study.py --plan p1,p2,p3 --workers 2
+    PYTHONPATH=python .venv/bin/python study/run_study.py --plan q1,q2,q3 --workers 2
     PYTHONPATH=python .venv/bin/python study/analyse.py
 
 Smoke test (tiny subset, digits, seconds): ``--dataset digits --plan smoke --out /tmp/x``.
@@ -84,64 +84,64 @@ def lwf(alpha, seed, T=2.0, **kw):
     return Spec("lwf", seed, lwf_alpha=alpha, lwf_temperature=T, **kw)
 
 
-LAMBDAS = (0.1, 0.3, 1, 3, 10, 100)
-ALPHAS = (0.1, 0.3, 1, 3)
+LAMBDAS = (1, 3, 10, 100)  # the issue's 0.1 and 0.3 are in q3 (naive already is that end)
+ALPHAS = (0.3, 1, 3)  # the issue's 0.1 is in q3
 TEMPERATURES = (1, 4)  # with T = 2 from the α sweep
+BASE = ("naive", "frozen", "joint")
 
 
-def plan(name: str, out: str, arch_epochs: Optional[dict] = None) -> list[Spec]:
+def _chosen(out: str) -> tuple[float, float]:
+    from analyse import best_setting, load_runs  # noqa: PLC0415 (study/ is on sys.path)
+
+    _wait_for_sweeps(out)
+    runs = load_runs(out)
+    lam, alpha = best_setting(runs, "ewc", "cnn28"), best_setting(runs, "lwf", "cnn28")
+    if lam is None or alpha is None:
+        raise SystemExit("this plan needs q1's EWC and LwF sweeps to choose λ and α on validation")
+    print(f"chosen on validation (mean final validation accuracy over exits): λ = {lam:g}, α = {alpha:g}", flush=True)
+    return lam, alpha
+
+
+def plan(name: str, out: str) -> list[Spec]:
     """The prioritised run lists (RESULTS.md says why each was cut where it was).
 
-    p1: the ends and the sweeps; p2: the choices made on validation from p1's runs (T sweep at
-    the best α, EWC+LwF at best λ and best α, a third seed for the best λ and best α, seeds 3-4
-    for the ends); p3: the residual network, 1 seed. ``smoke``: a few runs for the test suite.
+    The machine gave each worker about a tenth of a core, so the issue's plan (~60 runs of 2
+    epochs/stage) was cut to 1 epoch/stage and to this order:
+
+    q1: seed 0: the ends (naive, frozen, joint), EWC λ ∈ LAMBDAS, LwF α ∈ ALPHAS at T = 2;
+    q2: seeds 1 and 2 of the five headline settings (the ends, best λ, best α; chosen on seed 0's
+        validation accuracy);
+    q3: the rest of the issue's plan in order of use: EWC+LwF at (best λ, best α), the T sweep at
+        the best α, λ ∈ {0.1, 0.3} and α = 0.1, seed 3 of the headline settings;
+    p3: the residual network, seed 0. ``smoke``: a few runs for the test suite.
     """
-    base = ("naive", "frozen", "joint")
     if name == "smoke":
         return [Spec("naive", 0), Spec("frozen", 0), ewc(1, 0), lwf(1, 0)]
-    if name == "timing":
-        return [Spec("naive", 0), Spec("frozen", 0)]
-    if name == "p1":
-        # most important first, so a cut trims the tail: seed 0 everything, seed 1, then the ends' seed 2
-        runs = []
-        for seed in (0, 1):
-            runs += [Spec(s, seed) for s in base] + [ewc(lam, seed) for lam in LAMBDAS] + [lwf(a, seed) for a in ALPHAS]
-        return runs + [Spec(s, 2) for s in base]
-    if name == "p2":
-        from analyse import best_setting, load_runs  # noqa: PLC0415 (study/ is on sys.path)
-
-        _wait_for_sweeps(out)
-        runs = load_runs(out)
-        lam = best_setting(runs, "ewc", "cnn28")
-        alpha = best_setting(runs, "lwf", "cnn28")
-        if lam is None or alpha is None:
-            raise SystemExit("p2 needs p1's EWC and LwF sweeps (seeds 0, 1) to choose λ and α on validation")
-        print(f"p2: chosen on validation (mean final validation accuracy over exits): λ = {lam:g}, α = {alpha:g}")
-        todo = [ewc(lam, 2), lwf(alpha, 2)]
-        todo += [Spec("ewc+lwf", seed, ewc_lambda=lam, lwf_alpha=alpha) for seed in (0, 1)]
-        todo += [lwf(alpha, seed, T=T) for seed in (0, 1) for T in TEMPERATURES]
-        todo += [Spec(s, seed) for seed in (3, 4) for s in base]
-        todo += [ewc(lam, seed) for seed in (3, 4)] + [lwf(alpha, seed) for seed in (3, 4)]
-        return todo
+    if name == "q1":
+        return [Spec(s, 0) for s in BASE] + [lwf(a, 0) for a in ALPHAS] + [ewc(lam, 0) for lam in LAMBDAS]
+    if name == "q2":
+        lam, alpha = _chosen(out)
+        return [x for seed in (1, 2) for x in [Spec(s, seed) for s in BASE] + [lwf(alpha, seed), ewc(lam, seed)]]
+    if name == "q3":
+        lam, alpha = _chosen(out)
+        return ([Spec("ewc+lwf", 0, ewc_lambda=lam, lwf_alpha=alpha)] + [lwf(alpha, 0, T=T) for T in TEMPERATURES]
+                + [ewc(0.3, 0), lwf(0.1, 0), ewc(0.1, 0)] + [Spec(s, 3) for s in BASE]
+                + [lwf(alpha, 3), ewc(lam, 3), Spec("ewc+lwf", 1, ewc_lambda=lam, lwf_alpha=alpha)])
     if name == "p3":
-        from analyse import best_setting, load_runs  # noqa: PLC0415
-
-        runs = load_runs(out)
-        lam = best_setting(runs, "ewc", "cnn28") or 1.0
-        alpha = best_setting(runs, "lwf", "cnn28") or 1.0
+        lam, alpha = _chosen(out)
         kw = {"arch": "resnet32"}
         return [Spec("naive", 0, **kw), Spec("frozen", 0, **kw), lwf(alpha, 0, **kw), ewc(lam, 0, **kw),
                 Spec("joint", 0, **kw)]
-    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, timing, p1, p2, p3")
+    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, q1, q2, q3, p3")
 
 
 def _wait_for_sweeps(out: str) -> None:
-    """p2 chooses λ and α from p1's sweeps: wait until no other pool is still running a sweep run."""
+    """λ and α are chosen from q1's seed-0 sweeps: wait until no other pool is still running one."""
     import glob
 
     while True:
-        busy = [p for p in glob.glob(os.path.join(out, "runs", "*_ewc_lam*.lock")) + glob.glob(
-            os.path.join(out, "runs", "*_lwf_a*.lock")) if _lock_alive(p)]
+        busy = [p for p in glob.glob(os.path.join(out, "runs", "cnn28_ewc_lam*_s0.lock")) + glob.glob(
+            os.path.join(out, "runs", "cnn28_lwf_a*_T2_*_s0.lock")) if _lock_alive(p)]
         if not busy:
             return
         print(f"p2 waits for {[os.path.basename(b) for b in busy]}", flush=True)
@@ -278,7 +278,7 @@ def run_one(spec: Spec, dataset: str, train_subset: Optional[int], fisher_sample
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=DEFAULT_OUT, help="results directory (runs/ inside)")
-    p.add_argument("--plan", default="p1", help="comma-separated: smoke, timing, p1, p2, p3 (in order)")
+    p.add_argument("--plan", default="q1,q2,q3", help="comma-separated: smoke, q1, q2, q3, p3 (in order)")
     p.add_argument("--workers", type=int, default=2, help="parallel child processes (1 torch thread each)")
     p.add_argument("--nice", type=int, default=15)
     p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "digits"))
