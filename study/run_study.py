@@ -118,7 +118,9 @@ def plan(name: str, out: str) -> list[Spec]:
     if name == "smoke":
         return [Spec("naive", 0), Spec("frozen", 0), ewc(1, 0), lwf(1, 0)]
     if name == "q1":
-        return [Spec(s, 0) for s in BASE] + [lwf(a, 0) for a in ALPHAS] + [ewc(lam, 0) for lam in LAMBDAS]
+        # most telling first: the two ends, the pilot's two findings (LwF α = 1, EWC λ = 1 vs 10), joint
+        return [Spec("naive", 0), Spec("frozen", 0), lwf(1, 0), ewc(10, 0), ewc(1, 0), Spec("joint", 0),
+                lwf(3, 0), lwf(0.3, 0), ewc(3, 0), ewc(100, 0)]
     if name == "q2":
         lam, alpha = _chosen(out)
         return [x for seed in (1, 2) for x in [Spec(s, seed) for s in BASE] + [lwf(alpha, seed), ewc(lam, seed)]]
