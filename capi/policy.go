@@ -208,7 +208,7 @@ func exitnet_policy_assign(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema
 // any validation (the curve export's output check). release is always non-nil.
 func labelledCurve(confA *C.struct_ArrowArray, confS *C.struct_ArrowSchema, predA *C.struct_ArrowArray,
 	predS *C.struct_ArrowSchema, labelsA *C.struct_ArrowArray, labelsS *C.struct_ArrowSchema, classes C.int,
-	costs *C.double, check func() error) (*policy.Curve, func(), error) {
+	costs *C.double, check func() error, alloc policy.CurveColumns) (*policy.Curve, func(), error) {
 	ins, release0, err := importAll(arg(labelsA, labelsS, "labels"))
 	s, release1, err2 := importScores(confA, confS, predA, predS, classes, "")
 	release := func() { release1(); release0() }
@@ -229,7 +229,7 @@ func labelledCurve(confA *C.struct_ArrowArray, confS *C.struct_ArrowSchema, pred
 	if err != nil {
 		return nil, release, err
 	}
-	c, err := policy.ExactCurve(s, y, cm)
+	c, err := policy.ExactCurveInto(s, y, cm, alloc)
 	return c, release, err
 }
 
@@ -238,48 +238,62 @@ func exitnet_policy_curve(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema,
 	confA *C.struct_ArrowArray, confS *C.struct_ArrowSchema, predA *C.struct_ArrowArray, predS *C.struct_ArrowSchema,
 	labelsA *C.struct_ArrowArray, labelsS *C.struct_ArrowSchema, classes C.int, costs *C.double) C.int {
 	return run("exitnet_policy_curve", func() error {
+		var cols curveArrays
+		defer cols.release()
 		c, release, err := labelledCurve(confA, confS, predA, predS, labelsA, labelsS, classes, costs,
-			func() error { return checkOut(outA, outS, "out") })
+			func() error { return checkOut(outA, outS, "out") }, cols.alloc)
 		defer release()
 		if err != nil {
 			return err
 		}
-		exportRecord(curveRecord(c), outA, outS)
+		norm := cols.cols[4].(*array.Float64).Float64Values()
+		for p := range norm {
+			norm[p] = c.MeanCost[p] / c.Full
+		}
+		exportRecord(cols.record(c.K), outA, outS)
 		return nil
 	})
 }
 
-func curveRecord(c *policy.Curve) arrow.RecordBatch {
-	P := c.Len()
-	tb := array.NewFloat32Builder(cmem)
-	defer tb.Release()
-	tb.AppendValues(c.Tau, nil)
-	cb := array.NewInt64Builder(cmem)
-	defer cb.Release()
-	cb.AppendValues(c.Correct, nil)
-	f64 := func(v []float64) arrow.Array {
-		b := array.NewFloat64Builder(cmem)
-		defer b.Release()
-		b.AppendValues(v, nil)
-		return b.NewArray()
-	}
-	norm := make([]float64, P)
-	for p := range norm {
-		norm[p] = c.MeanCost[p] / c.Full
-	}
-	hb := array.NewFixedSizeListBuilder(cmem, int32(c.K), arrow.PrimitiveTypes.Int64)
-	defer hb.Release()
-	hv := hb.ValueBuilder().(*array.Int64Builder)
-	for p := 0; p < P; p++ {
-		hb.Append(true)
-	}
-	hv.AppendValues(c.Hist, nil)
-	cols := []arrow.Array{tb.NewArray(), cb.NewArray(), f64(c.Accuracy), f64(c.MeanCost), f64(norm), f64(c.Speedup), hb.NewArray()}
-	defer func() {
-		for _, a := range cols {
-			a.Release()
+// curveArrays holds the exported curve's columns, allocated on the C heap
+// before the sweep so that the sweep writes them in place (no copy on export).
+type curveArrays struct {
+	cols []arrow.Array // tau, correct, accuracy, mean_cost, normalized_cost, speedup, exit_histogram
+	p    int
+}
+
+func (a *curveArrays) alloc(P, K int) (*policy.Curve, error) {
+	c := &policy.Curve{}
+	add := func(arr arrow.Array, err error) error {
+		if err == nil {
+			a.cols = append(a.cols, arr)
 		}
-	}()
+		return err
+	}
+	var arr arrow.Array
+	var err error
+	var norm []float64
+	arr, c.Tau, err = arrowx.NewFloat32(cmem, P, "tau")
+	if err = add(arr, err); err == nil {
+		arr, c.Correct, err = arrowx.NewInt64(cmem, P, "correct")
+		err = add(arr, err)
+	}
+	for _, dst := range []*[]float64{&c.Accuracy, &c.MeanCost, &norm, &c.Speedup} {
+		if err == nil {
+			arr, *dst, err = arrowx.NewFloat64(cmem, P, "curve")
+			err = add(arr, err)
+		}
+	}
+	if err == nil {
+		arr, c.Hist, err = arrowx.NewInt64Rows(cmem, P, K, "exit_histogram")
+		err = add(arr, err)
+	}
+	a.p = P
+	return c, err
+}
+
+// record hands the columns to a record batch (the batch holds the references).
+func (a *curveArrays) record(K int) arrow.RecordBatch {
 	schema := arrow.NewSchema([]arrow.Field{
 		{Name: "tau", Type: arrow.PrimitiveTypes.Float32},
 		{Name: "correct", Type: arrow.PrimitiveTypes.Int64},
@@ -287,9 +301,16 @@ func curveRecord(c *policy.Curve) arrow.RecordBatch {
 		{Name: "mean_cost", Type: arrow.PrimitiveTypes.Float64},
 		{Name: "normalized_cost", Type: arrow.PrimitiveTypes.Float64},
 		{Name: "speedup", Type: arrow.PrimitiveTypes.Float64},
-		{Name: "exit_histogram", Type: arrow.FixedSizeListOf(int32(c.K), arrow.PrimitiveTypes.Int64)},
+		{Name: "exit_histogram", Type: arrow.FixedSizeListOf(int32(K), arrow.PrimitiveTypes.Int64)},
 	}, nil)
-	return array.NewRecordBatch(schema, cols, int64(P))
+	return array.NewRecordBatch(schema, a.cols, int64(a.p))
+}
+
+func (a *curveArrays) release() {
+	for _, c := range a.cols {
+		c.Release()
+	}
+	a.cols = nil
 }
 
 func writePoint(out *C.exitnet_policy_point, hist *C.int64_t, p policy.Point, n int) {
@@ -381,7 +402,7 @@ func exitnet_policy_summary(outAccAtBudgets *C.double, outSpeedup *C.double, out
 	labelsA *C.struct_ArrowArray, labelsS *C.struct_ArrowSchema, classes C.int, costs *C.double,
 	budgets *C.double, nBudgets C.int64_t, delta C.double) C.int {
 	return run("exitnet_policy_summary", func() error {
-		c, release, err := labelledCurve(confA, confS, predA, predS, labelsA, labelsS, classes, costs, nil)
+		c, release, err := labelledCurve(confA, confS, predA, predS, labelsA, labelsS, classes, costs, nil, nil)
 		defer release()
 		if err != nil {
 			return err

@@ -102,6 +102,39 @@ func NewInt64(mem memory.Allocator, n int, name string) (arrow.Array, []int64, e
 	return array.MakeFromData(data), v, nil
 }
 
+// NewFloat64 allocates a float64 array of length n from mem with a writable view.
+func NewFloat64(mem memory.Allocator, n int, name string) (arrow.Array, []float64, error) {
+	buf, err := newBuffer(mem, n, 8, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer buf.Release()
+	data := array.NewData(arrow.PrimitiveTypes.Float64, n, []*memory.Buffer{nil, buf}, nil, 0, 0)
+	defer data.Release()
+	v := []float64{}
+	if n > 0 {
+		v = unsafe.Slice((*float64)(unsafe.Pointer(&buf.Bytes()[0])), n)
+	}
+	return array.MakeFromData(data), v, nil
+}
+
+// NewInt64Rows allocates a fixed_size_list<int64>[cols] array of rows lists
+// from mem with a writable row-major view of its rows·cols values.
+func NewInt64Rows(mem memory.Allocator, rows, cols int, name string) (arrow.Array, []int64, error) {
+	if rows < 0 || cols <= 0 || rows > maxElements/cols {
+		return nil, nil, xerr.Invalid("%s: bad shape %d×%d", name, rows, cols)
+	}
+	child, v, err := NewInt64(mem, rows*cols, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer child.Release()
+	data := array.NewData(arrow.FixedSizeListOf(int32(cols), arrow.PrimitiveTypes.Int64), rows,
+		[]*memory.Buffer{nil}, []arrow.ArrayData{child.Data()}, 0, 0)
+	defer data.Release()
+	return array.MakeFromData(data), v, nil
+}
+
 // TensorField describes a column of per-row tensors of the given shape: storage
 // fixed_size_list<float32>[prod(shape)] with the arrow.fixed_shape_tensor
 // extension carried in the field metadata (what C Data and IPC readers such as

@@ -2,7 +2,9 @@ package policy
 
 import (
 	"math"
+	"math/bits"
 	"slices"
+	"unsafe"
 
 	"github.com/exitnet/exitnet/golib/xerr"
 )
@@ -36,7 +38,23 @@ func (c *Curve) Point(p int) Point {
 
 // ExactCurve sweeps every breakpoint of the global-threshold policy (see the
 // package doc) in O(NK log NK) and returns all distinct operating points.
+//
+// Cost (N samples, E ≤ N(K−1) record events): one pass over the confidences
+// builds the events, an LSD radix sort on their 32-bit keys (passes whose digit
+// is the same for every key are skipped), one sweep that writes every column
+// of the curve in place (no appends, no second pass for accuracy and cost).
 func ExactCurve(s *Scores, labels []int32, cost CostModel) (*Curve, error) {
+	return ExactCurveInto(s, labels, cost, nil)
+}
+
+// CurveColumns provides the storage of a curve's columns for P points and K
+// exits: Tau, Correct, Accuracy, MeanCost and Speedup of length P, Hist of
+// length P·K (the C ABI allocates them on the C heap, so exporting the curve
+// copies nothing). nil in ExactCurveInto: Go slices.
+type CurveColumns func(P, K int) (*Curve, error)
+
+// ExactCurveInto is ExactCurve writing into the columns alloc returns.
+func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumns) (*Curve, error) {
 	if err := s.checkLabels(labels); err != nil {
 		return nil, err
 	}
@@ -44,54 +62,146 @@ func ExactCurve(s *Scores, labels []int32, cost CostModel) (*Curve, error) {
 		return nil, err
 	}
 	K, N := s.K, s.N
-	// Events: (descending-order key of the record value) << 32 | event id,
-	// event id = i*(K−1) + k. Record values are strict increases of the
-	// running maximum over exits 0..K−2.
-	if uint64(N)*uint64(K) >= 1<<32 {
-		return nil, xerr.Invalid("logits: N·K = %d too large for the curve (max 2^32)", uint64(N)*uint64(K))
+	// Events: (descending-order key of the record value) << 32 | i << kb | k.
+	// Record values are strict increases of the running maximum over exits
+	// 0..K−2; k takes kb bits (no division to unpack it in the sweep).
+	kb := uint(bits.Len(uint(max(K-2, 0))))
+	if K > 1 && uint64(N)<<kb >= 1<<32 {
+		return nil, xerr.Invalid("logits: N = %d samples with K = %d exits is too large for the curve (N·2^%d must be < 2^32)", N, K, kb)
 	}
-	ev := make([]uint64, 0, N*(K-1))
-	for i := 0; i < N; i++ {
-		m := float32(math.Inf(-1))
-		for k := 0; k < K-1; k++ {
-			if v := s.Conf[k][i]; v > m {
-				m = v
-				ev = append(ev, uint64(descKey(v))<<32|uint64(i*(K-1)+k))
+	ev := make([]uint64, N*(K-1))
+	e := 0
+	if K > 1 {
+		c0 := s.Conf[0][:N]
+		for i, v := range c0 {
+			ev[e] = uint64(descKey(v))<<32 | uint64(i)<<kb
+			e++
+		}
+		// records at exits 1..K−2 need the running maximum of the earlier exits
+		if K > 2 {
+			run := append([]float32(nil), c0...)
+			for k := 1; k < K-1; k++ {
+				ck := s.Conf[k][:N]
+				for i, v := range ck {
+					if v > run[i] {
+						run[i] = v
+						ev[e] = uint64(descKey(v))<<32 | uint64(i)<<kb | uint64(k)
+						e++
+					}
+				}
 			}
 		}
 	}
+	ev = ev[:e]
 	sortKeys(ev)
 
-	cur := make([]int32, N) // current exit of each sample
-	hist := make([]int64, K)
-	hist[K-1] = int64(N)
-	var correct int64
-	for i := 0; i < N; i++ {
-		if s.Pred[K-1][i] == labels[i] {
-			correct++
+	P := 1 // distinct keys + the τ = +Inf point
+	for a := 1; a <= len(ev); a++ {
+		if a == len(ev) || uint32(ev[a]>>32) != uint32(ev[a-1]>>32) {
+			P++
 		}
-		cur[i] = int32(K - 1)
 	}
-	c := &Curve{K: K, N: N, Full: cost.Full(), First: cost.Cum[0]}
-	est := len(ev) + 1
-	c.Tau = make([]float32, 0, est)
-	c.Correct = make([]int64, 0, est)
-	c.Hist = make([]int64, 0, est*K)
-	emit := func(tau float32) {
-		c.Tau = append(c.Tau, tau)
-		c.Correct = append(c.Correct, correct)
-		c.Hist = append(c.Hist, hist...)
+	var c *Curve
+	if alloc == nil {
+		c = &Curve{Tau: make([]float32, P), Correct: make([]int64, P), Hist: make([]int64, P*K),
+			Accuracy: make([]float64, P), MeanCost: make([]float64, P), Speedup: make([]float64, P)}
+	} else {
+		var err error
+		if c, err = alloc(P, K); err != nil {
+			return nil, err
+		}
 	}
-	emit(float32(math.Inf(1)))
+	c.K, c.N, c.Full, c.First = K, N, cost.Full(), cost.Cum[0]
+	switch {
+	case K+bits.Len(uint(K-1)) <= 16:
+		sweepPacked[uint16](c, s, labels, ev, kb)
+	case K+bits.Len(uint(K-1)) <= 32:
+		sweepPacked[uint32](c, s, labels, ev, kb)
+	case K+bits.Len(uint(K-1)) <= 64:
+		sweepPacked[uint64](c, s, labels, ev, kb)
+	default:
+		sweepLookup(c, s, labels, ev, kb)
+	}
+	// the derived columns in their own loop: independent divisions pipeline
+	nf, full := float64(N), c.Full
+	for q := range P {
+		mc := cost.meanCost(c.Hist[q*K:(q+1)*K], N)
+		sp := math.Inf(1)
+		if mc > 0 {
+			sp = full / mc
+		}
+		c.Accuracy[q], c.MeanCost[q], c.Speedup[q] = float64(c.Correct[q])/nf, mc, sp
+	}
+	return c, nil
+}
+
+// sweepPacked moves the samples through the sorted events with one word of
+// state per sample: bit k (k < K) says the prediction at exit k is right, the
+// top bits hold the current exit, so an event costs one random access (the
+// sweep's cost at large N is those cache misses). It writes Tau, Correct and
+// Hist of every point.
+func sweepPacked[T uint16 | uint32 | uint64](c *Curve, s *Scores, labels []int32, ev []uint64, kb uint) {
+	K, N := s.K, s.N
+	cs := uint(unsafe.Sizeof(T(0)))*8 - uint(bits.Len(uint(K-1))) // shift of the current exit
+	st := make([]T, N)
+	for k := 0; k < K; k++ {
+		pk := s.Pred[k][:N]
+		for i, y := range labels[:N] {
+			if pk[i] == y {
+				st[i] |= 1 << k
+			}
+		}
+	}
+	var correct int64
+	for i, v := range st {
+		correct += int64(v >> (K - 1) & 1)
+		st[i] = v | T(K-1)<<cs
+	}
+	w := curveWriter{c: c, hist: make([]int64, K)}
+	w.hist[K-1] = int64(N)
+	w.emit(float32(math.Inf(1)), correct)
+	low, kmask := T(1)<<cs-1, uint32(1)<<kb-1
 	for a := 0; a < len(ev); {
 		key := uint32(ev[a] >> 32)
 		for ; a < len(ev) && uint32(ev[a]>>32) == key; a++ {
-			id := int(uint32(ev[a]))
-			i, k := id/(K-1), id%(K-1)
+			lo := uint32(ev[a])
+			i, k := lo>>kb, lo&kmask
+			v := st[i]
+			old := v >> cs
+			st[i] = v&low | T(k)<<cs
+			w.hist[old]--
+			w.hist[k]++
+			correct += int64(v>>k&1) - int64(v>>old&1)
+		}
+		w.emit(fromDescKey(key), correct)
+	}
+}
+
+// sweepLookup is sweepPacked for more exits than one word holds: the current
+// exit in its own array, correctness looked up in the predictions.
+func sweepLookup(c *Curve, s *Scores, labels []int32, ev []uint64, kb uint) {
+	K, N := s.K, s.N
+	cur := make([]int32, N)
+	var correct int64
+	for i := range cur {
+		cur[i] = int32(K - 1)
+		if s.Pred[K-1][i] == labels[i] {
+			correct++
+		}
+	}
+	w := curveWriter{c: c, hist: make([]int64, K)}
+	w.hist[K-1] = int64(N)
+	w.emit(float32(math.Inf(1)), correct)
+	kmask := uint32(1)<<kb - 1
+	for a := 0; a < len(ev); {
+		key := uint32(ev[a] >> 32)
+		for ; a < len(ev) && uint32(ev[a]>>32) == key; a++ {
+			lo := uint32(ev[a])
+			i, k := int(lo>>kb), int(lo&kmask)
 			old := cur[i]
 			cur[i] = int32(k)
-			hist[old]--
-			hist[k]++
+			w.hist[old]--
+			w.hist[k]++
 			y := labels[i]
 			if s.Pred[old][i] == y {
 				correct--
@@ -100,17 +210,22 @@ func ExactCurve(s *Scores, labels []int32, cost CostModel) (*Curve, error) {
 				correct++
 			}
 		}
-		emit(fromDescKey(key))
+		w.emit(fromDescKey(key), correct)
 	}
-	P := len(c.Tau)
-	c.Accuracy = make([]float64, P)
-	c.MeanCost = make([]float64, P)
-	c.Speedup = make([]float64, P)
-	for p := range P {
-		pt := makePoint(0, c.Correct[p], c.Hist[p*K:(p+1)*K], N, cost)
-		c.Accuracy[p], c.MeanCost[p], c.Speedup[p] = pt.Accuracy, pt.MeanCost, pt.Speedup
-	}
-	return c, nil
+}
+
+// curveWriter appends points to preallocated curve columns.
+type curveWriter struct {
+	c    *Curve
+	hist []int64
+	p    int
+}
+
+func (w *curveWriter) emit(tau float32, correct int64) {
+	K := len(w.hist)
+	w.c.Tau[w.p], w.c.Correct[w.p] = tau, correct
+	copy(w.c.Hist[w.p*K:(w.p+1)*K], w.hist)
+	w.p++
 }
 
 // descKey maps a float32 (not NaN) to a uint32 whose ascending order is the
@@ -139,30 +254,46 @@ func fromDescKey(k uint32) float32 {
 }
 
 // sortKeys sorts by the upper 32 bits (the lower bits only need to travel
-// along): LSD radix sort with 11-, 11- and 10-bit digits for large inputs.
+// along): LSD radix sort with 11-, 11- and 10-bit digits for large inputs. One
+// pass counts all three digits; a digit that is the same for every key (common
+// for confidences in a narrow range) costs no scatter pass.
 func sortKeys(a []uint64) {
 	if len(a) < 1024 {
 		slices.Sort(a)
 		return
 	}
-	tmp := make([]uint64, len(a))
-	var cnt [1 << 11]int
-	src, dst := a, tmp
-	for _, shift := range [...]uint{32, 43, 54} {
-		clear(cnt[:])
-		for _, v := range src {
-			cnt[(v>>shift)&0x7ff]++
+	var cnt [3][1 << 11]int
+	for _, v := range a {
+		cnt[0][(v>>32)&0x7ff]++
+		cnt[1][(v>>43)&0x7ff]++
+		cnt[2][v>>54]++
+	}
+	var tmp []uint64
+	src := a
+	for d, shift := range [...]uint{32, 43, 54} {
+		c := &cnt[d]
+		if c[(src[0]>>shift)&0x7ff] == len(src) {
+			continue // one bucket: the order is already right for this digit
+		}
+		if tmp == nil {
+			tmp = make([]uint64, len(a))
+		}
+		dst := tmp
+		if &src[0] == &tmp[0] {
+			dst = a
 		}
 		sum := 0
-		for d := range cnt {
-			sum, cnt[d] = sum+cnt[d], sum
+		for b := range c {
+			sum, c[b] = sum+c[b], sum
 		}
 		for _, v := range src {
-			d := (v >> shift) & 0x7ff
-			dst[cnt[d]] = v
-			cnt[d]++
+			b := (v >> shift) & 0x7ff
+			dst[c[b]] = v
+			c[b]++
 		}
-		src, dst = dst, src
+		src = dst
 	}
-	copy(a, src) // three passes: the result is in tmp
+	if &src[0] != &a[0] {
+		copy(a, src)
+	}
 }

@@ -126,3 +126,99 @@ func TestAssignAndEvaluate(t *testing.T) {
 		}
 	}
 }
+
+// The radix sort against slices.Sort on ragged lengths and key spreads: one
+// shared top digit (scatter passes skipped), every digit varying, all keys
+// equal, and signed/infinite values (the key order is the float order).
+func TestSortKeysRagged(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	gens := map[string]func(i int) float32{
+		"narrow": func(int) float32 { return 0.5 + 0.25*rng.Float32() },
+		"wide":   func(int) float32 { return float32(rng.NormFloat64() * math.Exp(20*rng.NormFloat64())) },
+		"equal":  func(int) float32 { return 0.75 },
+		"inf": func(i int) float32 {
+			switch i % 7 {
+			case 0:
+				return float32(math.Inf(1))
+			case 1:
+				return float32(math.Inf(-1))
+			}
+			return float32(rng.NormFloat64())
+		},
+	}
+	for name, g := range gens {
+		for _, n := range []int{0, 1, 1023, 1024, 1025, 4099} {
+			a := make([]uint64, n)
+			for i := range a {
+				a[i] = uint64(descKey(g(i)))<<32 | uint64(i)
+			}
+			b := slices.Clone(a)
+			sortKeys(a)
+			for i := 1; i < n; i++ {
+				if a[i]>>32 < a[i-1]>>32 {
+					t.Fatalf("%s n=%d: keys out of order at %d", name, n, i)
+				}
+			}
+			slices.Sort(a)
+			slices.Sort(b)
+			if !slices.Equal(a, b) {
+				t.Fatalf("%s n=%d: sort lost or changed keys", name, n)
+			}
+		}
+	}
+}
+
+// Own confidences with ±Inf, ties, ragged N (small and radix-sorted) and K
+// covering every sweep state width (uint16, uint32, uint64, lookup beyond 58);
+// against the brute force at every distinct threshold.
+func TestExactCurveInfAndRagged(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, tc := range []struct{ K, n int }{{2, 1}, {3, 7}, {4, 1025}, {6, 1500}, {13, 300}, {30, 200}, {60, 40}} {
+		conf := make([][]float32, tc.K)
+		pred := make([][]int32, tc.K)
+		for k := range conf {
+			conf[k] = make([]float32, tc.n)
+			pred[k] = make([]int32, tc.n)
+			for i := range conf[k] {
+				switch rng.IntN(10) {
+				case 0:
+					conf[k][i] = float32(math.Inf(1))
+				case 1:
+					conf[k][i] = float32(math.Inf(-1))
+				case 2:
+					conf[k][i] = float32(rng.IntN(3)) // ties
+				default:
+					conf[k][i] = float32(rng.NormFloat64() * 100)
+				}
+				pred[k][i] = int32(rng.IntN(3))
+			}
+		}
+		s, err := NewScores(conf, pred, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y := randLabels(rng, tc.n, 3)
+		cum := make([]float64, tc.K)
+		for k := range cum {
+			cum[k] = float64(2*k + 1)
+		}
+		cost, _ := CostFromCumulative(cum)
+		c, err := ExactCurve(s, y, cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q := 0; q < c.Len(); q++ {
+			// τ = Tau[q] is served by the last point whose threshold is ≥ τ (point 0,
+			// "above every value", is shadowed when some confidence is +Inf)
+			p := q
+			for p+1 < c.Len() && c.Tau[p+1] >= c.Tau[q] {
+				p++
+			}
+			wc, wh, wm := bruteEval(s, y, fill(tc.K, c.Tau[q]), cum)
+			pt := c.Point(p)
+			if pt.Correct != wc || !slices.Equal(pt.Hist, wh) || pt.MeanCost != wm || pt.Accuracy != float64(wc)/float64(tc.n) {
+				t.Fatalf("%+v point %d τ=%v: %d %v %v; brute %d %v %v", tc, p, c.Tau[p], pt.Correct, pt.Hist, pt.MeanCost, wc, wh, wm)
+			}
+		}
+	}
+}
