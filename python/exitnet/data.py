@@ -27,11 +27,13 @@ import io
 import os
 import pickle
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
-import torch
-from torch.utils.data import TensorDataset
+
+# torch is an optional extra: imported where a split is built, not when this module loads
+if TYPE_CHECKING:  # pragma: no cover
+    from torch.utils.data import TensorDataset
 
 __all__ = [
     "Splits",
@@ -204,6 +206,9 @@ def _subset(rng: np.random.Generator, n: int, k: Optional[int]) -> np.ndarray:
 
 
 def _to_ds(x: np.ndarray, y: np.ndarray, ids: np.ndarray, mean: float, std: float) -> TensorDataset:
+    import torch
+    from torch.utils.data import TensorDataset
+
     xt = torch.from_numpy(((x.astype(np.float32) - mean) / std).astype(np.float32))
     return TensorDataset(
         xt.contiguous(), torch.from_numpy(y.astype(np.int64)), torch.from_numpy(ids.astype(np.int64))
@@ -395,6 +400,8 @@ def digits(*, val_fraction: float = 0.15, test_fraction: float = 0.25, seed: int
         val_fraction=val_fraction, seed=seed, train_subset=None, test_subset=None, scale=16.0,
     )
     # ids refer to rows of sklearn's array
+    import torch
+
     for ds, src in ((s.train, tr), (s.val, tr), (s.test, te)):
         ds.tensors = (ds.tensors[0], ds.tensors[1], torch.from_numpy(src[ds.tensors[2].numpy()]))
     return s

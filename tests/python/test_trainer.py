@@ -16,6 +16,8 @@ from torch.utils.data import TensorDataset
 from exitnet import data
 from exitnet.torch._model import EarlyExitNet, small_cnn_8
 from exitnet.torch._results import TrainingResult, compare, forgetting
+from exitnet.torch._batches import TrainData
+from exitnet.torch._plugins import StepContext
 from exitnet.torch._trainer import SequentialTrainer
 
 torch.set_num_threads(1)
@@ -246,15 +248,16 @@ def _brute_exact_fisher(net, x, k):
 def test_ewc_fisher_is_exact_fisher_of_the_exit_in_eval_mode(splits):
     net = _net()
     tr = SequentialTrainer(net, "ewc", fisher_samples=12, progress=False)
-    tr._num_classes = 10
+    tr.data = TrainData(splits.train)
+    ewc = tr.plugin("ewc")
     before = {k: v.clone() for k, v in net.state_dict().items()}
     net.train()
-    fisher, n = tr._compute_fisher(splits.train, 1)
+    fisher, n = ewc.compute_fisher(tr, 1)
     assert n == 12 and net.training  # mode restored
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])  # no BatchNorm statistics moved
     assert set(fisher) == set(net.parameters_for_exit(1))
-    idx = tr._fisher_subset(splits.train, 1).indices
+    idx = ewc.subset(tr, 1)
     ref = _brute_exact_fisher(net, splits.train.tensors[0][idx], 1)
     for k in ref:
         torch.testing.assert_close(fisher[k].double(), ref[k], rtol=1e-4, atol=1e-9)
@@ -329,7 +332,7 @@ def test_fit_analysis_budget_points(splits):
 def test_lwf_term_matches_reference_and_reaches_the_student(splits):
     net = _net()
     tr = SequentialTrainer(net, "lwf", lwf_targets="online", lwf_temperature=2.0, progress=False)
-    tr._num_classes = 10
+    lwf = tr.plugin("lwf")
     teacher = copy.deepcopy(net).eval()
     with torch.no_grad():
         for p in net.stages[0].parameters():
@@ -337,7 +340,9 @@ def test_lwf_term_matches_reference_and_reaches_the_student(splits):
     net.eval()
     x, ids = splits.train.tensors[0][:32], splits.train.tensors[2][:32]
     outs = net.forward_exits(x, upto=2)
-    term = tr._lwf_term(outs[:2], x, ids, None, teacher, k=2)
+    with torch.no_grad():
+        tz = teacher.forward_exits(x, upto=1)
+    term = lwf.term(outs[:2], tz)
     # reference: Σ_j T² · mean_n KL(softmax(t/T) ‖ softmax(s/T)), float64
     T = 2.0
     with torch.no_grad():
@@ -358,11 +363,15 @@ def test_lwf_term_matches_reference_and_reaches_the_student(splits):
 def test_lwf_recorded_targets_equal_online_teacher(splits):
     net = _net()
     tr = SequentialTrainer(net, "lwf", progress=False)
-    tr._num_classes = 10
-    reader = tr._record_targets(splits.train, 2)
+    tr.data, tr.num_classes = TrainData(splits.train), 10
+    lwf = tr.plugin("lwf")
+    lwf.before_fit(tr)
+    assert lwf.mode == "recorded"
+    reader = lwf.record(tr, 2)
     try:
         ids = splits.train.tensors[2][[5, 0, 77, 3]]
-        got = tr._lookup(reader, ids)
+        lwf._file = reader
+        got = lwf.teacher_logits(StepContext(2, 0, 0, None, None, ids, [], 1.0), 2)
         net.eval()
         with torch.no_grad():
             want = net.forward_exits(splits.train.tensors[0][[5, 0, 77, 3]], upto=1)
@@ -370,8 +379,7 @@ def test_lwf_recorded_targets_equal_online_teacher(splits):
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
     finally:
-        reader.close()
-        tr._tmpdir.cleanup()
+        lwf.after_fit(tr)
 
 
 def test_lwf_recorded_and_online_runs_agree(splits):

@@ -27,12 +27,22 @@ _NAMES: dict[str, str] = {
     "fisher_for_exit": "._fisher",
     "FisherResult": "._fisher",
     "LABEL_MODES": "._fisher",
+    "TorchFisherAccumulator": "._fisher_accumulator",
     "ewc_penalty": "._ewc",
     "EWC": "._ewc",
     # LwF (a torch expression: autograd, any device)
     "kd_loss_torch": "..distill",
+    "kd_loss": "._kd",  # Go's fused kernel on CPU as an autograd Function, torch elsewhere
     # training and results
     "SequentialTrainer": "._trainer",
+    "Plugin": "._plugins",
+    "StepContext": "._plugins",
+    "EWCPlugin": "._plugins",
+    "LwFPlugin": "._plugins",
+    "Callback": "._hooks",
+    "CSVLogger": "._hooks",
+    "TensorBoardLogger": "._hooks",
+    "EarlyStopping": "._hooks",
     "available_strategies": "._trainer",
     "STRATEGIES": "._trainer",
     "TrainingResult": "._results",

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 
 from . import _dist
-from ._options import _RUN_KEYS
+from ._options import _RUN_DEFAULTS, _RUN_KEYS
 from .._io import atomic_write
 
 CHECKPOINT_FORMAT = "exitnet.sequential_trainer/1"
@@ -20,6 +20,7 @@ CHECKPOINT_FORMAT = "exitnet.sequential_trainer/1"
 
 def architecture(tr: Any) -> list:
     return [[n, list(t.shape), str(t.dtype).replace("torch.", "")] for n, t in tr.net.state_dict().items()]
+
 
 def save_checkpoint(tr: Any, state: dict) -> None:
     """Checkpoint the trainer ``tr`` after a stage (rank 0 only; atomic writes)."""
@@ -31,12 +32,14 @@ def save_checkpoint(tr: Any, state: dict) -> None:
     tensors: dict[str, torch.Tensor] = {
         "model." + n: t.detach().cpu().clone() for n, t in tr.net.state_dict().items()
     }
-    terms = list(zip(tr._ewc.fishers, tr._ewc.anchors)) if tr._ewc is not None else []
-    for i, (fisher, anchor) in enumerate(terms):
-        for n, t in fisher.items():
-            tensors[f"ewc.{i}.fisher.{n}"] = t.detach().cpu()
-        for n, t in anchor.items():
-            tensors[f"ewc.{i}.anchor.{n}"] = t.detach().cpu()
+    plugin_docs = {}
+    for p in tr.plugins:
+        own = p.state_tensors()
+        clash = sorted(set(own) & set(tensors))
+        if clash:
+            raise ValueError(f"plugins: {p.name!r} checkpoints tensors named like others: {clash[:3]}")
+        tensors.update(own)
+        plugin_docs[p.name] = p.state_json()
     wname = f"weights_stage{k}.pt"
     wpath = os.path.join(d, wname)
     with atomic_write(wpath) as f:
@@ -47,8 +50,10 @@ def save_checkpoint(tr: Any, state: dict) -> None:
     doc["format"] = CHECKPOINT_FORMAT
     doc["weights"] = wname
     doc["sha256"] = digest
-    doc["ewc_terms"] = len(terms)
-    doc["ewc_consolidations"] = tr._ewc.n_consolidations if tr._ewc is not None else 0
+    doc["plugins"] = plugin_docs
+    ewc = plugin_docs.get("ewc", {})  # kept at the top level too, as before the plugins
+    doc["ewc_terms"] = int(ewc.get("ewc_terms", 0))
+    doc["ewc_consolidations"] = int(ewc.get("ewc_consolidations", 0))
     doc["config"] = tr.config()
     doc["architecture"] = architecture(tr)
     with atomic_write(os.path.join(d, "state.json"), "w") as f:
@@ -60,6 +65,7 @@ def save_checkpoint(tr: Any, state: dict) -> None:
                 os.unlink(os.path.join(d, name))
             except OSError:
                 pass
+
 
 def load_checkpoint(tr: Any) -> Optional[dict]:
     """Restore the model (and EWC state) from ``tr.checkpoint_dir``; the state dict, or None."""
@@ -85,7 +91,7 @@ def load_checkpoint(tr: Any) -> Optional[dict]:
         )
     cfg = doc.get("config", {})
     mycfg = tr.config()
-    bad = [k for k in _RUN_KEYS if cfg.get(k) != mycfg.get(k)]
+    bad = [k for k in _RUN_KEYS if cfg.get(k, _RUN_DEFAULTS.get(k)) != mycfg.get(k, _RUN_DEFAULTS.get(k))]
     if bad:
         detail = ", ".join(f"{k}: {cfg.get(k)!r} vs {mycfg.get(k)!r}" for k in bad)
         raise ValueError(
@@ -114,17 +120,10 @@ def load_checkpoint(tr: Any) -> Optional[dict]:
     tensors = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     model_sd = {n[len("model."):]: t for n, t in tensors.items() if n.startswith("model.")}
     tr.net.load_state_dict(model_sd, strict=True)
-    if tr._ewc is not None:
-        fishers, anchors = [], []
-        for i in range(int(doc.get("ewc_terms", 0))):
-            fp, ap = f"ewc.{i}.fisher.", f"ewc.{i}.anchor."
-            fishers.append({n[len(fp):]: t.to(tr.device) for n, t in tensors.items() if n.startswith(fp)})
-            anchors.append({n[len(ap):]: t.to(tr.device) for n, t in tensors.items() if n.startswith(ap)})
-        tr._ewc.load_state_dict({
-            "lam": tr.ewc_lambda, "mode": tr.ewc_mode, "gamma": tr.ewc_gamma,
-            "fishers": fishers, "anchors": anchors,
-            "n_consolidations": int(doc.get("ewc_consolidations", len(fishers))),
-        })
+    saved = doc.get("plugins")
+    for p in tr.plugins:
+        pdoc = saved.get(p.name, {}) if isinstance(saved, dict) else doc  # older: top-level ewc_*
+        p.load_state(tensors, pdoc, tr.device)
     return doc
 
 

@@ -213,6 +213,18 @@ class _PenaltyFn(torch.autograd.Function):
         return (None, None, *out)
 
 
+def _consolidate_torch(fs: list[dict[str, Tensor]], mode: str, gamma: float) -> dict[str, Tensor]:
+    """Go's ``consolidate`` in torch on the tensors' device: ``sum`` = Σ_k F_k; ``online``:
+    F ← F_0, then F ← γ·F + F_k (accumulated in float64, returned in F's dtype)."""
+    out = {}
+    for n in fs[-1]:
+        acc = fs[0][n].double()
+        for f in fs[1:]:
+            acc = acc + f[n].double() if mode == "sum" else gamma * acc + f[n].double()
+        out[n] = acc.to(fs[-1][n].dtype)
+    return out
+
+
 class EWC:
     r"""Elastic weight consolidation across the stages of sequential training.
 
@@ -334,6 +346,8 @@ class EWC:
         })
 
     def _go_consolidate(self, fs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        if any(t.device.type != "cpu" for f in fs for t in f.values()):
+            return _consolidate_torch(fs, self.mode, self.gamma)  # stays on the device
         from .. import fisher as gofisher
 
         arrs = [{n: t.detach().to("cpu", torch.float32).contiguous().numpy() for n, t in f.items()} for f in fs]

@@ -88,6 +88,7 @@ def fisher_diagonal(
     seed: int = 0,
     progress: bool = False,
     backend: Literal["auto", "go", "torch"] = "auto",
+    accumulator: Literal["auto", "go", "torch"] = "auto",
 ) -> FisherResult:
     r"""Exact diagonal Fisher of ``model``'s (or one exit's) predictive distribution.
 
@@ -125,8 +126,8 @@ def fisher_diagonal(
     progress : bool
         Show a tqdm progress bar.
     backend : {"auto", "go", "torch"}
-        Where the Linear and Conv2d factor products are formed (all are exact; the float64 sums
-        and counts always live in the Go accumulator). ``"go"``: activations and output gradients
+        Where the Linear and Conv2d factor products are formed (all are exact; where the float64
+        sums live is ``accumulator``'s choice). ``"go"``: activations and output gradients
         go to Go (``update_linear``: one GEMM (G∘G)ᵀ(A∘A); ``update_conv2d``: im2col + GEMM per
         sample, memory of one sample's gradient per thread); on a GPU they are copied to the CPU
         first. ``"torch"``: the same products on the parameters' device (Linear: one matmul;
@@ -134,6 +135,11 @@ def fisher_diagonal(
         ``convolution_backward``, squared and summed, at most ``_CONV_BUDGET`` values at once),
         then ``update_squared``. ``"auto"`` (default): ``"go"`` when the parameters are on the
         CPU, ``"torch"`` otherwise. Measured speeds: ``bench/bench_fisher_torch.py``.
+    accumulator : {"auto", "go", "torch"}
+        Where the float64 sums live: Go's accumulator (host memory), or
+        :class:`~exitnet.torch._fisher_accumulator.TorchFisherAccumulator` on the parameters'
+        device (products formed by torch; nothing P-sized crosses to the host per batch).
+        ``"auto"`` (default): Go for CPU parameters, torch otherwise.
 
     Returns
     -------
@@ -156,7 +162,7 @@ def fisher_diagonal(
             raise ValueError(f"max_samples: expected a positive int, got {max_samples!r}")
     if isinstance(batches, (Tensor, np.ndarray)):
         raise TypeError("batches: expected an iterable of (x, y) batches, got a single array")
-    runner = _FisherRunner(model, forward, params, label_mode, seed, backend)
+    runner = _FisherRunner(model, forward, params, label_mode, seed, backend, accumulator)
     it = iter(batches)
     if progress:
         try:
@@ -198,6 +204,7 @@ def fisher_for_exit(
     seed: int = 0,
     progress: bool = False,
     backend: Literal["auto", "go", "torch"] = "auto",
+    accumulator: Literal["auto", "go", "torch"] = "auto",
 ) -> FisherResult:
     """Diagonal Fisher of exit ``exit_index`` over the parameters that exit depends on.
 
@@ -230,4 +237,5 @@ def fisher_for_exit(
     return fisher_diagonal(
         net, loader, forward=fwd, params=params, label_mode=label_mode,
         max_samples=max_samples, seed=seed, progress=progress, backend=backend,
+        accumulator=accumulator,
     )

@@ -140,6 +140,12 @@ def _np32(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
+def _to_acc(acc: Any, t: Tensor) -> Any:
+    """A squared-gradient sum as the accumulator takes it: the tensor itself for an accumulator on
+    the device (nothing crosses to the host), float32 numpy for Go's."""
+    return t.detach() if getattr(acc, "on_device", False) else _np32(t)
+
+
 class _FwdWrapper(nn.Module):
     """Lets torch.func.functional_call run a user forward callable on the model."""
 
@@ -207,14 +213,14 @@ def feed_factors(acc: Any, backend: str, s: _Site, A: Tensor, G: Tensor, w_t: Op
         if w_t is not None:
             G2 = G2 * w_t.to(G2.dtype).unsqueeze(1)
         if wn is not None:
-            acc.update_squared(wn, _np32(G2.t() @ (A * A)), N)  # (w∘G∘G)ᵀ(A∘A)
+            acc.update_squared(wn, _to_acc(acc, G2.t() @ (A * A)), N)  # (w∘G∘G)ᵀ(A∘A)
         if bn is not None:
-            acc.update_squared(bn, _np32(G2.sum(0, dtype=torch.float64)), N)
+            acc.update_squared(bn, _to_acc(acc, G2.sum(0, dtype=torch.float64)), N)
     elif s.kind == "linear" and A.ndim == 2:
         if wn is not None:
             acc.update_linear(wn, bn, _np32(A), _np32(G), weights=w_np)
         else:
-            acc.update_squared(bn, _np32(_wsum_sq(G, w_t)), int(G.shape[0]))
+            acc.update_squared(bn, _to_acc(acc, _wsum_sq(G, w_t)), int(G.shape[0]))
     elif s.kind == "linear":
         N = A.shape[0]
         A3 = A.reshape(N, -1, A.shape[-1])
@@ -227,15 +233,15 @@ def feed_factors(acc: Any, backend: str, s: _Site, A: Tensor, G: Tensor, w_t: Op
             for a in range(0, N, step):
                 gw = torch.bmm(G3[a : a + step].transpose(1, 2), A3[a : a + step])
                 tot += _wsum_sq(gw, None if w_t is None else w_t[a : a + step])
-            acc.update_squared(wn, _np32(tot), N)
+            acc.update_squared(wn, _to_acc(acc, tot), N)
         if bn is not None:
-            acc.update_squared(bn, _np32(_wsum_sq(G3.sum(1), w_t)), N)
+            acc.update_squared(bn, _to_acc(acc, _wsum_sq(G3.sum(1), w_t)), N)
     elif s.kind == "conv2d" and backend == "torch":
         N = int(G.shape[0])
         if wn is not None:
-            acc.update_squared(wn, _np32(_conv_weight_sq_torch(m, A, G, w_t)), N)
+            acc.update_squared(wn, _to_acc(acc, _conv_weight_sq_torch(m, A, G, w_t)), N)
         if bn is not None:
-            acc.update_squared(bn, _np32(_wsum_sq(G.sum((2, 3)), w_t)), N)
+            acc.update_squared(bn, _to_acc(acc, _wsum_sq(G.sum((2, 3)), w_t)), N)
     elif s.kind == "conv2d":
         xp, stride, pad, dil, groups = _conv_geometry(m, A)
         if wn is not None:
@@ -244,11 +250,11 @@ def feed_factors(acc: Any, backend: str, s: _Site, A: Tensor, G: Tensor, w_t: Op
                 groups=groups, weights=w_np,
             )
         else:
-            acc.update_squared(bn, _np32(_wsum_sq(G.sum((2, 3)), w_t)), int(G.shape[0]))
+            acc.update_squared(bn, _to_acc(acc, _wsum_sq(G.sum((2, 3)), w_t)), int(G.shape[0]))
     else:
         gw, gb = _norm_persample(m, A, G)
         if wn is not None:
-            acc.update_squared(wn, _np32(_wsum_sq(gw, w_t)), int(G.shape[0]))
+            acc.update_squared(wn, _to_acc(acc, _wsum_sq(gw, w_t)), int(G.shape[0]))
         if bn is not None:
-            acc.update_squared(bn, _np32(_wsum_sq(gb, w_t)), int(G.shape[0]))
+            acc.update_squared(bn, _to_acc(acc, _wsum_sq(gb, w_t)), int(G.shape[0]))
 

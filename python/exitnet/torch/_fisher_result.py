@@ -37,7 +37,9 @@ class FisherResult(Mapping):
         ``conv2d``, ``norm``, ``rows`` (torch.func), ``batched`` or ``unreached`` (no gradient from
         this forward: its Fisher is zero).
     sums : dict[str, numpy.ndarray]
-        The accumulator's float64 sums S (so results from chunks or ranks merge exactly).
+        The accumulator's float64 sums S (so results from chunks or ranks merge exactly); from
+        an accumulator on the device they are copied to the host only when read
+        (:meth:`sum_tensors` keeps them where they are).
     """
 
     def __init__(
@@ -46,7 +48,7 @@ class FisherResult(Mapping):
         *,
         n_samples: int,
         label_mode: str,
-        sums: Mapping[str, np.ndarray],
+        sums: Mapping[str, Any],
         methods: Optional[Mapping[str, str]] = None,
     ) -> None:
         self._f = dict(fishers)
@@ -54,8 +56,26 @@ class FisherResult(Mapping):
         self.label_mode = str(label_mode)
         self.granularity = "batched" if label_mode == "batched" else "per_sample"
         self.normalisation = "mean_over_samples"
-        self.sums = {k: np.array(v, dtype=np.float64, copy=True) for k, v in sums.items()}
+        if any(isinstance(v, Tensor) for v in sums.values()):
+            self._sums_t: Optional[dict[str, Tensor]] = {k: v.detach().to(torch.float64) for k, v in sums.items()}
+            self._sums_np: Optional[dict[str, np.ndarray]] = None
+        else:
+            self._sums_t = None
+            self._sums_np = {k: np.array(v, dtype=np.float64, copy=True) for k, v in sums.items()}
         self.methods = dict(methods or {})
+
+    @property
+    def sums(self) -> dict[str, np.ndarray]:
+        if self._sums_np is None:
+            assert self._sums_t is not None
+            self._sums_np = {k: v.cpu().numpy().copy() for k, v in self._sums_t.items()}
+        return self._sums_np
+
+    def sum_tensors(self) -> dict[str, Tensor]:
+        """The float64 sums as tensors (on the accumulator's device when it had one)."""
+        if self._sums_t is not None:
+            return dict(self._sums_t)
+        return {k: torch.from_numpy(v.copy()) for k, v in self.sums.items()}
 
     def __getitem__(self, name: str) -> Tensor:
         return self._f[name]
@@ -77,7 +97,8 @@ class FisherResult(Mapping):
     def merge(self, other: "FisherResult") -> "FisherResult":
         """Combine two results over disjoint samples exactly (sums and counts add), e.g. two halves
         of a data set or two data-parallel ranks. Both must have the same parameters, shapes and
-        label mode. Returns a new result; the merge runs in the Go accumulator."""
+        label mode. Returns a new result; the merge runs in the Go accumulator, or in torch on
+        the device when both results come from a device accumulator."""
         if not isinstance(other, FisherResult):
             raise TypeError(f"other: expected a FisherResult, got {type(other).__name__}")
         if other.label_mode != self.label_mode:
@@ -92,6 +113,17 @@ class FisherResult(Mapping):
         for k, v in other.items():
             if tuple(v.shape) != layout[k]:
                 raise ValueError(f"other: {k!r} has shape {tuple(v.shape)}, expected {layout[k]}")
+        methods = {k: self.methods.get(k, "") for k in self._f}
+        for k, m in other.methods.items():
+            if methods.get(k) != m:
+                methods[k] = "mixed"
+        if self._sums_t is not None and other._sums_t is not None:
+            # both on a device: add the float64 sums there (exact as float64 addition)
+            a, b = self._sums_t, other._sums_t
+            sums_t = {k: a[k] + b[k].to(a[k].device) for k in a}
+            count_t = self.n_samples + other.n_samples
+            out_t = {k: (sums_t[k] / count_t).reshape(v.shape).to(v.device, v.dtype) for k, v in self._f.items()}
+            return FisherResult(out_t, n_samples=count_t, label_mode=self.label_mode, sums=sums_t, methods=methods)
         go = _go()
         with go.FisherAccumulator(layout, label_mode=self.label_mode) as a, go.FisherAccumulator(
             layout, label_mode=self.label_mode
@@ -103,10 +135,6 @@ class FisherResult(Mapping):
             f = a.compute()
         ref = self._f
         out = {k: torch.from_numpy(np.array(f[k], copy=True)).to(ref[k].device, ref[k].dtype) for k in ref}
-        methods = {k: self.methods.get(k, "") for k in ref}
-        for k, m in other.methods.items():
-            if methods.get(k) != m:
-                methods[k] = "mixed"
         return FisherResult(
             out, n_samples=count, label_mode=self.label_mode, sums=sums, methods=methods
         )

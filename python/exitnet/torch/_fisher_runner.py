@@ -19,6 +19,7 @@ from ._fisher_layers import (
     _default_forward,
     _FwdWrapper,
     _np32,
+    _to_acc,
     _Site,
     _site_kind,
     _uses_batch_stats,
@@ -42,6 +43,7 @@ class _FisherRunner:
         label_mode: str,
         seed: int,
         backend: str = "auto",
+        accumulator: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
@@ -64,6 +66,15 @@ class _FisherRunner:
             raise ValueError("params: no parameters to compute a Fisher for")
         self.device = next(iter(self.cand.values())).device
         self.backend = backend if backend != "auto" else ("go" if self.device.type == "cpu" else "torch")
+        if accumulator not in ("auto", "go", "torch"):
+            raise ValueError(f"accumulator: {accumulator!r} is not one of auto, go, torch")
+        self.accumulator = accumulator if accumulator != "auto" else (
+            "go" if self.device.type == "cpu" else "torch")
+        if self.accumulator == "torch":
+            if backend == "go":
+                raise ValueError("backend: 'go' forms the products in Go's accumulator; with "
+                                 "accumulator='torch' use backend='torch' or 'auto'")
+            self.backend = "torch"
         self.active = False
         self.handles: list[Any] = []
         self.sites: list[_Site] = []
@@ -368,7 +379,12 @@ class _FisherRunner:
         self._make_acc()
 
     def _make_acc(self) -> None:
-        self.acc = _go().FisherAccumulator(self.layout, label_mode=self.label_mode)
+        if self.accumulator == "torch":
+            from ._fisher_accumulator import TorchFisherAccumulator
+
+            self.acc = TorchFisherAccumulator(self.layout, self.label_mode, device=self.device)
+        else:
+            self.acc = _go().FisherAccumulator(self.layout, label_mode=self.label_mode)
         self._planned = True
 
     # -- accumulation --------------------------------------------------------------------------
@@ -400,7 +416,7 @@ class _FisherRunner:
         for n, g in zip(names, grads):
             if g is not None:
                 self._check_finite(n, g)
-                self.acc.update_squared(n, _np32(g.double() * g.double()), B)
+                self.acc.update_squared(n, _to_acc(self.acc, g.double() * g.double()), B)
 
     def _step_per_sample(self, x: Tensor, y: Optional[Tensor]) -> None:
         logits = self._forward(x)
@@ -488,7 +504,7 @@ class _FisherRunner:
             for n in self.rows:
                 r = g[path[n]].reshape(b - a, -1)
                 self._check_finite(n, r)
-                self.acc.update_rows(_np32(r), param=n, weights=w)
+                self.acc.update_rows(_to_acc(self.acc, r), param=n, weights=w)
             del g
 
     def result(self) -> FisherResult:
@@ -499,7 +515,8 @@ class _FisherRunner:
         out = {}
         for n in self.layout:
             p = self.cand[n]
-            out[n] = torch.from_numpy(np.array(f[n], copy=True)).reshape(p.shape).to(p.device, p.dtype)
+            v = f[n] if isinstance(f[n], Tensor) else torch.from_numpy(np.array(f[n], copy=True))
+            out[n] = v.reshape(p.shape).to(p.device, p.dtype)
         return FisherResult(
             out, n_samples=count, label_mode=self.label_mode, sums=sums, methods=self.methods
         )

@@ -13,11 +13,13 @@ TRAIN_PREFIX = ("all", "new_stage", "head")
 FISHER_LABEL_MODES = ("exact", "sampled", "empirical", "argmax")
 EWC_MODES = ("separate", "sum", "online")
 LWF_TARGETS = ("recorded", "online")
+BN_MODES = ("freeze", "adapt")
 OPTIONS = (
-    "strategy", "epochs_per_stage", "lr", "optimizer", "batch_size", "weight_decay", "momentum",
-    "train_prefix", "train_old_heads", "ewc_lambda", "fisher_label_mode", "fisher_samples",
-    "ewc_mode", "ewc_gamma", "lwf_alpha", "lwf_temperature", "lwf_targets", "seed", "device",
-    "progress", "log", "checkpoint_dir", "eval_batch_size",
+    "strategy", "plugins", "epochs_per_stage", "lr", "optimizer", "scheduler", "scheduler_interval",
+    "batch_size", "weight_decay", "momentum", "train_prefix", "train_old_heads", "ewc_lambda",
+    "fisher_label_mode", "fisher_samples", "ewc_mode", "ewc_gamma", "lwf_alpha", "lwf_temperature",
+    "lwf_targets", "seed", "device", "amp", "grad_clip", "bn_mode", "progress", "log", "callbacks",
+    "checkpoint_dir", "eval_batch_size",
 )
 
 # options that must match for a checkpoint to be resumed
@@ -25,7 +27,11 @@ _RUN_KEYS = (
     "strategy", "epochs_per_stage", "lr", "optimizer", "weight_decay", "momentum", "batch_size",
     "train_prefix", "train_old_heads", "ewc_lambda", "fisher_label_mode", "fisher_samples",
     "ewc_mode", "ewc_gamma", "lwf_alpha", "lwf_temperature", "lwf_targets", "seed",
+    "bn_mode", "amp", "grad_clip", "scheduler", "scheduler_interval", "plugins",
 )
+# what a checkpoint written before an option existed implies (the behaviour of that time)
+_RUN_DEFAULTS = {"bn_mode": "adapt", "amp": False, "grad_clip": None, "scheduler": None,
+                 "scheduler_interval": "epoch", "plugins": None}
 
 
 def available_strategies() -> tuple[str, ...]:

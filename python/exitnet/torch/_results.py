@@ -74,6 +74,12 @@ class TrainingResult:
         oracle upper bound, not a calibrated result).
     budget_accuracy : dict
         budget → calibrated test accuracy (``budget_best_accuracy``: the oracle).
+    metadata : dict
+        What the run decided: device, AMP dtype, ``bn_mode``, schedule, plugins, and e.g.
+        ``lwf_targets`` (``"recorded"``/``"online"``) with ``lwf_targets_reason``.
+    stage_timings : list of dict
+        Per stage: ``stage`` and the wall seconds of ``train``, ``fisher``, ``targets``,
+        ``plugins`` (other plugins' stage preparation) and ``eval``.
     speedup_iso : float, optional
         Speed-up of the cheapest point of the exact test curve whose accuracy is within 1 point
         of the last exit's (:func:`exitnet.policy.speedup_at_iso_accuracy`, delta = 0.01).
@@ -95,6 +101,8 @@ class TrainingResult:
     budget_accuracy: dict = field(default_factory=dict)
     budget_best_accuracy: dict = field(default_factory=dict)
     analysis_error: Optional[str] = None
+    metadata: dict = field(default_factory=dict)
+    stage_timings: list = field(default_factory=list)
 
     # ------------------------------------------------------------ derived numbers
 
@@ -205,6 +213,8 @@ class TrainingResult:
             "budget_accuracy": {str(k): v for k, v in self.budget_accuracy.items()},
             "budget_best_accuracy": {str(k): v for k, v in self.budget_best_accuracy.items()},
             "analysis_error": self.analysis_error,
+            "metadata": self.metadata,
+            "stage_timings": self.stage_timings,
         }
         if self.operating_points is not None:
             doc["operating_points"] = json.loads(self.operating_points.to_json(orient="records"))
@@ -227,7 +237,8 @@ class TrainingResult:
         doc = json.loads(text)
         A = np.array([[np.nan if v is None else v for v in row] for row in doc["stability"]])
         r = cls(strategy=doc["strategy"], stability=A, history=doc.get("history", []),
-                timings=doc.get("timings", {}), config=doc.get("config", {}))
+                timings=doc.get("timings", {}), config=doc.get("config", {}),
+                metadata=doc.get("metadata", {}), stage_timings=doc.get("stage_timings", []))
         if doc.get("costs") is not None:
             r.costs = np.asarray(doc["costs"])
         r.speedup_iso = doc.get("speedup_iso")

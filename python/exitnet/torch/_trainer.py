@@ -22,6 +22,12 @@ shared, earlier exits drift ("forgetting"). Strategies:
     all exits trained together from the start on Σ_k CE(exit k), the usual upper reference; it runs
     K chunks of ``epochs_per_stage`` epochs so its stability matrix is comparable.
 
+``naive``, ``frozen`` and ``joint`` are schedules; EWC and LwF are plugins
+(:class:`~exitnet.torch.EWCPlugin`, :class:`~exitnet.torch.LwFPlugin`, :mod:`._plugins`) added to
+the ``naive`` schedule: ``"ewc+lwf"`` is shorthand for ``plugins=[EWCPlugin(...), LwFPlugin(...)]``,
+and a user's own :class:`~exitnet.torch.Plugin` composes with them. Callbacks, loggers and early
+stopping: :mod:`._hooks`; the stage loop: :mod:`._loop`; checkpoints: :mod:`._checkpoints`.
+
 Data-parallel: when ``torch.distributed`` is initialised with W > 1 ranks, every rank draws the
 same shuffled order and takes a strided share of each global minibatch; gradients are summed across
 ranks with the loss scaled by the local share, so the update equals the single-process update on
@@ -38,26 +44,23 @@ operating points (:mod:`exitnet.policy`, MAC costs from :func:`exitnet.torch.sta
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import logging
-import math
 import os
-import tempfile
 import time
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from . import _batches, _dist
+from ._batches import TrainData, as_eval, eval_batches
 from ._checkpoints import load_checkpoint, save_checkpoint
+from ._hooks import Callback
+from ._loop import run_stage
 from ._model import EarlyExitNet
 from ._options import (
-    EWC_MODES,
-    FISHER_LABEL_MODES,
+    BN_MODES,
     LWF_TARGETS,
     OPTIMIZERS,
     OPTIONS,
@@ -68,12 +71,26 @@ from ._options import (
     _posint,
     available_strategies,
 )
+from ._plugins import Plugin, shorthand_plugins
 from ._results import TrainingResult
 
 __all__ = ["SequentialTrainer", "TrainingResult", "STRATEGIES", "OPTIONS", "available_strategies"]
 
 
 logger = logging.getLogger("exitnet.trainer")
+
+
+def _resolve_device(device: Union[str, torch.device]) -> torch.device:
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device: {device!r} is not a torch device or 'auto' ({e})") from None
+
+
+def _callable_name(f: Any) -> str:
+    return "custom:" + getattr(f, "__qualname__", type(f).__name__)
 
 
 class SequentialTrainer:
@@ -84,13 +101,22 @@ class SequentialTrainer:
     net : EarlyExitNet
         The network; trained in place.
     strategy : {"naive", "frozen", "ewc", "lwf", "ewc+lwf", "joint"}
-        Default ``"naive"``. See the module documentation.
+        Default ``"naive"``. See the module documentation. ``ewc``/``lwf``/``ewc+lwf`` are the
+        ``naive`` schedule with the EWC/LwF plugins built from the ``ewc_*``/``lwf_*`` options.
+    plugins : list of Plugin, optional
+        Plugins added to the strategy's (e.g. ``[EWCPlugin(100), LwFPlugin(targets="online")]`` or
+        a user's :class:`~exitnet.torch.Plugin`); names must be unique. Not with ``joint``.
     epochs_per_stage : int
         Epochs per stage (``joint``: per chunk, K chunks). Default 2.
     lr : float
         Learning rate. Default 1e-3.
-    optimizer : {"adam", "adamw", "sgd"}
-        A fresh optimizer per stage over the trainable parameters. Default ``"adam"``.
+    optimizer : {"adam", "adamw", "sgd"} or callable
+        A fresh optimizer per stage over the trainable parameters. Default ``"adam"``. A factory
+        ``lambda params: torch.optim.SGD(params, lr=0.1)`` is called at every stage (``lr``,
+        ``weight_decay`` and ``momentum`` are then the factory's business).
+    scheduler : callable, optional
+        ``lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2)``: a fresh
+        scheduler per stage, stepped after every epoch (``scheduler_interval="epoch"``) or step.
     batch_size : int
         Global minibatch size (split over ranks when data-parallel). Default 64.
     weight_decay : float
@@ -118,17 +144,34 @@ class SequentialTrainer:
         γ of online consolidation. Default 1.0.
     lwf_alpha, lwf_temperature : float
         α and T of the LwF term α·Σ_j T²·KL. Defaults 1.0 and 2.0.
-    lwf_targets : {"recorded", "online"}
+    lwf_targets : {"recorded", "online"}, optional
         ``recorded``: before stage k, run the model once over the training set and store exits
-        0..k-1's logits keyed by sample id (an Arrow IPC file via :mod:`exitnet.distill`; no data
-        augmentation is applied by this trainer, so the recorded view is the view the student
-        sees). ``online``: a frozen teacher copy runs on every minibatch. Default ``"recorded"``.
+        0..k-1's logits keyed by sample id (an Arrow IPC file via :mod:`exitnet.distill`), valid
+        only if the student sees the recorded input. ``online``: a frozen teacher copy runs on
+        every minibatch. Default None: recorded when the data yields ids and is not randomly
+        augmented, else online (said once; ``result.metadata["lwf_targets"]``). An explicit
+        ``"recorded"`` on data without ids or with random augmentation is refused.
     seed : int
         Seeds shuffling and the Fisher subsets (each stage from (seed, stage), so resumed runs
         repeat uninterrupted ones; torch's global RNG is also seeded at the start of each
         stage). Default 0. Model initialisation is the caller's.
     device : str or torch.device
-        Default ``"cpu"``.
+        Default ``"cpu"``; ``"auto"`` = CUDA when available, else CPU.
+    amp : bool or {"bf16", "fp16"}
+        Mixed precision (``torch.autocast``): ``True`` = float16 with a gradient scaler on CUDA,
+        bfloat16 on CPU; ``"bf16"``/``"fp16"`` choose. Default False.
+    grad_clip : float, optional
+        Clip the global norm of the trainable parameters' gradients to this value.
+    bn_mode : {"freeze", "adapt"}, optional
+        BatchNorm of the protected stages (and heads) 0..k-1 while stage k trains: ``"freeze"``
+        keeps them in eval mode (running statistics neither used from the batch nor updated,
+        so earlier exits keep the statistics they were evaluated with); ``"adapt"`` lets them
+        follow the new training (the behaviour before this option). Default: ``"freeze"`` for the
+        protective strategies (frozen, ewc, lwf, ewc+lwf, and any plugin), ``"adapt"`` for
+        ``naive`` and ``joint``. Recorded in the result's ``metadata``.
+    callbacks : list of Callback, optional
+        Called at every event (:mod:`exitnet.torch._hooks`: stage/epoch/step hooks,
+        :class:`CSVLogger`, :class:`TensorBoardLogger`, :class:`EarlyStopping`).
     progress : bool
         tqdm progress bars. Default True.
     log : callable, optional
@@ -157,9 +200,12 @@ class SequentialTrainer:
         net: EarlyExitNet,
         strategy: str = "naive",
         *,
+        plugins: Optional[Sequence[Plugin]] = None,
         epochs_per_stage: int = 2,
         lr: float = 1e-3,
-        optimizer: str = "adam",
+        optimizer: Union[str, Callable[[list], torch.optim.Optimizer]] = "adam",
+        scheduler: Optional[Callable[[torch.optim.Optimizer], Any]] = None,
+        scheduler_interval: str = "epoch",
         batch_size: int = 64,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
@@ -172,11 +218,15 @@ class SequentialTrainer:
         ewc_gamma: float = 1.0,
         lwf_alpha: float = 1.0,
         lwf_temperature: float = 2.0,
-        lwf_targets: str = "recorded",
+        lwf_targets: Optional[str] = None,
         seed: int = 0,
         device: Union[str, torch.device] = "cpu",
+        amp: Union[bool, str] = False,
+        grad_clip: Optional[float] = None,
+        bn_mode: Optional[str] = None,
         progress: bool = True,
         log: Optional[Callable[[dict], None]] = None,
+        callbacks: Optional[Sequence[Callback]] = None,
         checkpoint_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
         eval_batch_size: int = 512,
         **unknown: Any,
@@ -189,9 +239,17 @@ class SequentialTrainer:
             raise TypeError(f"net: expected an EarlyExitNet, got {type(net).__name__}")
         self.net = net
         self.strategy = _choice("strategy", strategy, STRATEGIES)
+        self.schedule = strategy if strategy in ("frozen", "joint") else "naive"
         self.epochs_per_stage = _posint("epochs_per_stage", epochs_per_stage)
         self.lr = _number("lr", lr, strict=True)
-        self.optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
+        if callable(optimizer):
+            self.optimizer: Any = optimizer
+        else:
+            self.optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
+        if scheduler is not None and not callable(scheduler):
+            raise TypeError("scheduler: expected a callable optimizer -> LR scheduler")
+        self.scheduler = scheduler
+        self.scheduler_interval = _choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
         self.batch_size = _posint("batch_size", batch_size)
         self.weight_decay = _number("weight_decay", weight_decay)
         self.momentum = _number("momentum", momentum)
@@ -211,50 +269,93 @@ class SequentialTrainer:
         if not isinstance(train_old_heads, bool):
             raise TypeError("train_old_heads: expected a bool")
         self.train_old_heads = train_old_heads
-        self.ewc_lambda = _number("ewc_lambda", ewc_lambda)
-        self.fisher_label_mode = _choice("fisher_label_mode", fisher_label_mode, FISHER_LABEL_MODES)
-        self.fisher_samples = _posint("fisher_samples", fisher_samples, allow_none=True)
-        self.ewc_mode = _choice("ewc_mode", ewc_mode, EWC_MODES)
-        self.ewc_gamma = _number("ewc_gamma", ewc_gamma, strict=True)
-        if self.ewc_gamma > 1.0:
-            raise ValueError(f"ewc_gamma: must be in (0, 1], got {ewc_gamma!r}")
-        if self.ewc_mode != "online" and self.ewc_gamma != 1.0:
-            raise ValueError(
-                f"ewc_gamma: only used by ewc_mode='online' (got {ewc_gamma!r} with {ewc_mode!r})"
-            )
-        self.lwf_alpha = _number("lwf_alpha", lwf_alpha)
-        self.lwf_temperature = _number("lwf_temperature", lwf_temperature, strict=True)
-        self.lwf_targets = _choice("lwf_targets", lwf_targets, LWF_TARGETS)
+        if lwf_targets is not None:
+            _choice("lwf_targets", lwf_targets, LWF_TARGETS)
+        opts = dict(ewc_lambda=ewc_lambda, ewc_mode=ewc_mode, ewc_gamma=ewc_gamma,
+                    fisher_label_mode=fisher_label_mode, fisher_samples=fisher_samples,
+                    lwf_alpha=lwf_alpha, lwf_temperature=lwf_temperature,
+                    lwf_targets=lwf_targets or "auto")
+        # the shorthand options are checked whatever the strategy (as before the plugins)
+        from ._plugins import EWCPlugin, LwFPlugin
+
+        ewc_p = EWCPlugin(ewc_lambda, ewc_mode, ewc_gamma, label_mode=fisher_label_mode, samples=fisher_samples)
+        lwf_p = LwFPlugin(lwf_alpha, lwf_temperature, lwf_targets or "auto")
+        self.ewc_lambda, self.ewc_mode, self.ewc_gamma = ewc_p.lam, ewc_p.mode, ewc_p.gamma
+        self.fisher_label_mode, self.fisher_samples = ewc_p.label_mode, ewc_p.samples
+        self.lwf_alpha, self.lwf_temperature = lwf_p.alpha, lwf_p.temperature
+        self._lwf_targets_arg = lwf_targets
+        self.user_plugins = list(plugins or [])
+        for p in self.user_plugins:
+            if not isinstance(p, Plugin):
+                raise TypeError(f"plugins: expected Plugin instances, got {type(p).__name__}")
+        if self.user_plugins and self.schedule == "joint":
+            raise ValueError("plugins: the 'joint' schedule trains every exit from the start; it takes no plugins")
+        self.plugins: list[Plugin] = shorthand_plugins(self.strategy, opts) + self.user_plugins
+        names = [p.name for p in self.plugins]
+        if len(set(names)) != len(names):
+            raise ValueError(f"plugins: names must be unique, got {names} (strategy {strategy!r} adds its own)")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
         self.seed = int(seed)
-        self.device = torch.device(device)
+        self.device = _resolve_device(device)
+        if amp not in (False, True, "bf16", "fp16"):
+            raise ValueError(f"amp: expected False, True, 'bf16' or 'fp16', got {amp!r}")
+        self.amp = amp
+        if grad_clip is not None:
+            grad_clip = _number("grad_clip", grad_clip, strict=True)
+        self.grad_clip = grad_clip
+        protective = self.schedule == "frozen" or bool(self.plugins)
+        self.bn_mode = _choice("bn_mode", bn_mode, BN_MODES) if bn_mode is not None else (
+            "freeze" if protective else "adapt")
         self.progress = bool(progress)
         if log is not None and not callable(log):
             raise TypeError("log: expected a callable taking one dict")
         self.log = log
+        self.callbacks = list(callbacks or [])
+        for c in self.callbacks:
+            if not isinstance(c, Callback):
+                raise TypeError(f"callbacks: expected Callback instances, got {type(c).__name__}")
+        self._step_listeners = bool(self.callbacks)
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.eval_batch_size = _posint("eval_batch_size", eval_batch_size)
-        self._ewc = None  # exitnet.torch.EWC, created by fit() for the ewc strategies
-        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        self.data: Optional[TrainData] = None
+        self.val: Any = None
+        self.eval_data: Any = None
+        self.num_classes: Optional[int] = None
+        self._stop = False
 
     # ------------------------------------------------------------------ config / repr
 
     @property
     def uses_ewc(self) -> bool:
-        return self.strategy in ("ewc", "ewc+lwf")
+        return any(p.name == "ewc" for p in self.plugins)
 
     @property
     def uses_lwf(self) -> bool:
-        return self.strategy in ("lwf", "ewc+lwf")
+        return any(p.name == "lwf" for p in self.plugins)
+
+    @property
+    def lwf_targets(self) -> str:
+        """The LwF targets used ("recorded"/"online"; before fit, the requested or "recorded")."""
+        for p in self.plugins:
+            if p.name == "lwf" and getattr(p, "mode", None):
+                return p.mode
+        return self._lwf_targets_arg or "recorded"
+
+    def plugin(self, name: str) -> Plugin:
+        """The plugin called ``name`` (e.g. ``"ewc"``)."""
+        for p in self.plugins:
+            if p.name == name:
+                return p
+        raise KeyError(f"name: no plugin {name!r}; have {[p.name for p in self.plugins]}")
 
     def config(self) -> dict:
         """The options as a JSON-compatible dict (what checkpoints store)."""
-        return {
+        cfg = {
             "strategy": self.strategy,
             "epochs_per_stage": self.epochs_per_stage,
             "lr": self.lr,
-            "optimizer": self.optimizer,
+            "optimizer": self.optimizer if isinstance(self.optimizer, str) else _callable_name(self.optimizer),
             "batch_size": self.batch_size,
             "weight_decay": self.weight_decay,
             "momentum": self.momentum,
@@ -270,32 +371,83 @@ class SequentialTrainer:
             "lwf_targets": self.lwf_targets,
             "seed": self.seed,
             "eval_batch_size": self.eval_batch_size,
+            "bn_mode": self.bn_mode,
+            "amp": self.amp,
+            "grad_clip": self.grad_clip,
+            "scheduler": None if self.scheduler is None else _callable_name(self.scheduler),
+            "scheduler_interval": self.scheduler_interval,
         }
+        if self.user_plugins:
+            cfg["plugins"] = [p.config() for p in self.user_plugins]
+        return cfg
+
+    def metadata(self) -> dict:
+        """What this run decided: device, AMP dtype, BatchNorm mode, schedule, plugins and their
+        choices (e.g. ``lwf_targets`` and why)."""
+        md: dict[str, Any] = {
+            "device": str(self.device), "amp": self._amp_dtype_name(), "bn_mode": self.bn_mode,
+            "schedule": self.schedule, "plugins": [p.config() for p in self.plugins],
+            "train_data": None if self.data is None else (
+                "DataLoader" if self.data.loader is not None else type(self.data.dataset).__name__),
+            "augmented": None if self.data is None else self.data.augmented,
+        }
+        for p in self.plugins:
+            md.update(p.metadata())
+        return md
 
     def __repr__(self) -> str:
+        opt = self.optimizer if isinstance(self.optimizer, str) else _callable_name(self.optimizer)
+        extra = f", plugins={self.plugins!r}" if self.user_plugins else ""
         return (
             f"SequentialTrainer(strategy={self.strategy!r}, exits={self.net.num_exits}, "
-            f"epochs_per_stage={self.epochs_per_stage}, lr={self.lr}, optimizer={self.optimizer!r})"
+            f"epochs_per_stage={self.epochs_per_stage}, lr={self.lr}, optimizer={opt!r}{extra})"
         )
 
-    def _emit(self, record: dict) -> None:
+    def _emit(self, record: dict, callbacks_only: bool = False) -> None:
+        """Send an event to the callbacks and (unless ``callbacks_only``: the events added with
+        the callbacks, so ``log`` streams stay as they were) to ``log`` or the logger."""
+        for c in self.callbacks:
+            c.on_event(self, record)
+        if callbacks_only:
+            return
         if self.log is not None:
             self.log(record)
         else:
             logger.info("%s", record)
 
+    def stop_stage(self) -> None:
+        """End the current stage after this epoch (what EarlyStopping calls)."""
+        self._stop = True
+
+    # ------------------------------------------------------------------ precision
+
+    def _amp_dtype(self) -> Optional[torch.dtype]:
+        if self.amp is False:
+            return None
+        if self.amp == "bf16" or (self.amp is True and self.device.type != "cuda"):
+            return torch.bfloat16
+        return torch.float16
+
+    def _amp_dtype_name(self) -> Optional[str]:
+        d = self._amp_dtype()
+        return None if d is None else str(d).replace("torch.", "")
+
+    def autocast(self) -> Any:
+        """The autocast context of training and recording steps (a no-op without AMP)."""
+        d = self._amp_dtype()
+        if d is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=d)
+
+    def _grad_scaler(self) -> Any:
+        if self._amp_dtype() is torch.float16 and self.device.type == "cuda":
+            return torch.amp.GradScaler("cuda")
+        return None
+
     # ------------------------------------------------------------------ data
 
-    _as_dataset = staticmethod(_batches.as_dataset)
-
-    def _batches(self, ds: Dataset, bs: int, perm: Optional[torch.Tensor] = None):
-        return _batches.iter_batches(ds, bs, perm)
-
-    def _stage_gen(self, stage: int, salt: int = 0) -> torch.Generator:
-        return _batches.stage_generator(self.seed, stage, salt)
-
-    def _check_classes(self, ds: Dataset, num_classes: Optional[int]) -> int:
-        x0 = ds[0][0].unsqueeze(0).to(self.device)
+    def _check_classes(self, data: TrainData, num_classes: Optional[int]) -> int:
+        x0 = data.example.to(self.device)
         was = self.net.training
         self.net.eval()
         with torch.no_grad():
@@ -307,6 +459,7 @@ class SequentialTrainer:
         c = widths.pop()
         if num_classes is not None and c != num_classes:
             raise ValueError(f"net: the exits output {c} classes but the data has {num_classes}")
+        ds = data.dataset
         if isinstance(ds, TensorDataset):
             y = ds.tensors[1]
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= c):
@@ -318,154 +471,37 @@ class SequentialTrainer:
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def predict_logits(self, ds: Dataset, upto: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-        """Logits of exits 0..upto on ``ds`` in eval mode: an array (K, N, C) and the labels (N,)."""
+    def predict_logits(self, ds: Any, upto: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Logits of exits 0..upto on ``ds`` (a Dataset or DataLoader) in eval mode: an array
+        (K, N, C) and the labels (N,)."""
         was = self.net.training
         self.net.eval()
         outs: list[list[torch.Tensor]] = []
         ys = []
-        for x, y, _ in self._batches(ds, self.eval_batch_size):
-            z = self.net.forward_exits(x.to(self.device), upto=upto)
-            outs.append([t.float().cpu() for t in z])
-            ys.append(y)
-        self.net.train(was)
+        try:
+            for x, y, _ in eval_batches(ds, self.eval_batch_size):
+                with self.autocast():
+                    z = self.net.forward_exits(x.to(self.device), upto=upto)
+                outs.append([t.float().cpu() for t in z])
+                ys.append(torch.as_tensor(y))
+        finally:
+            self.net.train(was)
         K = len(outs[0])
         logits = np.stack([torch.cat([o[k] for o in outs]).numpy() for k in range(K)])
         return logits, torch.cat(ys).numpy()
 
-    def _accuracies(self, ds: Dataset, upto: int) -> list[float]:
+    def evaluate(self, ds: Any, upto: int) -> list[float]:
+        """Eval-mode accuracy of exits 0..upto on ``ds``."""
         logits, y = self.predict_logits(ds, upto)
         return [float((logits[k].argmax(1) == y).mean()) for k in range(logits.shape[0])]
-
-    # ------------------------------------------------------------------ trainable sets
-
-    def _trainable_stages(self, k: int) -> list[int]:
-        if self.strategy == "joint":
-            return list(range(self.net.num_exits))
-        tp = self.train_prefix
-        if tp == "all":
-            return list(range(k + 1))
-        if tp == "new_stage":
-            return [k]
-        if tp == "head":
-            return []
-        return list(range(max(0, k - int(tp) + 1), k + 1))
-
-    def _setup_stage(self, k: int) -> list[nn.Parameter]:
-        net = self.net
-        K = net.num_exits
-        stages = set(self._trainable_stages(k))
-        if self.strategy == "joint":
-            heads = set(range(K))
-        else:
-            heads = {k} | (set(range(k)) if self.train_old_heads else set())
-        for p in net.parameters():
-            p.requires_grad_(False)
-        net.eval()
-        params: list[nn.Parameter] = []
-        for j in sorted(stages):
-            net.stages[j].train()
-            for p in net.stages[j].parameters():
-                p.requires_grad_(True)
-                params.append(p)
-        for j in sorted(heads):
-            net.heads[j].train()
-            for p in net.heads[j].parameters():
-                p.requires_grad_(True)
-                params.append(p)
-        return params
-
-    def _make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-
-    # ------------------------------------------------------------------ EWC
-
-    def _fisher_subset(self, train: Dataset, stage: int) -> Dataset:
-        n = len(train)
-        g = self._stage_gen(stage, salt=1)
-        perm = torch.randperm(n, generator=g)
-        if self.fisher_samples is not None:
-            perm = perm[: self.fisher_samples]
-        perm, _ = torch.sort(perm)
-        rank, world = _dist.rank_and_world()
-        return torch.utils.data.Subset(train, perm[rank::world].tolist())
-
-    def _compute_fisher(self, train: Dataset, j: int) -> tuple[dict, int]:
-        """Diagonal Fisher of exit j over parameters_for_exit(j), eval mode, merged over ranks."""
-        from ._fisher import fisher_diagonal
-
-        net = self.net
-        sub = self._fisher_subset(train, j)
-        was = net.training
-        net.eval()
-        params = net.parameters_for_exit(j)
-        req = {n: p.requires_grad for n, p in net.named_parameters()}
-        for p in params.values():
-            p.requires_grad_(True)
-
-        def batches():
-            for x, y, _ in self._batches_subset(sub):
-                yield x.to(self.device), y.to(self.device)
-
-        try:
-            res = fisher_diagonal(
-                net,
-                batches(),
-                forward=lambda m, x: m.forward_exit(x, j),
-                params=params,
-                label_mode=self.fisher_label_mode,
-                max_samples=None,
-                seed=self.seed * 1000 + j,
-            )
-        finally:
-            for n, p in net.named_parameters():
-                p.requires_grad_(req[n])
-            net.train(was)
-        fisher = {n: t.detach().clone() for n, t in res.items()}
-        return _dist.all_reduce_fisher(fisher, int(res.n_samples))
-
-    def _batches_subset(self, sub: torch.utils.data.Subset):
-        return _batches.subset_batches(sub, self.eval_batch_size)
-
-    def _new_ewc(self):
-        from ._ewc import EWC
-
-        return EWC(self.ewc_lambda, mode=self.ewc_mode, gamma=self.ewc_gamma)
-
-    def _ewc_penalty(self) -> torch.Tensor:
-        return self._ewc.penalty(self.net)
-
-    # ------------------------------------------------------------------ LwF
-
-    def _record_targets(self, train: Dataset, k: int):
-        """Record exits 0..k-1's logits on the training set; returns a reader keyed by sample id."""
-        from ..distill import TargetWriter, read_targets
-
-        if self._tmpdir is None:
-            self._tmpdir = tempfile.TemporaryDirectory(prefix="exitnet-lwf-")
-        rank, _ = _dist.rank_and_world()
-        path = os.path.join(self._tmpdir.name, f"targets_stage{k}_rank{rank}.arrow")
-        was = self.net.training
-        self.net.eval()
-        with TargetWriter(path, num_exits=k, num_classes=self._num_classes) as w:
-            with torch.no_grad():
-                for x, _, ids in self._batches(train, self.eval_batch_size):
-                    z = self.net.forward_exits(x.to(self.device), upto=k - 1)
-                    w.write(ids, [t.float().cpu() for t in z])
-        self.net.train(was)
-        return read_targets(path)
 
     # ------------------------------------------------------------------ fit
 
     def fit(
         self,
         train: Any,
-        val: Optional[Dataset] = None,
-        test: Optional[Dataset] = None,
+        val: Optional[Any] = None,
+        test: Optional[Any] = None,
         *,
         resume: bool = True,
         analyse: bool = True,
@@ -474,12 +510,14 @@ class SequentialTrainer:
 
         Parameters
         ----------
-        train : Dataset or exitnet.data.Splits
-            ``(x, y)`` or ``(x, y, ids)`` samples (ids key recorded LwF targets; default the row
-            index). A :class:`exitnet.data.Splits` supplies train, val and test at once.
-        val : Dataset, optional
-            Calibration split for the operating points.
-        test : Dataset, optional
+        train : Dataset, DataLoader or exitnet.data.Splits
+            A Dataset of ``(x, y)`` or ``(x, y, ids)`` samples (ids key recorded LwF targets;
+            default the row index), batched by the trainer in a seeded order; or the user's own
+            DataLoader (its sampler, augmentation and ``collate_fn``; ids only if its batches
+            are ``(x, y, ids)``). A :class:`exitnet.data.Splits` supplies train, val and test.
+        val : Dataset or DataLoader, optional
+            Calibration split for the operating points (and EarlyStopping's validation).
+        test : Dataset or DataLoader, optional
             Evaluation split of the stability matrix and the budget curve (default: ``val``).
             At least one of ``val`` and ``test`` is required.
         resume : bool
@@ -491,29 +529,38 @@ class SequentialTrainer:
         Returns
         -------
         TrainingResult
+            With ``metadata`` (what the run decided) and ``stage_timings`` (per stage: train,
+            fisher, targets, eval seconds).
         """
         num_classes = None
-        if hasattr(train, "train") and hasattr(train, "num_classes") and not isinstance(train, Dataset):
+        if hasattr(train, "train") and hasattr(train, "num_classes") and not isinstance(train, (Dataset, DataLoader)):
             splits = train
             train, val, test = splits.train, splits.val, splits.test
             num_classes = int(splits.num_classes)
             if val is not None and len(val) == 0:
                 val = None
-        train = self._as_dataset(train, "train")
-        val = self._as_dataset(val, "val")
-        test = self._as_dataset(test, "test")
+        if not isinstance(train, (Dataset, DataLoader)):
+            raise TypeError(f"train: expected a torch Dataset or DataLoader, got {type(train).__name__}")
+        val = as_eval(val, "val")
+        test = as_eval(test, "test")
         if val is None and test is None:
             raise ValueError("val: need a validation or a test split to evaluate the exits")
-        eval_ds = test if test is not None else val
+        self.data = TrainData(train, "train")
+        self.val = val
+        self.eval_data = test if test is not None else val
         self.net.to(self.device)
-        self._num_classes = self._check_classes(train, num_classes)
+        self.num_classes = self._check_classes(self.data, num_classes)
         K = self.net.num_exits
 
         A = np.full((K, K), np.nan)
         history: list[dict] = []
         timings = {"train": 0.0, "fisher": 0.0, "targets": 0.0, "eval": 0.0}
+        stage_timings: list[dict] = []
         start_stage = 0
-        self._ewc = self._new_ewc() if self.uses_ewc else None
+        for p in self.plugins:
+            p.before_fit(self)
+        self._emit({"event": "fit_start", "stages": K, "strategy": self.strategy, "device": str(self.device)},
+                   callbacks_only=True)
         if resume:
             doc = load_checkpoint(self)
             if doc is not None:
@@ -522,51 +569,59 @@ class SequentialTrainer:
                     A[k, : len(row)] = row
                 history = list(doc.get("history", []))
                 timings.update(doc.get("timings", {}))
+                stage_timings = list(doc.get("stage_timings", []))
                 self._emit({"event": "resume", "completed_stages": start_stage})
         t_all = time.perf_counter()
         try:
             for k in range(start_stage, K):
-                self._run_stage(k, train, eval_ds, A, history, timings)
+                split = run_stage(self, k, A, history, timings)
+                stage_timings.append({"stage": k, **split})
                 state = {
                     "completed_stages": k + 1,
                     "stability": [A[i, : i + 1].tolist() for i in range(k + 1)],
                     "history": history,
                     "timings": timings,
+                    "stage_timings": stage_timings,
                 }
                 save_checkpoint(self, state)
-                self._emit({"event": "stage_end", "stage": k, "accuracy": A[k, : k + 1].tolist()})
+                self._emit({"event": "stage_end", "stage": k, "accuracy": A[k, : k + 1].tolist(),
+                            **{f"seconds_{n}": v for n, v in split.items()}})
         finally:
             for p in self.net.parameters():
                 p.requires_grad_(True)
             self.net.eval()
-            if self._tmpdir is not None:
-                self._tmpdir.cleanup()
-                self._tmpdir = None
+            for p in self.plugins:
+                p.after_fit(self)
         timings["total"] = time.perf_counter() - t_all
         res = TrainingResult(
-            strategy=self.strategy,
+            strategy=self.strategy if not self.user_plugins else "+".join([self.strategy] + [p.name for p in self.user_plugins]),
             stability=A,
             history=history,
             timings=dict(timings),
             config=self.config(),
+            metadata=self.metadata(),
+            stage_timings=stage_timings,
         )
         if analyse and val is not None and test is not None:
             t0 = time.perf_counter()
             res.val_logits, res.val_labels = self.predict_logits(val)
             res.test_logits, res.test_labels = self.predict_logits(test)
-            res.costs = self._costs(train)
+            res.costs = self._costs()
             res.analyse()
             res.timings["analysis"] = time.perf_counter() - t0
         self._emit({"event": "done", "final_accuracy": A[K - 1].tolist()})
         return res
 
-    def _costs(self, ds: Dataset) -> Optional[np.ndarray]:
+    def _costs(self, ds: Any = None) -> Optional[np.ndarray]:
         """Cumulative MACs of leaving at each exit (stage_costs), or None if unavailable."""
         try:
             from ._macs import stage_costs
         except ImportError:
             return None
-        x0 = ds[0][0].unsqueeze(0).to(self.device)
+        if ds is not None:
+            x0 = TrainData(ds).example.to(self.device)
+        else:
+            x0 = self.data.example.to(self.device)
         was = self.net.training
         self.net.eval()
         try:
@@ -574,127 +629,3 @@ class SequentialTrainer:
         finally:
             self.net.train(was)
         return np.cumsum(np.asarray(s_macs, np.float64) + np.asarray(h_macs, np.float64))
-
-    def _run_stage(self, k: int, train: Dataset, eval_ds: Dataset, A: np.ndarray, history: list, timings: dict) -> None:
-        net = self.net
-        K = net.num_exits
-        self._emit({"event": "stage_start", "stage": k, "strategy": self.strategy})
-        rank, world = _dist.rank_and_world()
-        torch.manual_seed(self.seed * 1_000_003 + k)
-
-        # EWC: consolidate exit k-1 (trained in the previous stage) before training stage k
-        if self.uses_ewc and k > 0:
-            t0 = time.perf_counter()
-            fisher, n = self._compute_fisher(train, k - 1)
-            # anchors: the current parameters (θ* at the end of stage k-1); sum/online modes
-            # re-anchor every parameter consolidated so far at the latest values
-            self._ewc.consolidate(fisher, dict(net.named_parameters()))
-            dt = time.perf_counter() - t0
-            timings["fisher"] += dt
-            self._emit({"event": "fisher", "stage": k, "exit": k - 1, "n_samples": n, "seconds": dt})
-
-        teacher_file = None
-        teacher_net = None
-        if self.uses_lwf and k > 0:
-            t0 = time.perf_counter()
-            if self.lwf_targets == "recorded":
-                teacher_file = self._record_targets(train, k)
-            else:
-                teacher_net = copy.deepcopy(net).eval()
-                for p in teacher_net.parameters():
-                    p.requires_grad_(False)
-            dt = time.perf_counter() - t0
-            timings["targets"] += dt
-            self._emit({"event": "targets", "stage": k, "mode": self.lwf_targets, "seconds": dt})
-
-        params = self._setup_stage(k)
-        opt = self._make_optimizer(params)
-        need_old = self.strategy == "joint" or (self.uses_lwf and k > 0)
-        t0 = time.perf_counter()
-        n = len(train)
-        bar = None
-        if self.progress and rank == 0:
-            from tqdm.auto import tqdm
-
-            nb = math.ceil(n / self.batch_size)
-            bar = tqdm(total=self.epochs_per_stage * nb, desc=f"{self.strategy} stage {k + 1}/{K}", leave=False)
-        try:
-            for epoch in range(self.epochs_per_stage):
-                g = self._stage_gen(k, salt=2 + epoch)
-                perm = torch.randperm(n, generator=g)
-                tot = {"loss": 0.0, "ce": 0.0, "ewc": 0.0, "lwf": 0.0}
-                nb = 0
-                for s in range(0, n, self.batch_size):
-                    gidx = perm[s : s + self.batch_size]
-                    B = len(gidx)
-                    lidx = gidx[rank::world]
-                    opt.zero_grad(set_to_none=True)
-                    if len(lidx) > 0:
-                        x, y, ids = next(self._batches(train, len(lidx), lidx))
-                        x, y = x.to(self.device), y.to(self.device)
-                        scale = len(lidx) / B  # local share of the global minibatch mean
-                        if need_old:
-                            outs = net.forward_exits(x, upto=K - 1 if self.strategy == "joint" else k)
-                        else:
-                            outs = [net.forward_exit(x, k)]
-                        if self.strategy == "joint":
-                            ce = sum(F.cross_entropy(o, y) for o in outs)
-                        else:
-                            ce = F.cross_entropy(outs[-1], y)
-                        loss = ce * scale
-                        lwf_term = torch.zeros(())
-                        if self.uses_lwf and k > 0:
-                            lwf_term = self._lwf_term(outs[:k], x, ids, teacher_file, teacher_net, k)
-                            loss = loss + self.lwf_alpha * lwf_term * scale
-                    else:
-                        ce = lwf_term = torch.zeros(())
-                        loss = torch.zeros((), device=self.device)
-                    ewc_term = torch.zeros(())
-                    if self.uses_ewc and self._ewc.fishers:
-                        ewc_term = self._ewc_penalty()
-                        loss = loss + ewc_term / world
-                    if loss.requires_grad:
-                        loss.backward()
-                    _dist.sum_gradients(params)
-                    opt.step()
-                    tot["loss"] += float(loss.detach()) * world
-                    tot["ce"] += float(ce.detach() if torch.is_tensor(ce) else ce)
-                    tot["ewc"] += float(ewc_term.detach())
-                    tot["lwf"] += float(lwf_term.detach())
-                    nb += 1
-                    if bar is not None:
-                        bar.update(1)
-                _dist.broadcast_state(net)
-                rec = {"event": "epoch", "stage": k, "epoch": epoch, **{m: v / max(nb, 1) for m, v in tot.items()}}
-                history.append({k2: v for k2, v in rec.items() if k2 != "event"})
-                self._emit(rec)
-        finally:
-            if bar is not None:
-                bar.close()
-            if teacher_file is not None and hasattr(teacher_file, "close"):
-                teacher_file.close()
-        timings["train"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        acc = self._accuracies(eval_ds, upto=k)
-        A[k, : k + 1] = acc
-        timings["eval"] += time.perf_counter() - t0
-
-    def _lwf_term(self, student: list[torch.Tensor], x, ids, teacher_file, teacher_net, k: int) -> torch.Tensor:
-        from ..distill import kd_loss_torch
-
-        T = self.lwf_temperature
-        if teacher_net is not None:
-            with torch.no_grad():
-                teacher = teacher_net.forward_exits(x, upto=k - 1)
-        else:
-            teacher = self._lookup(teacher_file, ids)
-        total = torch.zeros((), device=self.device)
-        for j in range(k):
-            total = total + kd_loss_torch(student[j], teacher[j].to(student[j].device), T)
-        return total
-
-    def _lookup(self, teacher_file, ids) -> list[torch.Tensor]:
-        got = teacher_file.lookup(ids.numpy() if torch.is_tensor(ids) else np.asarray(ids))
-        return [torch.as_tensor(np.asarray(g), dtype=torch.float32) for g in got]
-
-
