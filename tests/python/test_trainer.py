@@ -338,7 +338,7 @@ def test_lwf_term_matches_reference_and_reaches_the_student(splits):
         for p in net.stages[0].parameters():
             p.add_(0.5 * torch.randn_like(p))
     net.eval()
-    x, ids = splits.train.tensors[0][:32], splits.train.tensors[2][:32]
+    x = splits.train.tensors[0][:32]
     outs = net.forward_exits(x, upto=2)
     with torch.no_grad():
         tz = teacher.forward_exits(x, upto=1)
