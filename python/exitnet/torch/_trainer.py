@@ -342,6 +342,14 @@ class SequentialTrainer:
                 return p.mode
         return self._lwf_targets_arg or "recorded"
 
+    @property
+    def bn_policy(self) -> str:
+        """The BatchNorm policy in words (what result files record)."""
+        if self.bn_mode == "freeze":
+            return ("freeze: BatchNorm of the protected stages and heads 0..k-1 in eval mode (running "
+                    "statistics fixed) while stage k trains; trainable stage k updates its own")
+        return "adapt: BatchNorm statistics of every trainable stage update (train mode), frozen stages in eval mode"
+
     def plugin(self, name: str) -> Plugin:
         """The plugin called ``name`` (e.g. ``"ewc"``)."""
         for p in self.plugins:
