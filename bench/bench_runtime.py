@@ -306,7 +306,7 @@ def main() -> None:
                     help="batch sizes given a torch.compile peer (each compiles anew: slow)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
     ap.add_argument("--no-exits", action="store_true", help="skip the early-exit part")
-    ap.add_argument("--models", nargs="+", default=["small_cnn_28", "mlp"])
+    ap.add_argument("--models", nargs="*", default=["small_cnn_28", "mlp"])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="shorter timing phases")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "exitnet-bench-cache"),

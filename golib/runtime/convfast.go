@@ -1,0 +1,62 @@
+package runtime
+
+import "github.com/exitnet/exitnet/golib/internal/convk"
+
+// The direct kernels of golib/internal/convk (register-blocked AVX2+FMA tiles,
+// weights packed at load, bias/activation/2×2 max-pool in the epilogue; see
+// docs/design.md) and when the runtime uses them instead of im2col + GEMM.
+
+// directConvMaxK bounds the direct convolution to layers whose
+// (C_in/g)·kh·kw steps of one block group's packed weights (96 bytes a step)
+// stay in L2; deeper layers go to im2col + BLAS GEMM, which blocks over K.
+const directConvMaxK = 2304
+
+// newDirectConv packs a conv2d instruction (final: shapes, act, pool2) for the
+// direct kernel, or returns nil where im2col + GEMM stays: depthwise layers
+// (their own kernel: one channel per group would leave 7 of 8 lanes idle)
+// and K beyond directConvMaxK.
+func newDirectConv(ins *instr) *convk.Conv {
+	cinG := ins.inS.C / ins.groups
+	if ins.groups > 1 && cinG == 1 || ins.colRows > directConvMaxK {
+		return nil
+	}
+	c, err := convk.NewConv(convk.Shape{
+		Cin: ins.inS.C, H: ins.inS.H, W: ins.inS.W, Cout: ins.convS.C,
+		KH: ins.k[0], KW: ins.k[1], SH: ins.s[0], SW: ins.s[1], PH: ins.p[0], PW: ins.p[1],
+		DH: ins.d[0], DW: ins.d[1], Groups: ins.groups, Act: convAct(ins.act), Pool: ins.pool2,
+	}, ins.w, ins.b)
+	if err != nil || c.OutH != ins.outS.H || c.OutW != ins.outS.W {
+		return nil // shapes the compiler checked differently: keep the reference path
+	}
+	return c
+}
+
+// runDirectConv runs c on rows samples with pooled scratch for its packed input.
+func runDirectConv(ws *workspace, c *convk.Conv, in, out []float32, rows int) {
+	sc := ws.scratch(c.ScratchSize(rows))
+	c.Forward(in, out, sc, rows)
+	ws.release(sc)
+}
+
+// newDense packs a linear instruction for convk.Dense, used from 4 rows on
+// (below, GEMV streams the weights once per row and wins).
+func newDense(ins *instr) *convk.Dense {
+	d, err := convk.NewDense(ins.inS.C, ins.outS.C, ins.w, ins.b, convAct(ins.act))
+	if err != nil {
+		return nil
+	}
+	return d
+}
+
+// denseMinRows is the least batch given to convk.Dense.
+const denseMinRows = 4
+
+func convAct(a activation) convk.Act {
+	switch a {
+	case actReLU:
+		return convk.ActReLU
+	case actReLU6:
+		return convk.ActReLU6
+	}
+	return convk.ActNone
+}

@@ -1,0 +1,88 @@
+package runtime
+
+import (
+	"math"
+	"testing"
+
+	"github.com/exitnet/exitnet/golib/par"
+)
+
+// directCase builds a conv2d instruction as the compiler does (pool2 fused
+// when asked) with random weights.
+func directCase(seed uint64, cin, h, w, cout, kh, kw, sh, sw, ph, pw, dh, dw, g int, act activation, pool bool, bias bool) *instr {
+	o := shape{C: cout, H: convOut(h, kh, sh, ph, dh), W: convOut(w, kw, sw, pw, dw)}
+	ins := &instr{kind: kConv, inS: shape{C: cin, H: h, W: w}, outS: o, convS: o, groups: g,
+		k: [2]int{kh, kw}, s: [2]int{sh, sw}, p: [2]int{ph, pw}, d: [2]int{dh, dw}, act: act,
+		colRows: cin / g * kh * kw}
+	ins.oneByOne = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
+	ins.w = randInput(seed, cout, cin/g*kh*kw)
+	if bias {
+		ins.b = randInput(seed+1, 1, cout)
+	}
+	if pool {
+		ins.pool2 = true
+		ins.outS = shape{C: cout, H: o.H / 2, W: o.W / 2}
+	}
+	return ins
+}
+
+// TestDirectConvMatchesIm2col: the direct kernel against the im2col + GEMM
+// path on ragged shapes (odd channels and sizes, stride 2, padding, dilation,
+// groups, fused activations and pool), batch 1 and 257, 1 and 2 threads.
+func TestDirectConvMatchesIm2col(t *testing.T) {
+	defer par.SetThreads(par.Threads())
+	cases := []*instr{
+		directCase(1, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, actReLU, true, true),
+		directCase(2, 5, 9, 7, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, actNone, false, true),
+		directCase(3, 7, 11, 13, 17, 3, 3, 2, 2, 1, 1, 1, 1, 1, actReLU6, false, false),
+		directCase(4, 12, 10, 9, 20, 3, 2, 1, 2, 2, 0, 2, 1, 1, actReLU, false, true),
+		directCase(5, 12, 9, 9, 18, 3, 3, 1, 1, 1, 1, 1, 1, 3, actReLU, true, true),
+		directCase(6, 16, 7, 7, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, actNone, false, true),
+		directCase(7, 3, 15, 15, 24, 5, 5, 2, 2, 2, 2, 1, 1, 1, actNone, true, false),
+	}
+	for ci, ins := range cases {
+		c := newDirectConv(ins)
+		if c == nil {
+			t.Fatalf("case %d: no direct kernel", ci)
+		}
+		for _, rows := range []int{1, 257} {
+			x := randInput(uint64(100+ci), rows, ins.inS.size())
+			for _, threads := range []int{1, 2} {
+				par.SetThreads(threads)
+				want := make([]float32, rows*ins.outS.size())
+				got := make([]float32, rows*ins.outS.size())
+				ws := &workspace{}
+				conv(ws, ins, x, want, rows)
+				runDirectConv(ws, c, x, got, rows)
+				for i := range want {
+					if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+						t.Fatalf("case %d (%s) rows %d threads %d: [%d] direct %v im2col %v",
+							ci, c.Describe(), rows, threads, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestDenseMatchesLinear(t *testing.T) {
+	for _, sz := range [][2]int{{784, 512}, {13, 7}, {9, 33}} {
+		for _, act := range []activation{actNone, actReLU, actReLU6} {
+			ins := &instr{kind: kLinear, inS: shape{C: sz[0], H: 1, W: 1, flat: true}, outS: shape{C: sz[1], H: 1, W: 1, flat: true},
+				w: randInput(1, sz[1], sz[0]), b: randInput(2, 1, sz[1]), act: act}
+			d := newDense(ins)
+			for _, rows := range []int{4, 257} {
+				x := randInput(3, rows, sz[0])
+				want := make([]float32, rows*sz[1])
+				got := make([]float32, rows*sz[1])
+				linear(ins, x, want, rows)
+				d.Forward(x, got, rows)
+				for i := range want {
+					if diff := math.Abs(float64(got[i] - want[i])); diff > 1e-4*(1+math.Abs(float64(want[i]))) {
+						t.Fatalf("%v act %d rows %d: [%d] dense %v linear %v", sz, act, rows, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
