@@ -258,13 +258,13 @@ def early_exit_bench(tmp: str, args) -> None:
         best, best_cost = 1.0, float("inf")
         for tau in np.linspace(0.1, 1.0, 91):
             r = m.predict(xva, thresholds=float(tau), output="numpy")
-            if (r["prediction"] == yva).mean() >= last_acc - 0.005 and m.last_macs < best_cost:
-                best, best_cost = float(tau), m.last_macs
+            if (r["prediction"] == yva).mean() >= last_acc - 0.005 and r["macs"] < best_cost:
+                best, best_cost = float(tau), r["macs"]
         tau = best
         res = m.predict(xte, thresholds=tau, output="numpy")
         acc = float((res["prediction"] == yte).mean())
         hist = np.bincount(res["exit"], minlength=m.num_exits)
-        mean_cost = m.last_macs / len(xte)
+        mean_cost = res["macs"] / len(xte)
         print(f"threshold τ={tau:.3f} (validation): test accuracy {100 * acc:.2f}%, exits {hist.tolist()}, "
               f"mean cost {mean_cost:,.0f} of {int(m.exit_costs[-1]):,} MACs ({m.exit_costs[-1] / mean_cost:.2f}x fewer)")
         batches = [xte[i:i + 256] for i in range(0, len(xte), 256)]

@@ -121,6 +121,49 @@ func exitnet_model_exit_costs(out *C.int64_t, n C.int, h *C.exitnet_model) C.int
 	})
 }
 
+//export exitnet_model_preprocess
+func exitnet_model_preprocess(outPresent *C.int, outMean, outStd *C.float, n C.int, h *C.exitnet_model) C.int {
+	return run("exitnet_model_preprocess", func() error {
+		m, err := getModel(h, "model")
+		if err != nil {
+			return err
+		}
+		if outPresent == nil || outMean == nil || outStd == nil {
+			return xerr.Invalid("out_present, out_mean, out_std: NULL pointer")
+		}
+		C := m.InputShape()[0]
+		if int(n) != C {
+			return xerr.Invalid("n: %d, the model's input has %d channels", int(n), C)
+		}
+		mean, std, ok := m.Preprocess()
+		*outPresent = 0
+		if ok {
+			*outPresent = 1
+			copy(unsafe.Slice((*float32)(unsafe.Pointer(outMean)), C), mean)
+			copy(unsafe.Slice((*float32)(unsafe.Pointer(outStd)), C), std)
+		}
+		return nil
+	})
+}
+
+//export exitnet_model_set_max_work_per_sample
+func exitnet_model_set_max_work_per_sample(n C.int64_t) C.int {
+	return run("exitnet_model_set_max_work_per_sample", func() error {
+		return runtime.SetMaxWorkPerSample(int64(n))
+	})
+}
+
+//export exitnet_model_max_work_per_sample
+func exitnet_model_max_work_per_sample(out *C.int64_t) C.int {
+	return run("exitnet_model_max_work_per_sample", func() error {
+		if out == nil {
+			return xerr.Invalid("out: NULL pointer")
+		}
+		*out = C.int64_t(runtime.MaxWorkPerSample())
+		return nil
+	})
+}
+
 //export exitnet_model_predict_default_params
 func exitnet_model_predict_default_params(out *C.exitnet_predict_params) C.int {
 	return run("exitnet_model_predict_default_params", func() error {
@@ -141,6 +184,7 @@ func predictOptions(params *C.exitnet_predict_params) (runtime.Options, error) {
 	opts.Measure = policy.Measure(params.measure)
 	opts.Temperature = float32(params.temperature)
 	opts.ReturnLogits = params.return_logits != 0
+	opts.Raw = params.raw_input != 0
 	nt := int64(params.n_thresholds)
 	if nt < 0 || nt > 1<<16 {
 		return opts, xerr.Invalid("params.n_thresholds: %d", nt)

@@ -105,7 +105,7 @@ struct ArrowArray {
 #define EXITNET_VERSION_STRING "0.1.0"
 /** ABI version: bumped on any incompatible change of this header. Bindings compare
  *  it with exitnet_abi_version() at load time and refuse a mismatch. */
-#define EXITNET_ABI_VERSION 1
+#define EXITNET_ABI_VERSION 2
 
 /** Status codes. Values are stable: never renumbered, only appended. */
 enum exitnet_status {
@@ -824,17 +824,44 @@ int exitnet_policy_summary(double* out_accuracy, double* out_speedup, double* ou
 /*
  * The early-exit inference engine. A model file (written by exitnet.torch.export)
  * is an Arrow IPC file: a JSON graph in the schema metadata (exitnet.kind = "model",
- * exitnet.format_version = "1", exitnet.graph) and one row per weight tensor
+ * exitnet.format_version = "2", exitnet.graph) and one row per weight tensor
  * (name utf8, shape list<int32>, data list<float32>). No code is executed on load:
  * a file from a stranger is safe; everything is validated before use.
  *
- * A model has K stages and K exit heads. predict runs a batch stage by stage; after
- * head k, samples whose confidence (exitnet_policy_measure, the same code as
- * exitnet_policy_assign) is >= tau_k leave, and only the others run stage k+1
- * (batch compaction): the compute saved is real.
+ * VERSIONS: format 2 (exitnet >= 0.2) is a graph of named nodes; format 1 files
+ * (exitnet 0.1, nested op lists) still load (converted at load). Any other version
+ * is refused with a message naming it (EXITNET_ERR_NOT_SUPPORTED for a newer one,
+ * naming the exitnet that wrote it).
  *
- * COSTS are multiply-accumulates (MACs) of Conv2d and Linear layers per sample;
- * exit k costs the stages and heads 0..k.
+ * GRAPH: K stages and K exit heads. Stage k reads the model input (k = 0) or stage
+ * k-1's output; head k reads stage k's output and gives exit k's logits. Each is a
+ * list of nodes in topological order, each node {name, op, inputs[], attributes};
+ * "input" names the stage's (head's) input. Samples are [C, H, W] or flat [F].
+ * Ops (torch eval semantics; pairs are [h, w]):
+ *   conv2d       weight [Cout, Cin/groups, kh, kw], bias, stride, padding, dilation,
+ *                groups (depthwise included); BatchNorm folded in by the exporter
+ *   linear       weight [out, in], bias; input [F]
+ *   scale_shift  y[c] = x[c]*scale[c] + shift[c] (a BatchNorm nothing precedes)
+ *   relu relu6 sigmoid silu hardswish hardsigmoid gelu (approximate none|tanh)
+ *   identity     (dropout, stochastic depth in eval)
+ *   maxpool2d    kernel, stride, padding, ceil_mode;  avgpool2d: + count_include_pad
+ *   adaptive_avgpool2d output_size [oh, ow] (torch's bins);  mean over H, W (keepdim)
+ *   add, mul     equal shapes, or [C,1,1] broadcast over [C,H,W] (squeeze-excitation)
+ *   add_scalar, mul_scalar (value);  cat (channels, >= 2 inputs);  flatten
+ * An unknown op or attribute is refused (EXITNET_ERR_NOT_SUPPORTED / _IO, naming the
+ * stage or head and the node); so are cycles, unknown names, unused nodes, shapes
+ * that do not fit and weights of the wrong shape.
+ *
+ * COSTS are multiply-accumulates (MACs) of conv2d and linear nodes per sample;
+ * exit k costs the stages and heads 0..k. A file's declared costs must equal the
+ * graph's. WORK per sample (MACs plus pooling window reads and elementwise ops) is
+ * bounded at load (exitnet_model_set_max_work_per_sample; default 1e11, enough for every
+ * common ImageNet network at 224x224), so a forged file cannot run for minutes per
+ * sample.
+ *
+ * PREPROCESSING: a model may store the input normalisation x' = (x - mean[c]) / std[c]
+ * (exitnet_model_preprocess); with exitnet_predict_params.raw_input the runtime
+ * applies it (float32), so a C program needs no hard-coded constants.
  *
  * NaN/Inf inputs are refused (EXITNET_ERR_INVALID_ARGUMENT naming the sample).
  *
@@ -854,8 +881,13 @@ typedef struct exitnet_predict_params {
   const float* thresholds;  /**< tau values, borrowed for the call; NULL = no early exit */
   int64_t n_thresholds;     /**< 0 (no early exit), 1 (global tau), K-1 (per exit; the
                                  last exit always accepts) or K (the last is ignored) */
-  float temperature;        /**< > 0, divides the logits before the softmax (default 1) */
+  float temperature;        /**< finite and > 0, divides the logits before the softmax
+                                 (default 1); 0 is refused (it is also what a positive
+                                 double below ~1.4e-45 becomes as a float) */
   int return_logits;        /**< nonzero: add columns logits_0 .. logits_{K-1} */
+  int raw_input;            /**< nonzero: inputs are raw; the model's stored
+                                 preprocessing is applied first (refused with
+                                 EXITNET_ERR_INVALID_ARGUMENT when it stores none) */
 } exitnet_predict_params;
 
 /** Loads and validates a model file.
@@ -863,8 +895,10 @@ typedef struct exitnet_predict_params {
  *  @param path [in] file path (borrowed).
  *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL); EXITNET_ERR_IO (missing,
  *          unreadable, truncated or corrupted file, inconsistent shapes, missing
- *          weights, declared sizes over the bounds); EXITNET_ERR_NOT_SUPPORTED (an
- *          unknown op, named in the message, or a newer format_version). */
+ *          weights, a bad graph, declared sizes or costs wrong or over the bounds,
+ *          work per sample over exitnet_model_set_max_work_per_sample);
+ *          EXITNET_ERR_NOT_SUPPORTED (an unknown op, named in the message, or a newer
+ *          format_version). */
 int exitnet_model_load(exitnet_model** out, const char* path);
 
 /** Frees a model and sets *model to NULL. Accepts NULL and *model == NULL.
@@ -888,7 +922,26 @@ int exitnet_model_input_shape(int64_t out[3], const exitnet_model* model);
  *          EXITNET_ERR_INVALID_STATE (bad handle). */
 int exitnet_model_exit_costs(int64_t* out, int n, const exitnet_model* model);
 
-/** Fills *out with the defaults: MAX_SOFTMAX, no thresholds, temperature 1, no logits.
+/** The stored input normalisation x' = (x - mean[c]) / std[c].
+ *  @param out_present [out] 1 when the model stores one, else 0 (mean, std untouched).
+ *  @param out_mean, out_std [out] n floats each. @param n [in] must equal C.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL, n != C);
+ *          EXITNET_ERR_INVALID_STATE (bad handle). */
+int exitnet_model_preprocess(int* out_present, float* out_mean, float* out_std, int n,
+                             const exitnet_model* model);
+
+/** Sets the largest work per sample (MACs plus pooling and elementwise operations,
+ *  computed from the graph) a model file may need; later loads above it fail with
+ *  EXITNET_ERR_IO. Process-wide. Default 1e11.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (n < 1). */
+int exitnet_model_set_max_work_per_sample(int64_t n);
+
+/** The current bound of exitnet_model_set_max_work_per_sample.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL). */
+int exitnet_model_max_work_per_sample(int64_t* out);
+
+/** Fills *out with the defaults: MAX_SOFTMAX, no thresholds, temperature 1, no logits,
+ *  normalised (not raw) input.
  *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL). */
 int exitnet_model_predict_default_params(exitnet_predict_params* out);
 
@@ -905,7 +958,8 @@ int exitnet_model_predict_default_params(exitnet_predict_params* out);
  *  @param params [in] NULL for the defaults; borrowed.
  *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL pointers, wrong type, shape
  *          or channel count, nulls, NaN/Inf values, threshold count or NaN threshold,
- *          bad measure or temperature); EXITNET_ERR_INVALID_STATE (bad handle). */
+ *          bad measure or temperature, raw_input without stored preprocessing);
+ *          EXITNET_ERR_INVALID_STATE (bad handle). */
 int exitnet_model_predict(struct ArrowArray* out, struct ArrowSchema* out_schema,
                           int64_t* out_macs, const exitnet_model* model,
                           struct ArrowArray* input, struct ArrowSchema* input_schema,
@@ -922,8 +976,9 @@ int exitnet_model_predict(struct ArrowArray* out, struct ArrowSchema* out_schema
  *         borrowed for the call. @param n [in] samples (0 is allowed).
  *  @param params [in] NULL for the defaults; borrowed.
  *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL pointers, n < 0, NaN/Inf
- *          inputs, bad thresholds, measure or temperature); EXITNET_ERR_INVALID_STATE
- *          (bad handle). Outputs may be partly written on failure. */
+ *          inputs, bad thresholds, measure or temperature, raw_input without stored
+ *          preprocessing); EXITNET_ERR_INVALID_STATE (bad handle). Outputs may be partly
+ *          written on failure. */
 int exitnet_model_predict_raw(int32_t* out_prediction, int32_t* out_exit, float* out_confidence,
                               float* out_logits, int64_t* out_macs, const exitnet_model* model,
                               const float* x, int64_t n, const exitnet_predict_params* params);

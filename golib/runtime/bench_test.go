@@ -14,7 +14,7 @@ func benchModels(tb testing.TB) map[string]*Model {
 	out := map[string]*Model{}
 	b := newBuilder(11)
 	pool := OpSpec{Op: "maxpool2d", Kernel: []int{2, 2}, Stride: []int{2, 2}, Padding: []int{0, 0}}
-	cnn := &Graph{FormatVersion: 1, InputShape: []int{1, 28, 28}, NumClasses: 10,
+	cnn := &GraphV1{FormatVersion: 1, InputShape: []int{1, 28, 28}, NumClasses: 10,
 		Stages: [][]OpSpec{{
 			b.conv("c1", 1, 32, 3, 1, 1, 1, 1, true), {Op: "relu"}, pool,
 			b.conv("c2", 32, 64, 3, 1, 1, 1, 1, true), {Op: "relu"}, pool,
@@ -27,7 +27,7 @@ func benchModels(tb testing.TB) map[string]*Model {
 	}
 	out["cnn"] = m
 	b = newBuilder(12)
-	mlp := &Graph{FormatVersion: 1, InputShape: []int{1, 28, 28}, NumClasses: 10,
+	mlp := &GraphV1{FormatVersion: 1, InputShape: []int{1, 28, 28}, NumClasses: 10,
 		Stages: [][]OpSpec{{{Op: "flatten"}, b.linear("l1", 784, 512), {Op: "relu"}, b.linear("l2", 512, 512), {Op: "relu"}}},
 		Heads:  [][]OpSpec{{b.linear("l3", 512, 10)}}}
 	if m, err = Decode(b.encode(mlp)); err != nil {
@@ -48,7 +48,7 @@ func BenchmarkPredict(b *testing.B) {
 					x := randInput(1, n, 784)
 					var res Result
 					for i := 0; i < b.N; i++ {
-						if err := m.Predict(&res, x, n, Options{}); err != nil {
+						if err := m.Predict(&res, x, n, Options{Temperature: 1}); err != nil {
 							b.Fatal(err)
 						}
 					}

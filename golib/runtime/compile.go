@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/exitnet/exitnet/golib/xerr"
 	"gorgonia.org/tensor"
@@ -11,24 +13,19 @@ import (
 type opKind uint8
 
 const (
-	kConv      opKind = iota // im2col + GEMM (or GEMM on the input for 1×1 convolutions)
-	kDepthwise               // direct kernel, one input channel per group
-	kLinear                  // GEMM y = x·Wᵀ + b
-	kAct                     // relu / relu6 alone (in place or out of place)
+	kConv       opKind = iota // a convKernel chosen by chooseConvKernel (im2col+GEMM, depthwise, ...)
+	kLinear                   // GEMM y = x·Wᵀ + b
+	kAct                      // an activation alone (in place or out of place)
+	kAffine                   // y = x·alpha + beta (add_scalar, mul_scalar)
+	kScaleShift               // y[c] = x[c]·w[c] + b[c]
 	kMaxPool
 	kAvgPool
-	kGAP // adaptive average pool to 1×1
-	kAdd // residual sum out = in + in2
+	kAdaptive // adaptive average pool to outS.H × outS.W (torch's bins)
+	kGAP      // mean over H, W (adaptive pool to 1×1, mean)
+	kAdd      // out = act(in + in2), in2 broadcast when bcast
+	kMul      // out = act(in · in2), in2 broadcast when bcast
+	kCat      // channel concatenation of srcs
 	kCopy
-)
-
-// activation applied after an instruction's main computation (fused).
-type activation uint8
-
-const (
-	actNone activation = iota
-	actReLU
-	actReLU6
 )
 
 // instr is one step of a compiled program. Buffers are workspace slots; -1 is
@@ -39,7 +36,7 @@ type instr struct {
 	inS, outS    shape
 	act          activation
 
-	w, b       []float32 // weights (conv: [C_out, C_in/g, kh, kw]; linear: [out, in]); b may be nil
+	w, b       []float32 // weights (conv: [C_out, C_in/g, kh, kw]; linear: [out, in]; scale_shift: scale, shift); b may be nil
 	groups     int
 	k, s, p, d [2]int
 	countPad   bool
@@ -49,6 +46,12 @@ type instr struct {
 	colRows    int   // (C_in/g)·kh·kw
 	pool2      bool  // a following 2×2 stride-2 max-pool is fused into the epilogue
 	convS      shape // the convolution's own output (before the fused pool)
+	conv       convKernel
+
+	alpha, beta float32 // kAffine
+	bcast       bool    // kAdd, kMul: in2 is [C, 1, 1], broadcast over in's H, W
+	srcs        []int   // kCat inputs
+	srcC        []int   // kCat channels of each input
 }
 
 // program is a compiled stage or head.
@@ -56,7 +59,8 @@ type program struct {
 	code    []instr
 	in, out int
 	outS    shape
-	macs    int64 // per sample
+	macs    int64 // per sample (conv2d and linear)
+	work    int64 // per sample, every op (see nodeWork)
 }
 
 // planner hands out workspace buffer slots, reusing released ones.
@@ -82,39 +86,245 @@ func (p *planner) release(id int) {
 	}
 }
 
-// compiler turns the JSON graph into programs, checking shapes and weights.
+// compiler turns the graph into programs, checking shapes and weights, and plans
+// the workspace: every value lives in a slot; a slot is reference-counted by the
+// reads still to come (plus a pin on the block's output) and goes back to the
+// planner when the count drops to zero, so a value read by several nodes (a
+// residual branch) stays alive until its last reader ran.
 type compiler struct {
 	weights map[string]*tensor.Dense
 	plan    planner
 	code    []instr
+	refs    map[int]int  // pending reads per slot, this block
+	owned   map[int]bool // slots this block may overwrite and release
 }
 
-// weight returns the named tensor's data after checking its shape.
-func (c *compiler) weight(where, name string, want ...int) ([]float32, error) {
+// val is a node's result: the slot holding it and its shape.
+type val struct {
+	slot int
+	s    shape
+}
+
+// blockCtx is the per-block state of the compiler.
+type blockCtx struct {
+	where     string
+	b         *Block
+	idx       map[string]int
+	uses      []int   // reads of each node's value (+1 for the block's output)
+	consumers [][]int // nodes reading each node
+	vals      []val
+	done      []bool // compiled (or fused into an earlier node)
+	in        val
+	macs      int64
+	work      int64
+}
+
+func (x *blockCtx) val(name string) val {
+	if name == InputName {
+		return x.in
+	}
+	return x.vals[x.idx[name]]
+}
+
+// soleConsumer returns the node that is i's only reader (and i is not the
+// block's output), or −1.
+func (x *blockCtx) soleConsumer(i int) int {
+	if x.uses[i] == 1 && len(x.consumers[i]) == 1 {
+		return x.consumers[i][0]
+	}
+	return -1
+}
+
+// compile checks the graph against the weights and builds the programs.
+func compile(g *Graph, weights map[string]*tensor.Dense) (*Model, error) {
+	c := &compiler{weights: weights}
+	in := shape{C: g.InputShape[0], H: g.InputShape[1], W: g.InputShape[2]}
+	m := &Model{graph: g, input: in, classes: g.NumClasses, weights: weights}
+	if p := g.Preprocess; p != nil {
+		m.mean, m.std = make([]float32, in.C), make([]float32, in.C)
+		for i := range in.C {
+			m.mean[i], m.std[i] = float32(p.Mean[i]), float32(p.Std[i])
+		}
+	}
+	cur, s, owned := -1, in, false
+	var work int64
+	for k := range g.Stages {
+		st, err := c.block(fmt.Sprintf("stage %d", k), &g.Stages[k], cur, owned, s, true)
+		if err != nil {
+			return nil, err
+		}
+		hd, err := c.block(fmt.Sprintf("head %d", k), &g.Heads[k], st.out, false, st.outS, false)
+		if err != nil {
+			return nil, err
+		}
+		if !hd.outS.flat || hd.outS.C != g.NumClasses {
+			return nil, xerr.IO("head %d: output %q is %v, want flat [%d] logits (num_classes; end the head with flatten/linear)",
+				k, g.Heads[k].Output, hd.outS, g.NumClasses)
+		}
+		if hd.out != st.out {
+			c.plan.release(hd.out)
+		}
+		if cs := g.Costs; cs != nil {
+			if cs.Stages[k] != st.macs {
+				return nil, xerr.IO("stage %d: declared cost %d MACs per sample, the graph computes %d", k, cs.Stages[k], st.macs)
+			}
+			if cs.Heads[k] != hd.macs {
+				return nil, xerr.IO("head %d: declared cost %d MACs per sample, the graph computes %d", k, cs.Heads[k], hd.macs)
+			}
+		}
+		work += st.work + hd.work
+		m.stages = append(m.stages, st)
+		m.heads = append(m.heads, hd)
+		cur, s, owned = st.out, st.outS, true
+	}
+	if lim := MaxWorkPerSample(); work > lim {
+		return nil, xerr.IO("model graph: %d operations per sample (MACs plus pooling and elementwise work), more than the limit %d "+
+			"(runtime.SetMaxWorkPerSample / exitnet_model_set_max_work_per_sample raise it)", work, lim)
+	}
+	m.work = work
+	m.slots = c.plan.sizes
+	per := 0
+	for _, sz := range m.slots {
+		per += sz
+	}
+	if per > maxWorkspacePerSample {
+		return nil, xerr.IO("model graph: needs %d activation values alive per sample, more than %d", per, maxWorkspacePerSample)
+	}
+	m.chunk = max(1, min(256, (64<<20)/max(1, per)))
+	return m, nil
+}
+
+// consume records one read of slot; the slot is released after its last read.
+func (c *compiler) consume(slot int) {
+	c.refs[slot]--
+	if c.refs[slot] == 0 && c.owned[slot] {
+		c.plan.release(slot)
+		delete(c.owned, slot)
+	}
+}
+
+// reusable reports whether an instruction may write its output over slot:
+// the block owns it and this read is the last one.
+func (c *compiler) reusable(slot int) bool {
+	return slot >= 0 && c.owned[slot] && c.refs[slot] == 1
+}
+
+// emit appends ins, writing into srcs[reuse] (in place) or a fresh slot, and
+// then counts the reads of srcs. It returns the value the instruction makes.
+func (c *compiler) emit(ins instr, srcs []int, reuse int, uses int) val {
+	if reuse >= 0 {
+		ins.out = srcs[reuse]
+	} else {
+		ins.out = c.plan.alloc(ins.outS.size())
+		c.owned[ins.out] = true
+	}
+	c.code = append(c.code, ins)
+	c.refs[ins.out] += uses
+	for _, s := range srcs {
+		c.consume(s)
+	}
+	return val{slot: ins.out, s: ins.outS}
+}
+
+// alias makes a value that shares src's slot under another shape (flatten,
+// identity): no instruction.
+func (c *compiler) alias(src val, s shape, uses int) val {
+	c.refs[src.slot] += uses
+	c.consume(src.slot)
+	return val{slot: src.slot, s: s}
+}
+
+// block compiles one stage or head reading slot in (owned: the block may
+// overwrite and release it) of shape s. With mustOwn the output is copied into
+// a slot of its own when it is not one already (stages: compaction rewrites it).
+func (c *compiler) block(where string, b *Block, in int, owned bool, s shape, mustOwn bool) (program, error) {
+	c.code = nil
+	c.refs = map[int]int{}
+	c.owned = map[int]bool{}
+	n := len(b.Nodes)
+	x := &blockCtx{where: where, b: b, idx: make(map[string]int, n), uses: make([]int, n),
+		consumers: make([][]int, n), vals: make([]val, n), done: make([]bool, n), in: val{slot: in, s: s}}
+	for i := range b.Nodes {
+		x.idx[b.Nodes[i].Name] = i
+	}
+	inUses := 0
+	for i := range b.Nodes {
+		for _, name := range b.Nodes[i].Inputs {
+			if name == InputName {
+				inUses++
+				continue
+			}
+			j := x.idx[name]
+			x.uses[j]++
+			x.consumers[j] = append(x.consumers[j], i)
+		}
+	}
+	if b.Output == InputName {
+		inUses++
+	} else {
+		x.uses[x.idx[b.Output]]++
+	}
+	if owned && in >= 0 {
+		c.owned[in] = true
+		c.refs[in] = inUses
+	}
+	for i := range b.Nodes {
+		if x.done[i] {
+			continue
+		}
+		if err := c.node(x, i); err != nil {
+			return program{}, err
+		}
+	}
+	out := x.val(b.Output)
+	if mustOwn && (out.slot < 0 || !c.owned[out.slot]) {
+		cp := instr{kind: kCopy, in: out.slot, inS: out.s, outS: out.s, name: where + " output (copy)"}
+		out = c.emit(cp, []int{out.slot}, -1, 1)
+	}
+	return program{code: c.code, in: in, out: out.slot, outS: out.s, macs: x.macs, work: x.work}, nil
+}
+
+// weight returns the named tensor's data after checking its rank and, for
+// each want[i] ≥ 0, its dimension i.
+func (c *compiler) weight(where, attr, name string, want ...int) ([]float32, []int, error) {
+	if name == "" {
+		return nil, nil, xerr.IO("%s: no %s given", where, attr)
+	}
 	t, ok := c.weights[name]
 	if !ok {
-		return nil, xerr.IO("%s: weight %q is not in the file", where, name)
+		return nil, nil, xerr.IO("%s: %s %q is not in the file", where, attr, name)
 	}
-	got := t.Shape()
+	got := []int(t.Shape())
 	okShape := len(got) == len(want)
 	for i := 0; okShape && i < len(want); i++ {
-		okShape = got[i] == want[i]
+		okShape = want[i] < 0 || got[i] == want[i]
 	}
 	if !okShape {
-		return nil, xerr.IO("%s: weight %q has shape %v, want %v", where, name, []int(got), want)
+		ws := make([]string, len(want))
+		for i, w := range want {
+			ws[i] = "any"
+			if w >= 0 {
+				ws[i] = strconv.Itoa(w)
+			}
+		}
+		return nil, nil, xerr.IO("%s: %s %q has shape %v, want [%s]", where, attr, name, got, strings.Join(ws, " "))
 	}
-	return t.Data().([]float32), nil
+	return t.Data().([]float32), got, nil
 }
 
 func (c *compiler) bias(where, name string, n int) ([]float32, error) {
 	if name == "" {
 		return nil, nil
 	}
-	return c.weight(where, name, n)
+	b, _, err := c.weight(where, "bias", name, n)
+	return b, err
 }
 
 func checkAct(where string, s shape) error {
-	if s.size() > maxActivation {
+	if s.C < 1 || s.H < 1 || s.W < 1 {
+		return xerr.IO("%s: output %v is empty", where, s)
+	}
+	if s.C > maxActivation || s.H > maxDim || s.W > maxDim || s.size() > maxActivation {
 		return xerr.IO("%s: output %v has more than %d elements per sample", where, s, maxActivation)
 	}
 	return nil
@@ -127,19 +337,6 @@ func convOut(in, k, s, p, d int) int {
 		return 0
 	}
 	return span/s + 1
-}
-
-// isPool2x2 reports a max-pool that conv can fuse: kernel 2×2, stride 2 (or
-// absent), no padding. With ceil_mode it differs from floor only on odd sizes,
-// so it is fused only without ceil_mode.
-func isPool2x2(op OpSpec) bool {
-	if op.Op != "maxpool2d" || op.CeilMode || len(op.Kernel) != 2 || op.Kernel[0] != 2 || op.Kernel[1] != 2 {
-		return false
-	}
-	if len(op.Stride) != 0 && (len(op.Stride) != 2 || op.Stride[0] != 2 || op.Stride[1] != 2) {
-		return false
-	}
-	return len(op.Padding) == 0 || (len(op.Padding) == 2 && op.Padding[0] == 0 && op.Padding[1] == 0)
 }
 
 // poolOutCeil is torch's pooled length with ceil_mode=True:
@@ -155,258 +352,4 @@ func poolOutCeil(in, k, s, p int) int {
 		o--
 	}
 	return o
-}
-
-// ops compiles a list of ops reading buffer in (owned: this list may overwrite
-// and release it) with shape s. It returns the output buffer, whether the
-// caller owns it, and its shape.
-func (c *compiler) ops(where string, list []OpSpec, in int, owned bool, s shape) (int, bool, shape, error) {
-	for i := 0; i < len(list); i++ {
-		op := list[i]
-		at := fmt.Sprintf("%s.%d (%s)", where, i, op.Op)
-		// A relu/relu6 directly after conv/linear/residual is fused into it.
-		fuse := func(ins *instr) {
-			if i+1 < len(list) {
-				switch list[i+1].Op {
-				case "relu":
-					ins.act = actReLU
-					i++
-				case "relu6":
-					ins.act = actReLU6
-					i++
-				}
-			}
-		}
-		switch op.Op {
-		case "conv2d":
-			if s.flat {
-				return 0, false, s, xerr.IO("%s: input is flat %v, conv2d needs [C, H, W]", at, s)
-			}
-			k, err := pair(at, "kernel", op.Kernel, -1, 1, maxDim)
-			if err != nil {
-				return 0, false, s, err
-			}
-			st, err := pair(at, "stride", op.Stride, 1, 1, maxDim)
-			if err != nil {
-				return 0, false, s, err
-			}
-			pd, err := pair(at, "padding", op.Padding, 0, 0, maxDim)
-			if err != nil {
-				return 0, false, s, err
-			}
-			dl, err := pair(at, "dilation", op.Dilation, 1, 1, maxDim)
-			if err != nil {
-				return 0, false, s, err
-			}
-			g := max(op.Groups, 1)
-			if op.InChannels != s.C {
-				return 0, false, s, xerr.IO("%s: in_channels %d but the input has %d channels", at, op.InChannels, s.C)
-			}
-			if op.OutChannels < 1 || op.OutChannels > maxDim || g > s.C || s.C%g != 0 || op.OutChannels%g != 0 {
-				return 0, false, s, xerr.IO("%s: out_channels %d, groups %d do not divide in_channels %d / out_channels", at, op.OutChannels, g, s.C)
-			}
-			if k[0]*k[1] > maxDim {
-				return 0, false, s, xerr.IO("%s: kernel %v too large", at, k)
-			}
-			o := shape{C: op.OutChannels, H: convOut(s.H, k[0], st[0], pd[0], dl[0]), W: convOut(s.W, k[1], st[1], pd[1], dl[1])}
-			if o.H < 1 || o.W < 1 {
-				return 0, false, s, xerr.IO("%s: kernel %v (dilation %v, padding %v) larger than the input %v", at, k, dl, pd, s)
-			}
-			if err := checkAct(at, o); err != nil {
-				return 0, false, s, err
-			}
-			cing := s.C / g
-			w, err := c.weight(at, op.Weight, op.OutChannels, cing, k[0], k[1])
-			if err != nil {
-				return 0, false, s, err
-			}
-			b, err := c.bias(at, op.Bias, op.OutChannels)
-			if err != nil {
-				return 0, false, s, err
-			}
-			ins := instr{kind: kConv, in: in, inS: s, outS: o, w: w, b: b, groups: g, k: k, s: st, p: pd, d: dl,
-				name: at, colRows: cing * k[0] * k[1]}
-			ins.macs = int64(o.C) * int64(o.H*o.W) * int64(cing*k[0]*k[1])
-			if cing == 1 && g > 1 {
-				ins.kind = kDepthwise
-			} else if k == [2]int{1, 1} && st == [2]int{1, 1} && pd == [2]int{0, 0} {
-				ins.oneByOne = true
-			}
-			fuse(&ins)
-			ins.convS = o
-			// conv [→ relu] → maxpool 2×2/2 (floor): pool in the epilogue, so the
-			// full-size output is never written
-			if ins.kind == kConv && i+1 < len(list) && isPool2x2(list[i+1]) && o.H >= 2 && o.W >= 2 {
-				ins.pool2 = true
-				o = shape{C: o.C, H: o.H / 2, W: o.W / 2}
-				ins.outS = o
-				i++
-			}
-			ins.out = c.plan.alloc(o.size())
-			c.code = append(c.code, ins)
-			if owned {
-				c.plan.release(in)
-			}
-			in, owned, s = ins.out, true, o
-		case "linear":
-			if !s.flat {
-				return 0, false, s, xerr.IO("%s: input %v is not flat (add a Flatten before Linear)", at, s)
-			}
-			if op.InFeatures != s.C {
-				return 0, false, s, xerr.IO("%s: in_features %d but the input has %d features", at, op.InFeatures, s.C)
-			}
-			if op.OutFeatures < 1 || op.OutFeatures > maxDim {
-				return 0, false, s, xerr.IO("%s: out_features %d outside [1, %d]", at, op.OutFeatures, maxDim)
-			}
-			w, err := c.weight(at, op.Weight, op.OutFeatures, op.InFeatures)
-			if err != nil {
-				return 0, false, s, err
-			}
-			b, err := c.bias(at, op.Bias, op.OutFeatures)
-			if err != nil {
-				return 0, false, s, err
-			}
-			o := shape{C: op.OutFeatures, H: 1, W: 1, flat: true}
-			ins := instr{kind: kLinear, in: in, inS: s, outS: o, w: w, b: b, name: at,
-				macs: int64(op.InFeatures) * int64(op.OutFeatures)}
-			fuse(&ins)
-			ins.out = c.plan.alloc(o.size())
-			c.code = append(c.code, ins)
-			if owned {
-				c.plan.release(in)
-			}
-			in, owned, s = ins.out, true, o
-		case "relu", "relu6":
-			a := actReLU
-			if op.Op == "relu6" {
-				a = actReLU6
-			}
-			ins := instr{kind: kAct, in: in, out: in, inS: s, outS: s, act: a, name: at}
-			if !owned {
-				ins.out = c.plan.alloc(s.size())
-			}
-			c.code = append(c.code, ins)
-			in, owned = ins.out, true
-		case "flatten":
-			s = shape{C: s.size(), H: 1, W: 1, flat: true}
-		case "maxpool2d", "avgpool2d":
-			if s.flat {
-				return 0, false, s, xerr.IO("%s: input is flat %v, pooling needs [C, H, W]", at, s)
-			}
-			k, err := pair(at, "kernel", op.Kernel, -1, 1, maxDim)
-			if err != nil {
-				return 0, false, s, err
-			}
-			st, err := pair(at, "stride", op.Stride, -1, 1, maxDim)
-			if err != nil {
-				return 0, false, s, err
-			}
-			if len(op.Stride) == 0 {
-				st = k
-			}
-			pd, err := pair(at, "padding", op.Padding, 0, 0, maxDim)
-			if err != nil {
-				return 0, false, s, err
-			}
-			if 2*pd[0] > k[0] || 2*pd[1] > k[1] {
-				return 0, false, s, xerr.IO("%s: padding %v larger than half the kernel %v", at, pd, k)
-			}
-			o := shape{C: s.C, H: convOut(s.H, k[0], st[0], pd[0], 1), W: convOut(s.W, k[1], st[1], pd[1], 1)}
-			if op.CeilMode {
-				if op.Op != "maxpool2d" {
-					return 0, false, s, xerr.NotSupported("%s: ceil_mode is supported for maxpool2d only", at)
-				}
-				o.H, o.W = poolOutCeil(s.H, k[0], st[0], pd[0]), poolOutCeil(s.W, k[1], st[1], pd[1])
-			}
-			if o.H < 1 || o.W < 1 {
-				return 0, false, s, xerr.IO("%s: kernel %v larger than the input %v", at, k, s)
-			}
-			ins := instr{kind: kMaxPool, in: in, inS: s, outS: o, k: k, s: st, p: pd, name: at}
-			if op.Op == "avgpool2d" {
-				ins.kind = kAvgPool
-				ins.countPad = op.CountIncludePad == nil || *op.CountIncludePad
-			}
-			ins.out = c.plan.alloc(o.size())
-			c.code = append(c.code, ins)
-			if owned {
-				c.plan.release(in)
-			}
-			in, owned, s = ins.out, true, o
-		case "adaptive_avgpool2d":
-			if s.flat {
-				return 0, false, s, xerr.IO("%s: input is flat %v, pooling needs [C, H, W]", at, s)
-			}
-			if len(op.OutputSize) != 0 && (len(op.OutputSize) != 2 || op.OutputSize[0] != 1 || op.OutputSize[1] != 1) {
-				return 0, false, s, xerr.NotSupported("%s: output_size %v, only [1, 1] is supported", at, op.OutputSize)
-			}
-			o := shape{C: s.C, H: 1, W: 1}
-			ins := instr{kind: kGAP, in: in, inS: s, outS: o, name: at}
-			ins.out = c.plan.alloc(o.size())
-			c.code = append(c.code, ins)
-			if owned {
-				c.plan.release(in)
-			}
-			in, owned, s = ins.out, true, o
-		case "residual":
-			m, mOwned, ms, err := c.ops(at+".main", op.Main, in, false, s)
-			if err != nil {
-				return 0, false, s, err
-			}
-			if !mOwned {
-				cp := instr{kind: kCopy, in: m, inS: ms, outS: ms, name: at + ".main"}
-				cp.out = c.plan.alloc(ms.size())
-				c.code = append(c.code, cp)
-				m = cp.out
-			}
-			sc, scOwned, ss := in, false, s
-			if len(op.Shortcut) > 0 {
-				sc, scOwned, ss, err = c.ops(at+".shortcut", op.Shortcut, in, false, s)
-				if err != nil {
-					return 0, false, s, err
-				}
-			}
-			if ms != ss {
-				return 0, false, s, xerr.IO("%s: main path gives %v but the shortcut gives %v", at, ms, ss)
-			}
-			ins := instr{kind: kAdd, in: m, in2: sc, out: m, inS: ms, outS: ms, name: at}
-			if op.Relu {
-				ins.act = actReLU
-			} else {
-				fuse(&ins)
-			}
-			c.code = append(c.code, ins)
-			if scOwned {
-				c.plan.release(sc)
-			}
-			if owned {
-				c.plan.release(in)
-			}
-			in, owned, s = m, true, ms
-		case "":
-			return 0, false, s, xerr.IO("%s: op without a name", at)
-		default:
-			return 0, false, s, xerr.NotSupported("%s: unknown op %q", at, op.Op)
-		}
-	}
-	return in, owned, s, nil
-}
-
-// program compiles one stage or head.
-func (c *compiler) program(where string, list []OpSpec, in int, owned bool, s shape, mustOwn bool) (program, error) {
-	c.code = nil
-	out, outOwned, os, err := c.ops(where, list, in, owned, s)
-	if err != nil {
-		return program{}, err
-	}
-	if mustOwn && !outOwned {
-		cp := instr{kind: kCopy, in: out, inS: os, outS: os, name: where + " (copy)"}
-		cp.out = c.plan.alloc(os.size())
-		c.code = append(c.code, cp)
-		out = cp.out
-	}
-	p := program{code: c.code, in: in, out: out, outS: os}
-	for _, ins := range c.code {
-		p.macs += ins.macs
-	}
-	return p, nil
 }

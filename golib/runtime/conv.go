@@ -17,6 +17,46 @@ import (
 // stride-1 unpadded convolutions use the input directly. Work is split over
 // (sample, column block, row block) items so batch 1 still uses every thread.
 
+// convKernel is a compiled convolution: built once at load by
+// chooseConvKernel (a kernel may pack the weights its own way then), run on
+// rows samples of [C_in, H, W] in, writing rows samples of ins.outS to out.
+// The instruction's bias, fused activation (ins.act) and fused 2×2 max-pool
+// (ins.pool2) belong to the kernel's epilogue. Run must scale with rows: a
+// stage runs only on the samples still running (batch compaction).
+type convKernel interface {
+	Run(ws *workspace, in, out []float32, rows int)
+	Name() string // for profiles and messages
+}
+
+// chooseConvKernel is the one place that picks the kernel of a conv2d node
+// by its shape (ins is final: shapes, weights, act, pool2).
+func chooseConvKernel(ins *instr) convKernel {
+	if isDepthwise(ins) {
+		return depthwiseKernel{ins}
+	}
+	return im2colKernel{ins}
+}
+
+// convFusesPool reports whether the kernel chosen for ins can fuse a
+// following 2×2 stride-2 max-pool into its epilogue (decided before the
+// kernel is chosen, since the pool changes the instruction's output shape).
+func convFusesPool(ins *instr) bool { return !isDepthwise(ins) }
+
+// isDepthwise: one input channel per group (channel multiplier C_out/C_in ≥ 1).
+func isDepthwise(ins *instr) bool { return ins.groups > 1 && ins.inS.C == ins.groups }
+
+type im2colKernel struct{ ins *instr }
+
+func (k im2colKernel) Run(ws *workspace, in, out []float32, rows int) { conv(ws, k.ins, in, out, rows) }
+func (k im2colKernel) Name() string                                   { return "im2col+gemm" }
+
+type depthwiseKernel struct{ ins *instr }
+
+func (k depthwiseKernel) Run(_ *workspace, in, out []float32, rows int) {
+	depthwise(k.ins, in, out, rows)
+}
+func (k depthwiseKernel) Name() string { return "depthwise-direct" }
+
 // conv runs a kConv instruction on rows samples. Samples are taken in
 // sub-batches of nb whose im2col matrices sit side by side (K × nb·L, columns
 // ordered sample-major), so each group needs one large GEMM, which the BLAS
@@ -114,25 +154,6 @@ func poolAct(dst, src []float32, W, Ho, Wo int, b float32, a activation) {
 	}
 }
 
-// scatterAct writes dst[i] = act(src[i] + b).
-func scatterAct(dst, src []float32, b float32, a activation) {
-	src = src[:len(dst)]
-	switch a {
-	case actReLU:
-		for i, v := range src {
-			dst[i] = max(v+b, 0)
-		}
-	case actReLU6:
-		for i, v := range src {
-			dst[i] = min(max(v+b, 0), 6)
-		}
-	default:
-		for i, v := range src {
-			dst[i] = v + b
-		}
-	}
-}
-
 // addBias adds the per-channel bias and applies the fused activation to rows
 // samples of [C_out][L] outputs, parallel over (sample, channel) planes.
 func addBias(ins *instr, out []float32, rows, L int) {
@@ -197,29 +218,7 @@ func im2colRows(col []float32, ld, c0 int, x []float32, ins *instr, r0, r1 int) 
 	}
 }
 
-// biasAct adds a bias to a row and applies the fused activation
-// (relu: v < 0 → 0, relu6: clamp to [0, 6]; NaN passes through as in torch).
-func biasAct(row []float32, b float32, a activation) {
-	if b != 0 {
-		for i := range row {
-			row[i] += b
-		}
-	}
-	// builtin max/min are branch-free (a data-dependent branch costs ~4 ns per
-	// element on random signs) and propagate NaN, as torch does
-	switch a {
-	case actReLU:
-		for i, v := range row {
-			row[i] = max(v, 0)
-		}
-	case actReLU6:
-		for i, v := range row {
-			row[i] = min(max(v, 0), 6)
-		}
-	}
-}
-
-// depthwise runs a kDepthwise instruction (one input channel per group; each
+// depthwise runs a depthwise conv2d instruction (one input channel per group; each
 // output channel o reads input channel o / (C_out/C_in)) with a direct loop.
 func depthwise(ins *instr, in, out []float32, rows int) {
 	is, os := ins.inS, ins.outS

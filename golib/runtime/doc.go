@@ -4,6 +4,29 @@
 // and runs batches stage by stage, sending on only the samples that have not
 // yet left (batch compaction), so the compute saved by early exits is real.
 //
+// Graph (format 2, Graph): K stages and K heads, each a list of named nodes in
+// topological order reading named inputs ("input" is the block's input), so
+// residual branches, squeeze-excitation and concatenations are expressed as
+// they are in torch.fx. Format-1 files (nested op lists) are converted into a
+// format-2 graph at load (graph_v1.go); other versions are refused naming the
+// version. Load checks, before allocating anything from the file's
+// declarations: bounds on sizes and node counts, names (unique, resolved,
+// defined before use, every node used), every node's shapes and weights, the
+// declared costs against the graph's, and the work per sample against
+// MaxWorkPerSample (cost.go).
+//
+// Compilation (compile.go, ops.go): one instruction per node, except that an
+// activation that is the only reader of a conv2d/linear/add/scale_shift is
+// fused into its epilogue, as is a 2×2 stride-2 max-pool after conv[→relu].
+// Values live in workspace slots, reference-counted by their pending reads, so
+// a value read by several nodes stays alive until its last reader and memory
+// is reused after; unary and binary elementwise ops write in place when they
+// are their input's last reader. chooseConvKernel is the one place that
+// picks a convolution's kernel by shape.
+//
+// Preprocessing: a graph may store x' = (x − mean[c]) / std[c]; Options.Raw
+// applies it (float32, like torchvision's Normalize) before stage 0.
+//
 // Conventions:
 //
 //   - Activations are float32, row-major, one sample after the other; a sample is
@@ -15,8 +38,9 @@
 //   - After head k, policy.ExitStep decides which of the running samples leave
 //     (one implementation shared with golib/policy); the last exit always accepts.
 //
-//   - Cost is counted in multiply-accumulates (MACs) of Conv2d and Linear layers
-//     only; pooling, activations and residual additions are not counted:
+//   - Cost is counted in multiply-accumulates (MACs) of conv2d and linear nodes
+//     only; pooling, activations and residual additions are not counted (they
+//     are in the work bound, cost.go):
 //
 //     conv:   MACs = C_out · H_out · W_out · (C_in / groups) · k_h · k_w
 //     linear: MACs = in · out

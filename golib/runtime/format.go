@@ -20,7 +20,7 @@ import (
 //	schema metadata  exitnet.kind           = "model"
 //	                 exitnet.version        = "2" (container; docs/file-format.md)
 //	                 exitnet.file_crc32     = whole-file checksum (fsx.Seal)
-//	                 exitnet.format_version = "1"
+//	                 exitnet.format_version = "2" (graph; "1" still read)
 //	                 exitnet.graph          = JSON (Graph)
 //	columns          name  utf8            weight name referenced by the graph
 //	                 shape list<int32>     dimensions, row-major
@@ -80,17 +80,18 @@ func Decode(data []byte) (m *Model, err error) {
 		return v, ok
 	}
 	ver, _ := get(MetaFormatVersion)
-	if v, err := strconv.Atoi(ver); err != nil || v != FormatVersion {
-		if err == nil && v > FormatVersion {
-			return nil, xerr.NotSupported("model file: format_version %d is newer than this library's %d", v, FormatVersion)
-		}
-		return nil, xerr.IO("model file: format_version %q, want %d", ver, FormatVersion)
-	}
 	gjs, ok := get(MetaGraph)
+	v, verr := strconv.Atoi(ver)
+	if verr != nil || v < 1 || v > FormatVersion {
+		if verr == nil && v > FormatVersion {
+			return nil, versionError(v, graphProducer(gjs))
+		}
+		return nil, xerr.IO("model file: format_version %q is not a version this library reads (%v)", ver, ReadableVersions)
+	}
 	if !ok || len(gjs) > maxGraphJSONSize {
 		return nil, xerr.IO("model file: schema metadata %s missing or larger than %d bytes", MetaGraph, maxGraphJSONSize)
 	}
-	g, err := parseGraph([]byte(gjs))
+	g, err := parseGraph([]byte(gjs), v)
 	if err != nil {
 		return nil, err
 	}
@@ -187,14 +188,18 @@ func readWeights(r *ipc.FileReader) (map[string]*tensor.Dense, error) {
 
 // Encode writes a model file: g as the graph and weights (name → shape, data)
 // as rows, in the given name order. Used by tests; Python writes the same layout
-// with pyarrow (exitnet.torch.export).
-func Encode(g *Graph, names []string, shapes [][]int, data [][]float32) ([]byte, error) {
+// with pyarrow (exitnet.torch.export). g is a *Graph (format 2) or a *GraphV1.
+func Encode(g any, names []string, shapes [][]int, data [][]float32) ([]byte, error) {
 	js, err := jsonMarshal(g)
 	if err != nil {
 		return nil, err
 	}
+	ver := FormatVersion
+	if _, v1 := g.(*GraphV1); v1 {
+		ver = 1
+	}
 	md := arrow.NewMetadata([]string{MetaKind, fsx.MetaVersion, fsx.MetaChecksum, MetaFormatVersion, MetaGraph},
-		[]string{KindModel, strconv.Itoa(fsx.ContainerVersion), fsx.ChecksumPlaceholder, strconv.Itoa(FormatVersion), string(js)})
+		[]string{KindModel, strconv.Itoa(fsx.ContainerVersion), fsx.ChecksumPlaceholder, strconv.Itoa(ver), string(js)})
 	sc := arrow.NewSchema([]arrow.Field{
 		{Name: "name", Type: arrow.BinaryTypes.String},
 		{Name: "shape", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},

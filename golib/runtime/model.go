@@ -2,12 +2,9 @@ package runtime
 
 import (
 	"encoding/json"
-	"fmt"
 	"sync"
 
 	"gorgonia.org/tensor"
-
-	"github.com/exitnet/exitnet/golib/xerr"
 )
 
 // Model is a loaded, validated and compiled early-exit network. It is
@@ -20,46 +17,29 @@ type Model struct {
 	heads   []program
 	slots   []int // per-sample elements of each workspace slot
 	weights map[string]*tensor.Dense
-	chunk   int // samples per internal chunk (bounds workspace memory)
+	chunk   int       // samples per internal chunk (bounds workspace memory)
+	work    int64     // per sample, every op (cost.go)
+	mean    []float32 // preprocessing (nil when the file stores none)
+	std     []float32
 	poolMu  sync.Mutex
 	pool    []*workspace // idle workspaces, one per concurrent caller seen (kept, unlike sync.Pool, across GCs)
 }
 
-func jsonMarshal(g *Graph) ([]byte, error) { return json.Marshal(g) }
+func jsonMarshal(g any) ([]byte, error) { return json.Marshal(g) }
 
-// compile checks the graph against the weights and builds the programs.
-func compile(g *Graph, weights map[string]*tensor.Dense) (*Model, error) {
-	c := &compiler{weights: weights}
-	in := shape{C: g.InputShape[0], H: g.InputShape[1], W: g.InputShape[2]}
-	m := &Model{graph: g, input: in, classes: g.NumClasses, weights: weights}
-	cur, s, owned := -1, in, false
-	for k := range g.Stages {
-		st, err := c.program(fmt.Sprintf("stage %d", k), g.Stages[k], cur, owned, s, true)
-		if err != nil {
-			return nil, err
-		}
-		hd, err := c.program(fmt.Sprintf("head %d", k), g.Heads[k], st.out, false, st.outS, false)
-		if err != nil {
-			return nil, err
-		}
-		if !hd.outS.flat || hd.outS.C != g.NumClasses {
-			return nil, xerr.IO("head %d: output %v, want flat [%d] logits (num_classes; end the head with Flatten/Linear)", k, hd.outS, g.NumClasses)
-		}
-		if hd.out != st.out {
-			c.plan.release(hd.out)
-		}
-		m.stages = append(m.stages, st)
-		m.heads = append(m.heads, hd)
-		cur, s, owned = st.out, st.outS, true
+// Preprocess returns copies of the stored per-channel normalisation (applied
+// as (x − mean[c]) / std[c] in float32 when Options.Raw is set), and false
+// when the model stores none.
+func (m *Model) Preprocess() (mean, std []float32, ok bool) {
+	if m.mean == nil {
+		return nil, nil, false
 	}
-	m.slots = c.plan.sizes
-	per := 0
-	for _, sz := range m.slots {
-		per += sz
-	}
-	m.chunk = max(1, min(256, (64<<20)/max(1, per)))
-	return m, nil
+	return append([]float32(nil), m.mean...), append([]float32(nil), m.std...), true
 }
+
+// WorkPerSample returns the work per sample computed at load (see
+// SetMaxWorkPerSample): MACs plus pooling and elementwise operations.
+func (m *Model) WorkPerSample() int64 { return m.work }
 
 // NumExits returns K, the number of exits (= stages = heads).
 func (m *Model) NumExits() int { return len(m.stages) }

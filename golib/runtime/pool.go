@@ -6,13 +6,15 @@ import (
 	"github.com/exitnet/exitnet/golib/par"
 )
 
-// Pooling over windows of kh×kw with stride s and padding p (torch semantics,
-// ceil_mode=False):
+// Pooling over windows of kh×kw with stride s and padding p (torch semantics;
+// ceil_mode only changes the output size, compile time):
 //
 //	max: out[y,x] = max over the window of in (padding never wins: −∞)
-//	avg: out[y,x] = Σ window in / (kh·kw)          count_include_pad=True
-//	     out[y,x] = Σ window in / #(window ∩ input) count_include_pad=False
+//	avg: out[y,x] = Σ window in / #(window ∩ padded input)  count_include_pad=True
+//	     out[y,x] = Σ window in / #(window ∩ input)         count_include_pad=False
 //	gap: out[c]   = Σ_{y,x} in[c,y,x] / (H·W)
+//	adaptive: bin (i, j) of an oh×ow output covers rows ⌊i·H/oh⌋ .. ⌈(i+1)·H/oh⌉−1
+//	     and columns ⌊j·W/ow⌋ .. ⌈(j+1)·W/ow⌉−1; out = mean over the bin
 func pool2d(ins *instr, in, out []float32, rows int) {
 	is, os := ins.inS, ins.outS
 	H, W := is.H, is.W
@@ -51,7 +53,9 @@ func pool2d(ins *instr, in, out []float32, rows int) {
 								s += v
 							}
 						}
-						div := float32(kh * kw)
+						// torch: with count_include_pad the window is clipped to the
+						// padded input (only ceil_mode windows reach beyond it)
+						div := float32((min(y0+kh, H+ph) - y0) * (min(x0+kw, W+pw) - x0))
 						if !ins.countPad {
 							div = float32((yb - ya) * (xb - xa))
 						}
@@ -77,6 +81,32 @@ func gap(ins *instr, in, out []float32, rows int) {
 	})
 }
 
+// adaptiveAvg runs kAdaptive (torch's AdaptiveAvgPool2d bins).
+func adaptiveAvg(ins *instr, in, out []float32, rows int) {
+	H, W := ins.inS.H, ins.inS.W
+	oh, ow := ins.outS.H, ins.outS.W
+	planes := rows * ins.inS.C
+	par.For(planes, grainFor(H*W), func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			src := in[pl*H*W:][:H*W]
+			dst := out[pl*oh*ow:][:oh*ow]
+			for i := 0; i < oh; i++ {
+				y0, y1 := i*H/oh, ((i+1)*H+oh-1)/oh
+				for j := 0; j < ow; j++ {
+					x0, x1 := j*W/ow, ((j+1)*W+ow-1)/ow
+					var s float32
+					for y := y0; y < y1; y++ {
+						for _, v := range src[y*W+x0 : y*W+x1] {
+							s += v
+						}
+					}
+					dst[i*ow+j] = s / float32((y1-y0)*(x1-x0))
+				}
+			}
+		}
+	})
+}
+
 // minChunk is the least work (elements touched) worth handing to another
 // thread: waking a parked worker costs tens of µs on a virtual machine (measured
 // here: two small par.For calls added ~100 µs to a 230 µs batch-1 CNN call), so
@@ -86,28 +116,6 @@ var minChunk = 1 << 17 // tests lower it to exercise the parallel paths on small
 // grainFor returns the par.For grain (items per chunk) for items of size
 // elements each, so that every chunk has at least minChunk elements.
 func grainFor(size int) int { return max(1, minChunk/max(1, size)) }
-
-// elementwise runs kAct (out = act(in)), kAdd (out = act(in + in2)) and kCopy.
-func elementwise(ins *instr, in, in2, out []float32, rows int) {
-	n := rows * ins.outS.size()
-	par.For(n, minChunk, func(lo, hi int) {
-		switch ins.kind {
-		case kCopy:
-			copy(out[lo:hi], in[lo:hi])
-		case kAdd:
-			o, a, b := out[lo:hi], in[lo:hi], in2[lo:hi]
-			for i := range o {
-				o[i] = a[i] + b[i]
-			}
-			biasAct(o, 0, ins.act)
-		default:
-			if &out[lo] != &in[lo] {
-				copy(out[lo:hi], in[lo:hi])
-			}
-			biasAct(out[lo:hi], 0, ins.act)
-		}
-	})
-}
 
 // maxPool2x2 is the common 2×2 stride-2 unpadded max-pool (NaN propagates, as in torch).
 func maxPool2x2(in, out []float32, planes, H, W, Ho, Wo int) {

@@ -17,10 +17,15 @@ type Options struct {
 	// values (the last exit always accepts) or K values (the last one is ignored). A sample leaves at the first exit
 	// with confidence ≥ τ_k. Nil means no early exit (everything runs to the end).
 	Thresholds []float32
-	// Temperature divides the logits before the softmax (0 means 1).
+	// Temperature divides the logits before the softmax: finite and > 0 (1:
+	// none). Zero is refused, not read as 1: it is also what a positive value
+	// below float32's range (such as 1e-50 from a float64 caller) becomes.
 	Temperature float32
 	// ReturnLogits fills Result.Logits.
 	ReturnLogits bool
+	// Raw says x is raw input: the model's stored preprocessing
+	// (x − mean[c]) / std[c] is applied first (refused when it stores none).
+	Raw bool
 }
 
 // Result holds per-sample outputs of Predict. Slices are reused across calls
@@ -45,6 +50,8 @@ type workspace struct {
 	conf     []float32
 	pred     []int32
 	exit     []bool
+	pre      []float32   // preprocessed input (Options.Raw)
+	cat      [][]float32 // kCat input views
 
 	mu   sync.Mutex
 	free [][]float32 // im2col scratch
@@ -149,10 +156,13 @@ func (m *Model) Predict(dst *Result, x []float32, n int, opts Options) error {
 	}
 	T := opts.Temperature
 	if T == 0 {
-		T = 1
+		return xerr.Invalid("temperature: 0, need a finite value > 0 (a value below 1.4e-45, such as 1e-50, underflows to 0 in float32)")
 	}
 	if !(T > 0) || math.IsInf(float64(T), 0) {
-		return xerr.Invalid("temperature: %g, need a finite value > 0", T)
+		return xerr.Invalid("temperature: %g, need a finite value > 0 (a value above 3.4e38 overflows to +Inf in float32)", T)
+	}
+	if opts.Raw && m.mean == nil {
+		return xerr.Invalid("raw: the model stores no preprocessing (mean/std); pass normalised inputs, or export the model with its normalisation")
 	}
 	if opts.Measure < policy.MaxSoftmax || opts.Measure > policy.Patience {
 		return xerr.Invalid("measure: unknown value %d", int(opts.Measure))
@@ -185,11 +195,37 @@ func (m *Model) Predict(dst *Result, x []float32, n int, opts Options) error {
 	defer m.putWorkspace(ws)
 	for base := 0; base < n; base += m.chunk {
 		cnt := min(m.chunk, n-base)
-		if err := m.runChunk(ws, dst, x[base*insz:(base+cnt)*insz], base, cnt, tau, T, opts); err != nil {
+		xc := x[base*insz : (base+cnt)*insz]
+		if opts.Raw {
+			if bad := m.normalize(ws, xc, cnt); bad >= 0 {
+				return xerr.Invalid("x: sample %d is not finite after preprocessing ((x - mean) / std overflows float32)", base+bad)
+			}
+			xc = ws.pre[:cnt*insz]
+		}
+		if err := m.runChunk(ws, dst, xc, base, cnt, tau, T, opts); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// normalize writes (x − mean[c]) / std[c] (float32, as torchvision's
+// Normalize) of rows samples into ws.pre and returns the first sample that
+// overflowed, or −1.
+func (m *Model) normalize(ws *workspace, x []float32, rows int) int {
+	L := m.input.H * m.input.W
+	C := m.input.C
+	ws.pre = growF(ws.pre, rows*C*L)
+	par.For(rows*C, grainFor(L), func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			mu, sd := m.mean[pl%C], m.std[pl%C]
+			src, dst := x[pl*L:(pl+1)*L], ws.pre[pl*L:(pl+1)*L]
+			for i, v := range src {
+				dst[i] = (v - mu) / sd
+			}
+		}
+	})
+	return firstNonFinite(ws.pre[:rows*C*L], C*L)
 }
 
 // firstNonFinite returns the first sample (of size per) holding a NaN or ±Inf, or -1.
@@ -232,18 +268,30 @@ func (m *Model) exec(ws *workspace, x []float32, p *program, rows int) {
 		out := m.buf(ws, x, ins.out, rows, ins.outS.size())
 		switch ins.kind {
 		case kConv:
-			conv(ws, ins, in, out, rows)
-		case kDepthwise:
-			depthwise(ins, in, out, rows)
+			ins.conv.Run(ws, in, out, rows)
 		case kLinear:
 			linear(ins, in, out, rows)
 		case kMaxPool, kAvgPool:
 			pool2d(ins, in, out, rows)
 		case kGAP:
 			gap(ins, in, out, rows)
-		case kAdd:
-			in2 := m.buf(ws, x, ins.in2, rows, ins.outS.size())
-			elementwise(ins, in, in2, out, rows)
+		case kAdaptive:
+			adaptiveAvg(ins, in, out, rows)
+		case kScaleShift:
+			channelwise(ins, in, nil, out, rows)
+		case kAdd, kMul:
+			if ins.bcast {
+				channelwise(ins, in, m.buf(ws, x, ins.in2, rows, ins.outS.C), out, rows)
+			} else {
+				elementwise(ins, in, m.buf(ws, x, ins.in2, rows, ins.outS.size()), out, rows)
+			}
+		case kCat:
+			srcs := ws.cat[:0]
+			for j, id := range ins.srcs {
+				srcs = append(srcs, m.buf(ws, x, id, rows, ins.srcC[j]*ins.outS.H*ins.outS.W))
+			}
+			concat(ins, srcs, out, rows)
+			ws.cat = srcs[:0]
 		default:
 			elementwise(ins, in, nil, out, rows)
 		}

@@ -25,7 +25,7 @@ func randInput(seed uint64, n, size int) []float32 {
 	return x
 }
 
-func loadEveryOp(t testing.TB) (*Model, *Graph, *modelBuilder) {
+func loadEveryOp(t testing.TB) (*Model, *GraphV1, *modelBuilder) {
 	b := newBuilder(1)
 	g := everyOpGraph(b)
 	m, err := Decode(b.encode(g))
@@ -52,7 +52,7 @@ func TestLogitsMatchReference(t *testing.T) {
 		for _, n := range []int{1, 2, 7} {
 			x := randInput(uint64(n), n, insz)
 			var res Result
-			if err := m.Predict(&res, x, n, Options{ReturnLogits: true}); err != nil {
+			if err := m.Predict(&res, x, n, Options{Temperature: 1, ReturnLogits: true}); err != nil {
 				t.Fatal(err)
 			}
 			for i := 0; i < n; i++ {
@@ -85,7 +85,7 @@ func TestDecisionsMatchOfflinePolicy(t *testing.T) {
 	insz := 3 * 13 * 12
 	x := randInput(9, n, insz)
 	var full Result
-	if err := m.Predict(&full, x, n, Options{ReturnLogits: true}); err != nil {
+	if err := m.Predict(&full, x, n, Options{Temperature: 1, ReturnLogits: true}); err != nil {
 		t.Fatal(err)
 	}
 	costs := m.ExitCosts()
@@ -128,7 +128,7 @@ func TestDecisionsMatchOfflinePolicy(t *testing.T) {
 			}
 		}
 		var res Result
-		if err := m.Predict(&res, x, n, Options{Measure: meas, Thresholds: tau, ReturnLogits: true}); err != nil {
+		if err := m.Predict(&res, x, n, Options{Temperature: 1, Measure: meas, Thresholds: tau, ReturnLogits: true}); err != nil {
 			t.Fatal(err)
 		}
 		var macs int64
@@ -175,7 +175,7 @@ func TestConcurrentPredict(t *testing.T) {
 	const n = 33
 	x := randInput(5, n, insz)
 	var want Result
-	opts := Options{Thresholds: []float32{0.5, 0.5}, ReturnLogits: true}
+	opts := Options{Temperature: 1, Thresholds: []float32{0.5, 0.5}, ReturnLogits: true}
 	if err := m.Predict(&want, x, n, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -219,12 +219,12 @@ func TestPredictBadInput(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"short", x[:insz+5], 2, Options{}, "x:"},
-		{"negative n", x, -1, Options{}, "n:"},
-		{"thresholds", x, 2, Options{Thresholds: []float32{0.1, 0.2, 0.3, 0.4}}, "thresholds:"},
-		{"nan threshold", x, 2, Options{Thresholds: []float32{float32(math.NaN()), 0.2}}, "thresholds:"},
+		{"short", x[:insz+5], 2, Options{Temperature: 1}, "x:"},
+		{"negative n", x, -1, Options{Temperature: 1}, "n:"},
+		{"thresholds", x, 2, Options{Temperature: 1, Thresholds: []float32{0.1, 0.2, 0.3, 0.4}}, "thresholds:"},
+		{"nan threshold", x, 2, Options{Temperature: 1, Thresholds: []float32{float32(math.NaN()), 0.2}}, "thresholds:"},
 		{"temperature", x, 2, Options{Temperature: -1}, "temperature:"},
-		{"measure", x, 2, Options{Measure: 17}, "measure:"},
+		{"measure", x, 2, Options{Temperature: 1, Measure: 17}, "measure:"},
 	}
 	for _, c := range cases {
 		err := m.Predict(&res, c.x, c.n, c.opts)
@@ -234,11 +234,11 @@ func TestPredictBadInput(t *testing.T) {
 	}
 	nan := append([]float32(nil), x...)
 	nan[insz+7] = float32(math.NaN())
-	err := m.Predict(&res, nan, 2, Options{})
+	err := m.Predict(&res, nan, 2, Options{Temperature: 1})
 	if xerr.CodeOf(err) != xerr.StatusInvalidArgument || !strings.Contains(err.Error(), "sample 1") {
 		t.Errorf("NaN input: got %v", err)
 	}
-	if err := m.Predict(&res, nil, 0, Options{}); err != nil || len(res.Pred) != 0 {
+	if err := m.Predict(&res, nil, 0, Options{Temperature: 1}); err != nil || len(res.Pred) != 0 {
 		t.Errorf("empty batch: %v", err)
 	}
 }
@@ -247,7 +247,7 @@ func TestLoadBadFiles(t *testing.T) {
 	b := newBuilder(2)
 	g := everyOpGraph(b)
 	good := b.encode(g)
-	mutate := func(f func(g *Graph)) []byte {
+	mutate := func(f func(g *GraphV1)) []byte {
 		b2 := newBuilder(2)
 		g2 := everyOpGraph(b2)
 		f(g2)
@@ -262,13 +262,12 @@ func TestLoadBadFiles(t *testing.T) {
 		{"truncated", good[:len(good)/2], xerr.StatusIO, ""},
 		{"empty", nil, xerr.StatusIO, ""},
 		{"garbage", []byte(strings.Repeat("ARROW1", 100)), xerr.StatusIO, ""},
-		{"huge input", mutate(func(g *Graph) { g.InputShape = []int{3, 1 << 30, 12} }), xerr.StatusIO, "input_shape"},
-		{"huge channels", mutate(func(g *Graph) { g.Stages[0][0].OutChannels = 1 << 40 }), xerr.StatusIO, "out_channels"},
-		{"unknown op", mutate(func(g *Graph) { g.Stages[1] = append(g.Stages[1], OpSpec{Op: "gelu"}) }), xerr.StatusNotSupported, `"gelu"`},
-		{"wrong channels", mutate(func(g *Graph) { g.InputShape[0] = 4 }), xerr.StatusIO, "in_channels"},
-		{"missing weight", mutate(func(g *Graph) { g.Heads[0][3].Weight = "nope" }), xerr.StatusIO, `"nope"`},
-		{"head classes", mutate(func(g *Graph) { g.NumClasses = 6 }), xerr.StatusIO, "num_classes"},
-		{"version", mutate(func(g *Graph) { g.FormatVersion = 2 }), xerr.StatusNotSupported, "format_version"},
+		{"huge input", mutate(func(g *GraphV1) { g.InputShape = []int{3, 1 << 30, 12} }), xerr.StatusIO, "input_shape"},
+		{"huge channels", mutate(func(g *GraphV1) { g.Stages[0][0].OutChannels = 1 << 40 }), xerr.StatusIO, "out_channels"},
+		{"unknown op", mutate(func(g *GraphV1) { g.Stages[1] = append(g.Stages[1], OpSpec{Op: "gelu"}) }), xerr.StatusNotSupported, `"gelu"`},
+		{"wrong channels", mutate(func(g *GraphV1) { g.InputShape[0] = 4 }), xerr.StatusIO, "in_channels"},
+		{"missing weight", mutate(func(g *GraphV1) { g.Heads[0][3].Weight = "nope" }), xerr.StatusIO, `"nope"`},
+		{"head classes", mutate(func(g *GraphV1) { g.NumClasses = 6 }), xerr.StatusIO, "num_classes"},
 	}
 	for _, c := range cases {
 		_, err := Decode(c.data)
@@ -333,7 +332,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 	m, _, _ := loadEveryOp(t)
 	x := randInput(3, 64, 3*13*12)
 	var res Result
-	opts := Options{Thresholds: []float32{0.5, 0.5}}
+	opts := Options{Temperature: 1, Thresholds: []float32{0.5, 0.5}}
 	_ = m.Predict(&res, x, 64, opts)
 	var before, after goruntime.MemStats
 	goruntime.GC()
@@ -383,7 +382,7 @@ func FuzzLoadModel(f *testing.F) {
 		if costs := m.ExitCosts(); costs[len(costs)-1] > 1<<24 || per > 1<<20 {
 			return // valid but too slow for a fuzz iteration
 		}
-		_ = m.Predict(&res, x, 2, Options{})
+		_ = m.Predict(&res, x, 2, Options{Temperature: 1})
 	})
 }
 
@@ -408,7 +407,7 @@ func TestCorruptedSchemaLengths(t *testing.T) {
 func TestFusedConvPool(t *testing.T) {
 	b := newBuilder(11)
 	pool := OpSpec{Op: "maxpool2d", Kernel: []int{2, 2}, Stride: []int{2, 2}, Padding: []int{0, 0}}
-	g := &Graph{FormatVersion: 1, InputShape: []int{1, 28, 28}, NumClasses: 10,
+	g := &GraphV1{FormatVersion: 1, InputShape: []int{1, 28, 28}, NumClasses: 10,
 		Stages: [][]OpSpec{{
 			b.conv("c1", 1, 8, 3, 1, 1, 1, 1, true), {Op: "relu"}, pool,
 			b.conv("c2", 8, 8, 3, 1, 1, 1, 1, false), pool, // no activation between
@@ -435,7 +434,7 @@ func TestFusedConvPool(t *testing.T) {
 	for _, n := range []int{1, 5} {
 		x := randInput(uint64(n), n, 784)
 		var res Result
-		if err := m.Predict(&res, x, n, Options{ReturnLogits: true}); err != nil {
+		if err := m.Predict(&res, x, n, Options{Temperature: 1, ReturnLogits: true}); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < n; i++ {

@@ -164,7 +164,7 @@ def run_in_runtime(results, nets, splits, out_dir, strat, echo=print) -> dict:
     info: dict = {"strategy": strat}
     try:
         from .torch._export import export
-        from .runtime import Model
+        from .runtime import MACS_KEY, Model
     except ImportError as e:
         echo(f"\nruntime: skipped ({e})")
         info["skipped"] = str(e)
@@ -183,12 +183,11 @@ def run_in_runtime(results, nets, splits, out_dir, strat, echo=print) -> dict:
     K = res.num_exits
     thr = float(tau)  # one global τ (the last exit always accepts)
     with Model(path) as m:
-        m.predict(x[:1], thresholds=None)  # runs the full network once: last_macs = full cost
-        full_macs = m.last_macs
+        full_macs = m.predict(x[:1], thresholds=None, output="numpy")["macs"]  # the full network once
         t0 = time.perf_counter()
         out = m.predict(x, thresholds=thr)
         dt = time.perf_counter() - t0
-        run_macs = m.last_macs
+        run_macs = int(out.schema.metadata[MACS_KEY])
     pred, ex = _pred_exit(out)
     acc = float((pred == y).mean())
     mean_cost = float(np.mean(cm.costs[ex]))

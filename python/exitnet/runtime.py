@@ -44,7 +44,30 @@ from ._arrow import ArrowIn, ArrowOut, _is_torch, float32_numpy
 from ._errors import InvalidArgumentError, InvalidStateError
 from .policy import MEASURES
 
-__all__ = ["Model", "MEASURES"]
+__all__ = ["Model", "MEASURES", "set_max_work_per_sample", "max_work_per_sample", "MACS_KEY"]
+
+#: Schema-metadata key of a :meth:`Model.predict` table holding the MACs executed.
+MACS_KEY = b"exitnet.macs"
+
+
+def set_max_work_per_sample(n: int) -> None:
+    """Set the largest work per sample a model file may need to load (process-wide).
+
+    Work is computed from the graph at load: MACs of conv2d/linear plus pooling window
+    reads and elementwise operations. The default, 1e11, fits every common ImageNet
+    network at 224×224; a forged file above the bound is refused
+    (:class:`~exitnet.ExitnetIOError`), so it cannot run for minutes per sample.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise InvalidArgumentError(f"n: expected an int, got {type(n).__name__}")
+    _lib.call("exitnet_model_set_max_work_per_sample", int(n))
+
+
+def max_work_per_sample() -> int:
+    """The current bound of :func:`set_max_work_per_sample`."""
+    out = ctypes.c_int64()
+    _lib.call("exitnet_model_max_work_per_sample", ctypes.byref(out))
+    return int(out.value)
 
 
 _h = ctypes.c_void_p
@@ -70,8 +93,9 @@ class Model:
     input_shape : tuple (C, H, W)
     exit_costs : numpy.ndarray of int64
         MACs per sample of leaving at each exit (cumulative).
-    last_macs : int
-        MACs executed by the last :meth:`predict` call.
+    preprocess : tuple (mean, std) of float32 arrays, or None
+        The stored input normalisation ``(x − mean[c]) / std[c]`` applied by
+        ``predict(..., raw=True)``; None when the file stores none.
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
@@ -91,7 +115,10 @@ class Model:
         self.num_classes: int = c.value
         self.input_shape: tuple[int, int, int] = (shape[0], shape[1], shape[2])
         self.exit_costs: np.ndarray = np.array(costs[:], dtype=np.int64)
-        self.last_macs: int = 0
+        present = ctypes.c_int()
+        mean, std = np.empty(shape[0], np.float32), np.empty(shape[0], np.float32)
+        _lib.call("exitnet_model_preprocess", ctypes.byref(present), mean.ctypes.data, std.ctypes.data, shape[0], h)
+        self.preprocess: Optional[tuple[np.ndarray, np.ndarray]] = (mean, std) if present.value else None
 
     # -- lifetime ---------------------------------------------------------
     def close(self) -> None:
@@ -161,6 +188,7 @@ class Model:
         return_logits: bool = False,
         temperature: float = 1.0,
         output: Literal["table", "numpy"] = "table",
+        raw: bool = False,
     ) -> Union[pa.Table, dict]:
         """Classify a batch with early exits.
 
@@ -181,16 +209,21 @@ class Model:
             Add columns ``logits_0 .. logits_{K−1}`` (rows of samples that left
             earlier are NaN).
         temperature : float
-            Divides the logits before the softmax.
+            Divides the logits before the softmax: finite and > 0 as a float32 (0, and
+            values such as 1e-50 that become 0 in float32, are refused).
         output : "table" or "numpy"
             A pyarrow Table (columns prediction, exit, confidence[, logits_k]) or a
             dict of numpy arrays (logits as one (K, N, C) array).
+        raw : bool
+            ``x`` is raw input: the model's stored normalisation (:attr:`preprocess`) is
+            applied first. Refused when the model stores none.
 
         Returns
         -------
         pyarrow.Table or dict
             Per sample: predicted class, exit taken (0-based), confidence at that exit.
-            ``self.last_macs`` holds the MACs actually executed.
+            The MACs this call executed: ``result["macs"]`` (numpy) or
+            ``int(table.schema.metadata[exitnet.runtime.MACS_KEY])`` (table).
         """
         if not self._h:
             raise InvalidStateError("predict: the model is closed")
@@ -198,7 +231,9 @@ class Model:
             raise InvalidArgumentError(f"measure: {measure!r} is not one of {', '.join(MEASURES)}")
         if output not in ("table", "numpy"):
             raise InvalidArgumentError(f"output: {output!r} is not 'table' or 'numpy'")
-        params = _Params(MEASURES[measure], None, 0, float(temperature), int(bool(return_logits)))
+        if raw and self.preprocess is None:
+            raise InvalidArgumentError("raw: the model stores no preprocessing (mean/std); pass normalised inputs")
+        params = _Params(MEASURES[measure], None, 0, float(temperature), int(bool(return_logits)), int(bool(raw)))
         tau = None
         if thresholds is not None:
             tau = np.ascontiguousarray(np.atleast_1d(np.asarray(thresholds, dtype=np.float32)).reshape(-1))
@@ -218,9 +253,8 @@ class Model:
             _lib.call("exitnet_model_predict_raw", pred.ctypes.data, ex.ctypes.data, conf.ctypes.data,
                       logits.ctypes.data if logits is not None else None, ctypes.byref(macs), self._h,
                       a.ctypes.data, n, ctypes.byref(params))
-            self.last_macs = int(macs.value)
             if output == "numpy":
-                res = {"prediction": pred, "exit": ex, "confidence": conf, "macs": self.last_macs}
+                res = {"prediction": pred, "exit": ex, "confidence": conf, "macs": int(macs.value)}
                 if logits is not None:
                     res["logits"] = logits
                 return res
@@ -231,7 +265,8 @@ class Model:
                     arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(logits[k].reshape(-1)), self.num_classes))
                     names.append(f"logits_{k}")
             # the same schema as the Arrow path (exitnet_model_predict): non-nullable columns
-            schema = pa.schema([pa.field(nm, a.type, nullable=False) for nm, a in zip(names, arrays)])
+            schema = pa.schema([pa.field(nm, a.type, nullable=False) for nm, a in zip(names, arrays)],
+                               metadata={MACS_KEY: str(macs.value).encode()})
             return pa.Table.from_arrays(arrays, schema=schema)
         arr = self._input(x)
         ins = ArrowIn(arr)
@@ -239,15 +274,15 @@ class Model:
         macs = ctypes.c_int64()
         _lib.call("exitnet_model_predict", out.array, out.schema, ctypes.byref(macs), self._h,
                   ins.array, ins.schema, ctypes.byref(params))
-        self.last_macs = int(macs.value)
         batch = out.to_batch()
         if output == "table":
-            return pa.Table.from_batches([batch])
+            t = pa.Table.from_batches([batch])
+            return t.replace_schema_metadata({MACS_KEY: str(macs.value).encode()})
         res: dict = {
             "prediction": batch.column("prediction").to_numpy(),
             "exit": batch.column("exit").to_numpy(),
             "confidence": batch.column("confidence").to_numpy(),
-            "macs": self.last_macs,
+            "macs": int(macs.value),
         }
         if return_logits:
             n = batch.num_rows

@@ -14,7 +14,7 @@ type refT struct {
 	v       []float64
 }
 
-func refRun(g *Graph, wts map[string][]float64, ops []OpSpec, x refT) refT {
+func refRun(g *GraphV1, wts map[string][]float64, ops []OpSpec, x refT) refT {
 	for _, op := range ops {
 		switch op.Op {
 		case "conv2d":
@@ -153,7 +153,7 @@ func refRun(g *Graph, wts map[string][]float64, ops []OpSpec, x refT) refT {
 }
 
 // refLogits returns, for one sample, every exit's logits.
-func refLogits(g *Graph, wts map[string][]float64, sample []float32) [][]float64 {
+func refLogits(g *GraphV1, wts map[string][]float64, sample []float32) [][]float64 {
 	x := refT{c: g.InputShape[0], h: g.InputShape[1], w: g.InputShape[2], v: make([]float64, len(sample))}
 	for i, v := range sample {
 		x.v[i] = float64(v)
@@ -180,6 +180,9 @@ func newBuilder(seed uint64) *modelBuilder {
 }
 
 func (b *modelBuilder) tensor(name string, scale float64, dims ...int) string {
+	for b.weights[name] != nil { // weight names are global; node names only per block
+		name += "'"
+	}
 	n := 1
 	for _, d := range dims {
 		n *= d
@@ -213,7 +216,7 @@ func (b *modelBuilder) linear(name string, in, out int) OpSpec {
 		Bias: b.tensor(name+".b", 0.1, out), InFeatures: in, OutFeatures: out}
 }
 
-func (b *modelBuilder) encode(g *Graph) []byte {
+func (b *modelBuilder) encode(g any) []byte {
 	data, err := Encode(g, b.names, b.shapes, b.data)
 	if err != nil {
 		panic(err)
@@ -226,8 +229,8 @@ func boolp(v bool) *bool { return &v }
 // everyOpGraph covers every op and option: conv with groups, dilation, stride,
 // padding, depthwise (with multiplier), 1×1, residual with identity and 1×1-conv
 // shortcuts, max/avg pools (both count_include_pad), GAP, relu6, flatten, linear.
-func everyOpGraph(b *modelBuilder) *Graph {
-	g := &Graph{FormatVersion: 1, InputShape: []int{3, 13, 12}, NumClasses: 5}
+func everyOpGraph(b *modelBuilder) *GraphV1 {
+	g := &GraphV1{FormatVersion: 1, InputShape: []int{3, 13, 12}, NumClasses: 5}
 	// stage 0: conv (stride 2? no: 1, pad 1), relu, grouped dilated conv, maxpool
 	s0 := []OpSpec{
 		b.conv("s0.c1", 3, 8, 3, 1, 1, 1, 1, true), {Op: "relu"},
