@@ -64,12 +64,13 @@ func abiMismatches() []string {
 	layout("offsetof(exitnet_policy_point, mean_cost)", unsafe.Offsetof(vexitnet_policy_point.mean_cost), 32)
 	layout("offsetof(exitnet_policy_point, speedup)", unsafe.Offsetof(vexitnet_policy_point.speedup), 40)
 	var vexitnet_predict_params C.exitnet_predict_params
-	layout("sizeof(exitnet_predict_params)", unsafe.Sizeof(vexitnet_predict_params), 32)
+	layout("sizeof(exitnet_predict_params)", unsafe.Sizeof(vexitnet_predict_params), 40)
 	layout("offsetof(exitnet_predict_params, measure)", unsafe.Offsetof(vexitnet_predict_params.measure), 0)
 	layout("offsetof(exitnet_predict_params, thresholds)", unsafe.Offsetof(vexitnet_predict_params.thresholds), 8)
 	layout("offsetof(exitnet_predict_params, n_thresholds)", unsafe.Offsetof(vexitnet_predict_params.n_thresholds), 16)
 	layout("offsetof(exitnet_predict_params, temperature)", unsafe.Offsetof(vexitnet_predict_params.temperature), 24)
 	layout("offsetof(exitnet_predict_params, return_logits)", unsafe.Offsetof(vexitnet_predict_params.return_logits), 28)
+	layout("offsetof(exitnet_predict_params, raw_input)", unsafe.Offsetof(vexitnet_predict_params.raw_input), 32)
 	name := func(what, got, want string) {
 		if got != want {
 			bad = append(bad, fmt.Sprintf("%s: Go says %q, the header %q", what, got, want))

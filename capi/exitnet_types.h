@@ -15,7 +15,7 @@
 #define EXITNET_VERSION_MINOR 1
 #define EXITNET_VERSION_PATCH 0
 #define EXITNET_VERSION_STRING "0.1.0"
-#define EXITNET_ABI_VERSION 1
+#define EXITNET_ABI_VERSION 2
 
 #ifndef ARROW_C_DATA_INTERFACE
 #  define ARROW_C_DATA_INTERFACE
@@ -99,6 +99,7 @@ typedef struct exitnet_predict_params {
   int64_t n_thresholds;
   float temperature;
   int return_logits;
+  int raw_input;
 } exitnet_predict_params;
 #endif  /* EXITNET_H */
 

@@ -8,7 +8,7 @@ and run `make abi`. tests/python/test_abi.py fails when this file is stale.
 import ctypes as _c
 
 VERSION = '0.1.0'
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # enum exitnet_status
 EXITNET_OK = 0
@@ -99,6 +99,7 @@ exitnet_predict_params._fields_ = [
     ('n_thresholds', _c.c_int64),
     ('temperature', _c.c_float),
     ('return_logits', _c.c_int),
+    ('raw_input', _c.c_int),
 ]
 
 #: sizeof and {field: offsetof} of every struct as gcc laid out include/exitnet.h
@@ -107,7 +108,7 @@ LAYOUTS = {
     'ArrowArray': (80, {'length': 0, 'null_count': 8, 'offset': 16, 'n_buffers': 24, 'n_children': 32, 'buffers': 40, 'children': 48, 'dictionary': 56, 'release': 64, 'private_data': 72}),
     'exitnet_conv2d_geometry': (28, {'stride': 0, 'padding': 8, 'dilation': 16, 'groups': 24}),
     'exitnet_policy_point': (48, {'tau': 0, 'correct': 8, 'n': 16, 'accuracy': 24, 'mean_cost': 32, 'speedup': 40}),
-    'exitnet_predict_params': (32, {'measure': 0, 'thresholds': 8, 'n_thresholds': 16, 'temperature': 24, 'return_logits': 28}),
+    'exitnet_predict_params': (40, {'measure': 0, 'thresholds': 8, 'n_thresholds': 16, 'temperature': 24, 'return_logits': 28, 'raw_input': 32}),
 }
 
 #: name -> (restype, argtypes) of every function of include/exitnet.h
@@ -173,6 +174,9 @@ FUNCTIONS = {
     'exitnet_model_num_classes': (_c.c_int, [_c.c_void_p, _c.c_void_p]),
     'exitnet_model_input_shape': (_c.c_int, [_c.c_void_p, _c.c_void_p]),
     'exitnet_model_exit_costs': (_c.c_int, [_c.c_void_p, _c.c_int, _c.c_void_p]),
+    'exitnet_model_preprocess': (_c.c_int, [_c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_int, _c.c_void_p]),
+    'exitnet_model_set_max_work_per_sample': (_c.c_int, [_c.c_int64]),
+    'exitnet_model_max_work_per_sample': (_c.c_int, [_c.c_void_p]),
     'exitnet_model_predict_default_params': (_c.c_int, [_c.POINTER(exitnet_predict_params)]),
     'exitnet_model_predict': (_c.c_int, [_c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_void_p, _c.c_void_p, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(exitnet_predict_params)]),
     'exitnet_model_predict_raw': (_c.c_int, [_c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_int64, _c.POINTER(exitnet_predict_params)]),

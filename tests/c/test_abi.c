@@ -59,12 +59,13 @@ int main(void) {
   expect("offsetof(exitnet_policy_point, accuracy)", (long long)offsetof(exitnet_policy_point, accuracy), 24);
   expect("offsetof(exitnet_policy_point, mean_cost)", (long long)offsetof(exitnet_policy_point, mean_cost), 32);
   expect("offsetof(exitnet_policy_point, speedup)", (long long)offsetof(exitnet_policy_point, speedup), 40);
-  expect("sizeof(exitnet_predict_params)", (long long)sizeof(exitnet_predict_params), 32);
+  expect("sizeof(exitnet_predict_params)", (long long)sizeof(exitnet_predict_params), 40);
   expect("offsetof(exitnet_predict_params, measure)", (long long)offsetof(exitnet_predict_params, measure), 0);
   expect("offsetof(exitnet_predict_params, thresholds)", (long long)offsetof(exitnet_predict_params, thresholds), 8);
   expect("offsetof(exitnet_predict_params, n_thresholds)", (long long)offsetof(exitnet_predict_params, n_thresholds), 16);
   expect("offsetof(exitnet_predict_params, temperature)", (long long)offsetof(exitnet_predict_params, temperature), 24);
   expect("offsetof(exitnet_predict_params, return_logits)", (long long)offsetof(exitnet_predict_params, return_logits), 28);
+  expect("offsetof(exitnet_predict_params, raw_input)", (long long)offsetof(exitnet_predict_params, raw_input), 32);
   expect("EXITNET_OK", EXITNET_OK, 0);
   expect("EXITNET_ERR_INVALID_ARGUMENT", EXITNET_ERR_INVALID_ARGUMENT, 1);
   expect("EXITNET_ERR_INVALID_STATE", EXITNET_ERR_INVALID_STATE, 2);
@@ -92,6 +93,6 @@ int main(void) {
   expect_str("exitnet_status_name(EXITNET_ERR_NOT_FOUND)", exitnet_status_name(EXITNET_ERR_NOT_FOUND), "NOT_FOUND");
   expect("exitnet_abi_version()", exitnet_abi_version(), EXITNET_ABI_VERSION);
   expect_str("exitnet_version()", exitnet_version(), EXITNET_VERSION_STRING);
-  if (failures == 0) printf("test_abi: %d checks passed\n", 66);
+  if (failures == 0) printf("test_abi: %d checks passed\n", 67);
   return failures != 0;
 }

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from exitnet import policy
+from exitnet import _io, policy
 from exitnet._errors import ExitnetIOError, InvalidArgumentError, InvalidStateError, NotSupportedError
 from exitnet.runtime import Model
 from exitnet.torch import EarlyExitNet
@@ -392,9 +392,18 @@ def _rewrite(src: str, dst: str, graph_fn=None, table_fn=None) -> str:
         md[b"exitnet.graph"] = json.dumps(g).encode()
     if table_fn:
         t = table_fn(t)
+    sealed = _io.CHECKSUM_KEY.encode() in md
+    if sealed:  # the rewritten file gets its own checksum (else only the checksum error is tested)
+        md[_io.CHECKSUM_KEY.encode()] = _io.CHECKSUM_PLACEHOLDER.encode()
     t = t.replace_schema_metadata(md)
-    with pa.ipc.new_file(dst, t.schema) as w:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, t.schema) as w:
         w.write_table(t)
+    buf = bytearray(sink.getvalue().to_pybytes())
+    if sealed:
+        _io.seal(buf)
+    with open(dst, "wb") as f:
+        f.write(buf)
     return dst
 
 
