@@ -17,7 +17,7 @@ const directConvMaxK = 2304
 // and K beyond directConvMaxK.
 func newDirectConv(ins *instr) *convk.Conv {
 	cinG := ins.inS.C / ins.groups
-	if ins.groups > 1 && cinG == 1 || ins.colRows > directConvMaxK {
+	if ins.groups > 1 && cinG == 1 || ins.colRows > directConvMaxK || !convkAct(ins.act) {
 		return nil
 	}
 	c, err := convk.NewConv(convk.Shape{
@@ -41,6 +41,9 @@ func runDirectConv(ws *workspace, c *convk.Conv, in, out []float32, rows int) {
 // newDense packs a linear instruction for convk.Dense, used from 4 rows on
 // (below, GEMV streams the weights once per row and wins).
 func newDense(ins *instr) *convk.Dense {
+	if !convkAct(ins.act) {
+		return nil
+	}
 	d, err := convk.NewDense(ins.inS.C, ins.outS.C, ins.w, ins.b, convAct(ins.act))
 	if err != nil {
 		return nil
@@ -50,6 +53,11 @@ func newDense(ins *instr) *convk.Dense {
 
 // denseMinRows is the least batch given to convk.Dense.
 const denseMinRows = 4
+
+// convkAct reports whether convk's epilogue implements a (the compiler also
+// fuses sigmoid, silu, hardswish, ... into convolutions; those keep the
+// im2col path until convk has them).
+func convkAct(a activation) bool { return a == actNone || a == actReLU || a == actReLU6 }
 
 func convAct(a activation) convk.Act {
 	switch a {
