@@ -14,8 +14,22 @@ peak memory measured in one subprocess per contender):
   factors-torch backend="torch": the same factor products formed by torch (Linear: one matmul
                 (G∘G)ᵀ(A∘A); Conv2d: per-sample weight gradients from one grouped
                 convolution_backward per chunk of samples, squared), sums to Go
+  factors-auto  backend="auto" (the default): per layer type the faster of the two, see
+                exitnet.torch.fisher_diagonal
   vmap          torch.func.vmap(grad(loss)) per-sample gradients of every parameter, squared and
                 summed over the batch (what BackPACK-free PyTorch code does)
+  vmap-compiled the same under torch.compile (--compile; compilation is not timed)
+  backpack-sgs  BackPACK SumGradSquared: forward + sum-reduced CE + backward inside
+                backpack(SumGradSquared()), reading p.sum_grad_squared (the same quantity)
+  backpack-bg   BackPACK BatchGrad: per-sample gradients p.grad_batch, squared and summed
+  backpack-ggn  BackPACK DiagGGNExact (the diagonal of the exact GGN: another quantity, the
+                best-known "diagonal curvature" peer; timed for scale, not compared numerically)
+  opacus        Opacus GradSampleModule: per-sample gradients p.grad_sample, squared and summed
+
+Every contender that computes the empirical Fisher sum is checked against the factors' result
+(relative 1e-3) before timing. Times are process CPU seconds (time.process_time), so that other
+processes' load does not count; the machine line (one core's read bandwidth, sgemm GFLOP/s, load
+average) is printed first.
 
 Workloads: MLP 784-512-512-10 at batch 256; small CNN (conv 1→32→64→128, 3×3, padding 1, ReLU,
 on 28×28, then global average pool and Linear 128→10) at batch 64.
@@ -63,6 +77,8 @@ def build(workload: str):
 
 def setup(threads: int):
     sys.path.insert(0, os.path.join(ROOT, "python"))
+    sys.path.insert(0, HERE)
+    import _machine  # noqa: F401  (one BLAS thread for numpy, before torch/numpy load)
     import torch
 
     torch.set_num_threads(threads)
@@ -88,15 +104,18 @@ def make(workload: str, contender: str):
         from exitnet.torch._fisher_runner import _FisherRunner, _ModeGuard
 
         mode = "exact" if contender == "factors-exact" else "empirical"
-        backend = "torch" if contender == "factors-torch" else "go"
+        backend = {"factors-torch": "torch", "factors-auto": "auto"}.get(contender, "go")
         runner = _FisherRunner(model, None, None, mode, 0, backend)
         _ModeGuard(model, runner.cand.values()).__enter__()
         runner.plan((x, y))
         info["methods"] = sorted(set(runner.methods.values()))
+        if backend == "auto":
+            info["methods"] = [f"{s.path}:{s.backend or runner.backend}" for s in runner.sites]
 
         def run():
             runner.step((x, y))
-    elif contender == "vmap":
+            return runner
+    elif contender.startswith("vmap"):
         from torch.func import functional_call, grad, vmap
 
         detached = {n: p.detach() for n, p in params.items()}
@@ -105,9 +124,48 @@ def make(workload: str, contender: str):
             z = functional_call(model, p, (xn.unsqueeze(0),))
             return nn.functional.cross_entropy(z, yn.unsqueeze(0), reduction="sum")
 
-        def run():
-            g = vmap(grad(loss), in_dims=(None, 0, 0))(detached, x, y)
+        def sq(p, xb, yb):
+            g = vmap(grad(loss), in_dims=(None, 0, 0))(p, xb, yb)
             return {n: (t * t).sum(0) for n, t in g.items()}
+
+        f = torch.compile(sq) if contender == "vmap-compiled" else sq
+
+        def run():
+            return f(detached, x, y)
+    elif contender.startswith("backpack"):
+        from backpack import backpack, extend
+        from backpack.extensions import BatchGrad, DiagGGNExact, SumGradSquared
+
+        import warnings
+
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        bmodel = extend(model)
+        lossf = extend(nn.CrossEntropyLoss(reduction="sum"))
+        ext, attr = {"backpack-sgs": (SumGradSquared, "sum_grad_squared"),
+                     "backpack-bg": (BatchGrad, "grad_batch"),
+                     "backpack-ggn": (DiagGGNExact, "diag_ggn_exact")}[contender]
+
+        def run():
+            bmodel.zero_grad(set_to_none=True)
+            with backpack(ext()):
+                lossf(bmodel(x), y).backward()
+            out = {}
+            for n, p in bmodel.named_parameters():
+                v = getattr(p, attr)
+                out[n] = (v * v).sum(0) if attr == "grad_batch" else v
+            return out
+    elif contender == "opacus":
+        from opacus import GradSampleModule
+
+        # Opacus records activations in training mode only; its grad_sample follows the loss reduction
+        gsm = GradSampleModule(model.train(), loss_reduction="sum")
+        lossf = nn.CrossEntropyLoss(reduction="sum")
+
+        def run():
+            gsm.zero_grad(set_to_none=True)
+            lossf(gsm(x), y).backward()
+            return {n.removeprefix("_module."): (p.grad_sample * p.grad_sample).sum(0)
+                    for n, p in gsm.named_parameters()}
     else:
         raise SystemExit(f"unknown contender {contender}")
     return run, info
@@ -145,24 +203,52 @@ def memory(workload: str, contender: str, threads: int) -> dict:
     return {"first_mb": first / 1024, "per_batch_mb": later / 1024}
 
 
+SLOW = ("vmap", "vmap-compiled", "factors-exact", "backpack-ggn", "opacus", "backpack-bg")
+
+
+def _fisher_sums(res) -> dict:
+    """name -> float64 sum of squared per-sample gradients from a contender's return value."""
+    import numpy as np
+
+    if hasattr(res, "acc"):  # the factors' runner: Go sums over this one batch
+        sums, _ = res.acc.state()
+        return {k: np.asarray(v, np.float64) for k, v in sums.items()}
+    return {k: v.detach().double().numpy() for k, v in res.items()}
+
+
 def timing(workload: str, contenders: list[str], threads: int, reps: int) -> dict:
-    """In-process, interleaved (round robin) so that load from other processes hits all alike."""
+    """In-process, interleaved (round robin) so that load from other processes hits all alike;
+    process CPU time per call."""
+    import numpy as np
+
     exitnet = setup(threads)
-    runs = {}
+    sys.path.insert(0, HERE)
+    from _machine import cpu_times
+
+    runs, out = {}, {}
+    ref = None
     for c in contenders:
-        run, info = make(workload, c)
-        run()  # warm-up
+        try:
+            run, info = make(workload, c)
+            res = run()  # warm-up (and compilation)
+        except Exception as e:  # a peer that cannot run this model: say so, keep going
+            out[c] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"}
+            continue
+        if hasattr(res, "acc"):  # the accumulator's sums of exactly one batch
+            res.acc.reset()
+            res = run()
+        if c == "factors":
+            ref = _fisher_sums(res)
+        elif ref is not None and c not in ("backward", "factors-exact", "backpack-ggn"):
+            got = _fisher_sums(res)
+            for k, v in ref.items():
+                g = got[k].reshape(v.shape)
+                if not np.allclose(g, v, rtol=1e-3, atol=1e-6 * np.abs(v).max()):
+                    raise SystemExit(f"{c}: {k} differs from the factors' Fisher sums")
         runs[c] = (run, info)
-    ts: dict[str, list[float]] = {c: [] for c in contenders}
-    for r in range(reps):
-        for c in contenders:
-            if c in ("vmap", "factors-exact") and r >= max(3, reps // 2):
-                continue
-            t0 = time.perf_counter()
-            runs[c][0]()
-            ts[c].append(time.perf_counter() - t0)
-    out = {}
-    for c in contenders:
+    ts = cpu_times({c: r[0] for c, r in runs.items()}, reps,
+                   skip=lambda c, r: c in SLOW and r >= max(3, reps // 2))
+    for c in runs:
         v = sorted(ts[c])
         out[c] = {"median_s": v[len(v) // 2], "min_s": v[0], **runs[c][1]}
     out["_blas"] = exitnet.blas_backend()
@@ -215,52 +301,59 @@ def bench_ewc(threads: int, reps: int) -> None:
     print(f"  hand-written / exitnet.torch                   {res['hand'] / res['ours']:8.2f}x")
 
 
+PEERS = ["backward", "factors", "factors-torch", "factors-auto", "factors-exact", "vmap",
+         "backpack-sgs", "backpack-bg", "backpack-ggn", "opacus"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--workload", choices=["mlp", "cnn", "ewc", "all"], default="all")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(vmap(grad))")
+    ap.add_argument("--peak-memory", action="store_true", help="also measure peak RSS (one process each)")
     ap.add_argument("--memory", nargs=2, metavar=("WORKLOAD", "CONTENDER"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.memory:
         print(json.dumps(memory(a.memory[0], a.memory[1], a.threads)))
         return
+    sys.path.insert(0, HERE)
+    from _machine import machine_line
+
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + env.get("PYTHONPATH", "")
     workloads = ["mlp", "cnn"] if a.workload == "all" else [a.workload] if a.workload != "ewc" else []
-    contenders = ["backward", "factors", "factors-torch", "factors-exact", "vmap"]
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
-    print(f"threads={a.threads} reps={a.reps} load average={load:.1f} on {os.cpu_count()} CPUs "
-          "(median ms per batch, contenders interleaved; memory: peak RSS growth, one process each)")
+    contenders = PEERS + (["vmap-compiled"] if a.compile else [])
+    print(machine_line())
+    print(f"threads={a.threads} reps={a.reps} (process CPU ms per batch, contenders interleaved)")
     for w in workloads:
         res = timing(w, contenders, a.threads, a.reps)
         blas = res.pop("_blas")
         for c in contenders:
-            p = subprocess.run([sys.executable, __file__, "--memory", w, c, "--threads", str(a.threads)],
-                               env=env, capture_output=True, text=True)
-            m = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
+            m = {}
+            if a.peak_memory and "error" not in res[c]:
+                p = subprocess.run([sys.executable, __file__, "--memory", w, c, "--threads", str(a.threads)],
+                                   env=env, capture_output=True, text=True)
+                m = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
             res[c]["first_mb"] = m.get("first_mb", float("nan"))
             res[c]["per_batch_mb"] = m.get("per_batch_mb", float("nan"))
         desc = "MLP 784-512-512-10, batch 256" if w == "mlp" else "CNN 1-32-64-128 3x3 28x28, batch 64"
-        print(f"\n{desc}   (blas: {blas}; factor paths: {res['factors'].get('methods')})")
-        print(f"  {'contender':<14}{'median ms':>11}{'min ms':>10}{'MB first':>10}{'MB/batch':>10}")
+        f = res["factors"]["median_s"]
+        print(f"\n{desc}   (blas: {blas}; factor paths: {res['factors'].get('methods')}; "
+              f"auto: {res.get('factors-auto', {}).get('methods')})")
+        print(f"  {'contender':<15}{'median ms':>11}{'min ms':>10}{'peer/factors':>14}{'MB first':>10}{'MB/batch':>10}")
         for c in contenders:
             r = res[c]
-            print(f"  {c:<14}{1e3 * r['median_s']:>11.2f}{1e3 * r['min_s']:>10.2f}"
+            if "error" in r:
+                print(f"  {c:<15}  n/a: {r['error']}")
+                continue
+            print(f"  {c:<15}{1e3 * r['median_s']:>11.2f}{1e3 * r['min_s']:>10.2f}{r['median_s'] / f:>13.2f}x"
                   f"{r['first_mb']:>10.1f}{r['per_batch_mb']:>10.1f}")
-        b, v = res["backward"]["median_s"], res["vmap"]["median_s"]
-        f, ft, fe = (res[k]["median_s"] for k in ("factors", "factors-torch", "factors-exact"))
-        mlp = w == "mlp"
-        print(f"  factors / backward       = {f / b:6.2f}x" + ("   (target <= 1.5x)" if mlp else ""))
-        print(f"  factors-torch / backward = {ft / b:6.2f}x")
-        print(f"  vmap / factors           = {v / f:6.2f}x   (target >= {'50' if mlp else '3'}x)")
-        print(f"  vmap / factors-torch     = {v / ft:6.2f}x")
-        print(f"  vmap / factors-exact     = {v / fe:6.2f}x   (exact: all 10 classes; vmap: one label)")
-        print(f"  peak MB per batch factors / factors-torch / vmap = {res['factors']['per_batch_mb']:.1f} / "
-              f"{res['factors-torch']['per_batch_mb']:.1f} / {res['vmap']['per_batch_mb']:.1f}")
+        if "factors-auto" in res and "median_s" in res["factors-auto"]:
+            fa = res["factors-auto"]["median_s"]
+            for peer in ("backpack-sgs", "factors-torch", "vmap", "opacus"):
+                if "median_s" in res.get(peer, {}):
+                    print(f"  {peer} / factors-auto = {res[peer]['median_s'] / fa:6.2f}x")
     if a.workload in ("ewc", "all"):
         bench_ewc(a.threads, a.reps)
 

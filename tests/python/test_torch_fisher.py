@@ -173,6 +173,36 @@ def test_conv2d(case, backend, monkeypatch):
     assert_fisher_close(F, ref_fisher(net, x, exact_labels))
 
 
+@pytest.mark.parametrize("slow", ["go", "torch"])
+def test_auto_backend_picks_the_faster_per_layer(slow, monkeypatch):
+    """backend="auto" times both factor paths per layer on the first batch and keeps the faster:
+    make one artificially slow and the other must be chosen, for Linear and Conv2d alike, and
+    the Fisher still matches the per-sample reference."""
+    import time
+
+    import exitnet.torch._fisher_runner as runner_mod
+
+    real = runner_mod.feed_factors
+
+    def feed(acc, backend, *a):
+        if backend == slow:
+            time.sleep(0.002)
+        return real(acc, backend, *a)
+
+    monkeypatch.setattr(runner_mod, "feed_factors", feed)
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 5 * 4, 4))
+    x, y = data(n=6, shape=(2, 5, 4), classes=4)
+    r = runner_mod._FisherRunner(net, None, None, "exact", 0, "auto")
+    with runner_mod._ModeGuard(net, r.cand.values()):
+        r.plan((x[:3], y[:3]))
+        assert {s.kind: s.backend for s in r.sites} == {"conv2d": {"go": "torch", "torch": "go"}[slow],
+                                                        "linear": {"go": "torch", "torch": "go"}[slow]}
+        r.remove()
+    F = fisher_diagonal(net, batches_of(x, y, [3, 3]), label_mode="exact", backend="auto")
+    assert_fisher_close(F, ref_fisher(net, x, exact_labels))
+
+
 # ---------------------------------------------------------------------------------------------
 # Normalisation layers, in-place ops
 # ---------------------------------------------------------------------------------------------

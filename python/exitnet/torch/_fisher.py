@@ -133,8 +133,10 @@ def fisher_diagonal(
         first. ``"torch"``: the same products on the parameters' device (Linear: one matmul;
         Conv2d: the per-sample weight gradients of a chunk of samples from one grouped
         ``convolution_backward``, squared and summed, at most ``_CONV_BUDGET`` values at once),
-        then ``update_squared``. ``"auto"`` (default): ``"go"`` when the parameters are on the
-        CPU, ``"torch"`` otherwise. Measured speeds: ``bench/bench_fisher_torch.py``.
+        then ``update_squared``. ``"auto"`` (default): on the CPU, per layer the faster of the two,
+        measured on the first batch (each Linear and Conv2d layer's products are formed both ways
+        three times into a scratch accumulator; the best wall times decide); ``"torch"`` when the
+        parameters are on a GPU. Measured speeds: ``bench/bench_fisher_torch.py``.
     accumulator : {"auto", "go", "torch"}
         Where the float64 sums live: Go's accumulator (host memory), or
         :class:`~exitnet.torch._fisher_accumulator.TorchFisherAccumulator` on the parameters'

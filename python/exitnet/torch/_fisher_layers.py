@@ -26,7 +26,7 @@ _CONV_BUDGET = 16 * 1024 * 1024  # per-sample conv weight gradient values at onc
 class _Site:
     """One hooked module whose parameters are accumulated from layer factors."""
 
-    __slots__ = ("path", "module", "kind", "names", "clone", "calls", "inp", "out", "vin", "vout")
+    __slots__ = ("path", "module", "kind", "names", "clone", "calls", "inp", "out", "vin", "vout", "backend")
 
     def __init__(self, path: str, module: nn.Module, kind: str, names: dict[str, str]) -> None:
         self.path = path
@@ -34,6 +34,7 @@ class _Site:
         self.kind = kind  # "linear", "conv2d", "norm"
         self.names = names  # role ("weight"/"bias") -> Fisher name
         self.clone = False
+        self.backend: Optional[str] = None  # "go"/"torch" chosen by backend="auto"; None: the runner's
         self.clear()
 
     def clear(self) -> None:

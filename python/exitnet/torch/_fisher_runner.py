@@ -3,6 +3,7 @@ batch after batch (see :mod:`exitnet.torch._fisher` for the method)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, Optional
 
@@ -337,6 +338,8 @@ class _FisherRunner:
             ok = (s.calls == 1 and s.out is not None and G is not None
                   and s.inp.ndim >= 2 and s.inp.shape[0] == N and s.out.shape[0] == N)
             sums = factor_sums(s, s.inp, G) if ok else {}
+            if ok and self.backend_arg == "auto" and self.device.type == "cpu":
+                s.backend = self._faster_backend(s, s.inp, G)
             for role, n in s.names.items():
                 b = batched[n]
                 if b is None:
@@ -377,6 +380,26 @@ class _FisherRunner:
                 path.setdefault(id(p), "model." + mp)
             self.row_paths = {n: path[id(self.cand[n])] for n in self.rows}
         self._make_acc()
+
+    def _faster_backend(self, s: _Site, A: Tensor, G: Tensor) -> Optional[str]:
+        """backend="auto" on the CPU: form this layer's factor products with Go and with torch on
+        the first batch (into a scratch accumulator, three interleaved rounds, best wall time of
+        each) and keep the faster. Only Linear (2-D input) and Conv2d have both paths."""
+        if not (s.kind == "conv2d" or (s.kind == "linear" and A.ndim == 2)):
+            return None
+        params = dict(s.module.named_parameters(recurse=False))
+        layout = {n: tuple(params[r].shape) for r, n in s.names.items()}
+        scratch = _go().FisherAccumulator(layout, label_mode="empirical")
+        best = {"go": float("inf"), "torch": float("inf")}
+        try:
+            for _ in range(3):
+                for b in best:
+                    t0 = time.perf_counter()
+                    feed_factors(scratch, b, s, A, G, None, None)
+                    best[b] = min(best[b], time.perf_counter() - t0)
+        finally:
+            scratch.close()
+        return min(best, key=best.__getitem__)
 
     def _make_acc(self) -> None:
         if self.accumulator == "torch":
@@ -462,14 +485,14 @@ class _FisherRunner:
                             h = h * w_t.to(h.dtype).unsqueeze(1)
                         H[id(s)] = h if id(s) not in H else H[id(s)].add_(h)
                     else:
-                        feed_factors(self.acc, self.backend, s, s.inp, G, w_t, w_np)
+                        feed_factors(self.acc, s.backend or self.backend, s, s.inp, G, w_t, w_np)
             if self.rows:
                 self._feed_rows(x, labels, w_np)
         for s in fired:
             h = H.get(id(s))
             if h is not None:
                 # update_linear squares its G: hand it √H (exact up to one rounding).
-                feed_factors(self.acc, self.backend, s, s.inp, h.sqrt_(), None, None)
+                feed_factors(self.acc, s.backend or self.backend, s, s.inp, h.sqrt_(), None, None)
         for s in self.sites:
             s.clear()
 
