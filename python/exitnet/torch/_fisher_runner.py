@@ -338,7 +338,7 @@ class _FisherRunner:
             ok = (s.calls == 1 and s.out is not None and G is not None
                   and s.inp.ndim >= 2 and s.inp.shape[0] == N and s.out.shape[0] == N)
             sums = factor_sums(s, s.inp, G) if ok else {}
-            if ok and self.backend_arg == "auto" and self.device.type == "cpu":
+            if ok and self.backend_arg == "auto" and self.device.type == "cpu" and self.accumulator == "go":
                 s.backend = self._faster_backend(s, s.inp, G)
             for role, n in s.names.items():
                 b = batched[n]
