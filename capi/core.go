@@ -7,7 +7,8 @@
 //		return run("exitnet_area_verb", func() error { ... })
 //	}
 //
-// run recovers panics (and poisons the library), refuses calls once poisoned, and
+// run recovers panics (and poisons the library, except for a recoverable
+// allocation failure, which is EXITNET_ERR_OUT_OF_MEMORY), refuses calls once poisoned, and
 // stores the error message in the calling thread's last-error slot.
 package main
 
@@ -26,6 +27,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/par"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
@@ -41,6 +43,13 @@ func setError(msg string) { C.xnet_set_error(C.CString(msg)) }
 func run(name string, fn func() error) (status C.int) {
 	defer func() {
 		if r := recover(); r != nil {
+			if memx.IsAllocFailure(r) {
+				// A size Go's allocator refused up front: nothing was half-updated,
+				// so report OutOfMemory and keep the library usable.
+				setError(name + ": " + memx.AllocError("allocation", r).Error())
+				status = C.int(xerr.StatusOutOfMemory)
+				return
+			}
 			stack := string(debug.Stack())
 			msg := fmt.Sprintf("%s: internal error (Go panic: %v); the library is now in an unknown state and refuses further calls; restart the process. Please report this with the stack:\n%s", name, r, stack)
 			p := fmt.Sprintf("%s: panic: %v", name, r)
@@ -100,11 +109,14 @@ func exitnet_get_num_threads(out *C.int) C.int {
 //export exitnet_set_memory_limit
 func exitnet_set_memory_limit(bytes C.int64_t) C.int {
 	return run("exitnet_set_memory_limit", func() error {
+		// The GC's soft limit, and the bound every input-driven allocation is
+		// checked against before it is made (golib/memx).
 		if bytes <= 0 {
 			debug.SetMemoryLimit(math.MaxInt64)
 		} else {
 			debug.SetMemoryLimit(int64(bytes))
 		}
+		memx.SetLimit(int64(bytes))
 		return nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/exitnet/exitnet/golib/arrowx"
 	"github.com/exitnet/exitnet/golib/distill"
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -326,7 +327,11 @@ func exitnet_targets_gather_raw(out *C.float, outLen C.int64_t, h *C.exitnet_tar
 		if nIDs > 0 && (ids == nil || out == nil) {
 			return xerr.Invalid("out, ids: NULL pointer")
 		}
-		if int64(outLen) != int64(nIDs)*int64(t.NumClasses()) {
+		want, err := memx.Mul("n_ids", int(nIDs), t.NumClasses())
+		if err != nil {
+			return err
+		}
+		if int64(outLen) != int64(want) {
 			return xerr.Invalid("out_len: %d floats, want n_ids×num_classes = %d×%d", int64(outLen), int64(nIDs), t.NumClasses())
 		}
 		var dst []float32

@@ -695,6 +695,9 @@ func exitnet_fisher_state_save(path *C.char, names **C.char, ndims *C.int64_t, d
 		}
 		meta := make(map[string]string, len(keys))
 		for i, k := range keys {
+			if _, dup := meta[k]; dup {
+				return xerr.Invalid("meta_keys: key %q appears twice (positions are %d and an earlier one)", k, i)
+			}
 			meta[k] = vals[i]
 		}
 		return fisher.SaveState(p, &fisher.State{Layout: layout, Fishers: fs, Anchors: as, Meta: meta})

@@ -6,6 +6,7 @@ package main
 import "C"
 
 import (
+	"slices"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -193,7 +194,9 @@ func predictOptions(params *C.exitnet_predict_params) (runtime.Options, error) {
 		if params.thresholds == nil {
 			return opts, xerr.Invalid("params.thresholds: NULL with n_thresholds = %d", nt)
 		}
-		opts.Thresholds = unsafe.Slice((*float32)(unsafe.Pointer(params.thresholds)), int(nt))
+		// Copied: the caller's thresholds may alias an output buffer of the same
+		// call (the raw predict writes confidences while later rows still read them).
+		opts.Thresholds = slices.Clone(unsafe.Slice((*float32)(unsafe.Pointer(params.thresholds)), int(nt)))
 	}
 	return opts, nil
 }

@@ -148,7 +148,11 @@ int exitnet_set_num_threads(int n);
  *  EXITNET_ERR_INVALID_ARGUMENT if out is NULL; EXITNET_ERR_INTERNAL if poisoned. */
 int exitnet_get_num_threads(int* out);
 
-/** Sets the Go runtime's soft memory limit (GOMEMLIMIT) in bytes; <= 0 removes it.
+/** Sets the memory limit in bytes; <= 0 removes it. It is the Go runtime's soft
+ *  limit (GOMEMLIMIT) and the bound every allocation sized by an input (a layout,
+ *  N x P, model shapes, a file's decoded buffers) is checked against before it is
+ *  made: such a call then fails with EXITNET_ERR_OUT_OF_MEMORY naming the argument,
+ *  and the library stays usable. Without a limit the bound is the physical memory.
  *  @return EXITNET_OK; EXITNET_ERR_INTERNAL if poisoned. Thread-safe. */
 int exitnet_set_memory_limit(int64_t bytes);
 
@@ -519,6 +523,26 @@ int exitnet_fisher_add_samples(exitnet_fisher* fisher, int64_t n);
 
 /** @param out [out] the sample count N. @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT. */
 int exitnet_fisher_num_samples(int64_t* out, exitnet_fisher* fisher);
+
+/** @param out [out] the number of parameters of the accumulator's layout (so a
+ *  caller of exitnet_fisher_load learns the layout from the validated file
+ *  without reading it again). @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT. */
+int exitnet_fisher_num_params(int64_t* out, exitnet_fisher* fisher);
+
+/** Parameter i of the layout: its name and shape.
+ *  @param name [out] receives the NUL-terminated name when it fits in name_len bytes.
+ *  @param name_needed [out] strlen(name) + 1, always set (also when name is too small).
+ *  @param ndim [out] the number of dimensions (0..16).
+ *  @param dims [out] at least 16 int64 values; the first *ndim are the shape.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT for a NULL pointer, i out of
+ *          range, or name_len < *name_needed (call again with a larger buffer). */
+int exitnet_fisher_param(exitnet_fisher* fisher, int64_t i, char* name, size_t name_len,
+                         size_t* name_needed, int64_t* ndim, int64_t* dims);
+
+/** Writes the accumulator's label mode ("empirical", "sampled", "argmax", "exact"
+ *  or "batched") NUL-terminated into buf. @return EXITNET_OK;
+ *  EXITNET_ERR_INVALID_ARGUMENT if buf is NULL or buflen < 16. */
+int exitnet_fisher_label_mode(char* buf, size_t buflen, exitnet_fisher* fisher);
 
 /** F = S / N as a float32 array of P values (layout order).
  *  @param out, out_schema [out] caller releases.

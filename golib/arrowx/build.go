@@ -8,6 +8,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -17,6 +18,9 @@ const maxElements = 1 << 31
 func newBuffer(mem memory.Allocator, n, width int, name string) (*memory.Buffer, error) {
 	if n < 0 || n > maxElements {
 		return nil, xerr.OOM("%s: %d elements exceed the limit of %d", name, n, maxElements)
+	}
+	if err := memx.Check(name, width, n); err != nil {
+		return nil, err
 	}
 	buf := memory.NewResizableBuffer(mem)
 	buf.Resize(n * width)

@@ -80,7 +80,7 @@ func parseTargets(data []byte) (t *Targets, err error) {
 	}
 	rec, err := rd.RecordBatch(0)
 	if err != nil {
-		return nil, xerr.IO("corrupted record batch: %v", err)
+		return nil, fsx.BatchError("target file", err)
 	}
 	// rec is owned by the reader (released by rd.Close); the views below
 	// point into data, which the caller keeps mapped.

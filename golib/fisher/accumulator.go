@@ -3,6 +3,7 @@ package fisher
 import (
 	"math"
 
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -52,7 +53,11 @@ func New(layout *Layout, labelMode string) (*Accumulator, error) {
 	if !ValidLabelMode(labelMode) {
 		return nil, xerr.Invalid("label_mode: %q is not one of empirical, sampled, argmax, exact, batched", labelMode)
 	}
-	return &Accumulator{layout: layout, labelMode: labelMode, sums: make([]float64, layout.Size())}, nil
+	sums, err := memx.Make[float64]("layout: the accumulator's float64 sums", layout.Size())
+	if err != nil {
+		return nil, err
+	}
+	return &Accumulator{layout: layout, labelMode: labelMode, sums: sums}, nil
 }
 
 // Layout returns the accumulator's layout.
@@ -107,7 +112,11 @@ func (a *Accumulator) Compute(dst []float32) error {
 	}
 	inv := 1 / float64(a.count)
 	for i, s := range a.sums {
-		dst[i] = float32(s * inv)
+		v := s * inv
+		if v > math.MaxFloat32 {
+			return xerr.Invalid("compute: element %d of the Fisher is %g, beyond float32 (the sums are too large for the %d counted samples)", i, v, a.count)
+		}
+		dst[i] = float32(v)
 	}
 	return nil
 }
@@ -237,7 +246,16 @@ func addChecked(dst []float64, src []float32, scale float64, arg, name string) e
 		return xerr.Invalid("%s: non-finite value %v in the contribution to parameter %q (element %d)", arg, src[i], name, i)
 	}
 	for i, v := range src {
-		dst[i] += scale * float64(v)
+		if d := dst[i] + scale*float64(v); d <= math.MaxFloat64 {
+			dst[i] = d
+		} else {
+			// Earlier elements are already added: roll them back so a refused
+			// update leaves the sums unchanged.
+			for j := range i {
+				dst[j] -= scale * float64(src[j])
+			}
+			return xerr.Invalid("%s: the sum of parameter %q element %d overflows float64 (scale %g)", arg, name, i, scale)
+		}
 	}
 	return nil
 }

@@ -59,8 +59,8 @@ func Consolidate(mode string, fishers [][]float32, weights []float64, gamma floa
 			return nil, xerr.Invalid("weights: %d weights for %d Fishers", len(weights), len(fishers))
 		}
 		for k, c := range weights {
-			if math.IsNaN(c) || math.IsInf(c, 0) {
-				return nil, xerr.Invalid("weights: weight %d is %v", k, c)
+			if !(c >= 0) || math.IsInf(c, 0) {
+				return nil, xerr.Invalid("weights: weight %d is %v; must be finite and >= 0 (a Fisher is positive semi-definite)", k, c)
 			}
 		}
 		for k, f := range fishers {
@@ -86,6 +86,9 @@ func Consolidate(mode string, fishers [][]float32, weights []float64, gamma floa
 	}
 	out := make([]float32, p)
 	for i, v := range acc {
+		if v > math.MaxFloat32 {
+			return nil, xerr.Invalid("fishers: consolidated element %d is %g, beyond float32 (mode %q)", i, v, mode)
+		}
 		out[i] = float32(v)
 	}
 	return [][]float32{out}, nil

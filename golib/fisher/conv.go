@@ -1,12 +1,14 @@
 package fisher
 
 import (
+	"fmt"
 	"math"
 	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/par"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
@@ -108,6 +110,11 @@ func (a *Accumulator) UpdateConv2d(weight, bias string, x []float32, xShape [4]i
 		return nil
 	}
 	L := ho * wo
+	// Each worker unfolds one sample (kk×L patches); with a large padding or
+	// dilation that is far more than the input, so it is checked first.
+	if err := memx.Check(fmt.Sprintf("inputs: the unfolded patches of layer %q", weight), 4, par.Threads()+1, kk, L); err != nil {
+		return err
+	}
 	total := make([]float64, cout*kk+cout) // weight then bias
 	var mu sync.Mutex
 	par.For(n, 1, func(lo, hi int) {

@@ -18,6 +18,14 @@ type Layout struct {
 	index   map[string]int
 }
 
+// maxLayoutElems bounds a layout so that every buffer over it (P float64
+// sums, K×P float32 results) has a byte size far from int overflow; the
+// buffers themselves are checked against the memory limit when allocated.
+const maxLayoutElems = 1 << 50
+
+// MaxDims is the most dimensions a parameter may have (the C ABI's dims[16]).
+const MaxDims = 16
+
 // NewLayout validates params (non-empty unique names, non-negative dims) and
 // computes the flat offsets.
 func NewLayout(params []Param) (*Layout, error) {
@@ -30,20 +38,23 @@ func NewLayout(params []Param) (*Layout, error) {
 		if _, dup := l.index[p.Name]; dup {
 			return nil, xerr.Invalid("layout: parameter %q appears twice", p.Name)
 		}
+		if len(p.Shape) > MaxDims {
+			return nil, xerr.Invalid("layout: parameter %q has %d dimensions, at most %d", p.Name, len(p.Shape), MaxDims)
+		}
 		size := 1
 		for _, d := range p.Shape {
 			if d < 0 {
 				return nil, xerr.Invalid("layout: parameter %q has negative dimension %d", p.Name, d)
 			}
-			if d > 0 && size > (1<<50)/d {
-				return nil, xerr.Invalid("layout: parameter %q is too large", p.Name)
+			if d > 0 && size > maxLayoutElems/d {
+				return nil, xerr.OOM("layout: parameter %q (shape %v) has more than %d elements", p.Name, p.Shape, maxLayoutElems)
 			}
 			size *= d
 		}
-		total += size
-		if total > 1<<50 {
-			return nil, xerr.Invalid("layout: too many elements")
+		if total > maxLayoutElems-size {
+			return nil, xerr.OOM("layout: more than %d elements in total", maxLayoutElems)
 		}
+		total += size
 		l.index[p.Name] = i
 		l.params = append(l.params, Param{Name: p.Name, Shape: append([]int(nil), p.Shape...)})
 		l.offsets = append(l.offsets, total)

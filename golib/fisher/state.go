@@ -14,7 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/exitnet/exitnet/golib/internal/fsx"
-	"github.com/exitnet/exitnet/golib/internal/memx"
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -268,7 +268,7 @@ func DecodeState(data []byte) (s *State, err error) {
 	}
 	rec, err := rd.RecordBatch(0)
 	if err != nil {
-		return nil, xerr.IO("reading the record batch: %v", err)
+		return nil, fsx.BatchError("state file", err)
 	}
 	if rec.NumRows() != int64(layout.Size()) {
 		return nil, xerr.IO("%d rows, the layout has %d elements", rec.NumRows(), layout.Size())

@@ -35,6 +35,9 @@ func NewCostModel(stage, head []float64) (CostModel, error) {
 			return CostModel{}, xerr.Invalid("head_macs: exit %d has %g, need a finite value >= 0", k, head[k])
 		}
 		acc += stage[k] + head[k]
+		if math.IsInf(acc, 0) {
+			return CostModel{}, xerr.Invalid("stage_macs, head_macs: the cumulative cost up to exit %d overflows float64", k)
+		}
 		cum[k] = acc
 	}
 	if !(acc > 0) {

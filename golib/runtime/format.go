@@ -130,7 +130,7 @@ func readWeights(r *ipc.FileReader) (map[string]*tensor.Dense, error) {
 	for b := 0; b < r.NumRecords(); b++ {
 		rec, err := r.RecordBatch(b)
 		if err != nil {
-			return nil, xerr.IO("model file: record batch %d: %v", b, err)
+			return nil, fsx.BatchError(fmt.Sprintf("model file: record batch %d", b), err)
 		}
 		if err := array.ValidateRecordFull(rec); err != nil {
 			return nil, xerr.IO("model file: record batch %d invalid: %v", b, err)

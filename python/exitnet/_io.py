@@ -160,3 +160,102 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, sealed: bool = Fa
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# ------------------------------------------------------------------ pure-Python container checks
+# The same rules as golib/internal/fsx (Open, checkHeader), for the readers that must not
+# enter the library (exitnet.distill.TargetFile in forked DataLoader workers).
+
+
+def _u32(b: Any, pos: int) -> int:
+    if pos < 0 or pos + 4 > len(b):
+        raise ValueError(f"offset {pos} out of range")
+    return int.from_bytes(b[pos:pos + 4], "little")
+
+
+def _table(b: Any, pos: int) -> Any:
+    """A flatbuffer table at pos: returns field(i) -> absolute position or 0 (bounds-checked)."""
+    if pos < 0 or pos + 4 > len(b):
+        raise ValueError(f"table at {pos} out of range")
+    vt = pos - int.from_bytes(b[pos:pos + 4], "little", signed=True)
+    if vt < 0 or vt + 4 > len(b):
+        raise ValueError(f"vtable at {vt} out of range")
+    vsize, tsize = int.from_bytes(b[vt:vt + 2], "little"), int.from_bytes(b[vt + 2:vt + 4], "little")
+    if vsize < 4 or vsize % 2 or vt + vsize > len(b) or pos + tsize > len(b):
+        raise ValueError(f"vtable at {vt} inconsistent")
+
+    def field(i: int) -> int:
+        slot = 4 + 2 * i
+        if slot + 2 > vsize:
+            return 0
+        fo = int.from_bytes(b[vt + slot:vt + slot + 2], "little")
+        if fo and fo >= tsize:
+            raise ValueError(f"field {i} outside its table")
+        return pos + fo if fo else 0
+    return field
+
+
+def record_batch_blocks(buf: Any) -> list[tuple[int, int, int]]:
+    """(offset, metadata length, body length) of each record batch, from the file footer."""
+    if len(buf) < 18 or bytes(buf[:6]) != b"ARROW1" or bytes(buf[-6:]) != b"ARROW1":
+        raise ValueError("not an Arrow IPC file (bad magic bytes or truncated)")
+    size = _u32(buf, len(buf) - 10)
+    if size <= 0 or size > len(buf) - 18:
+        raise ValueError(f"footer size {size} inconsistent with the file size {len(buf)}")
+    fb = memoryview(buf)[len(buf) - 10 - size:len(buf) - 10]
+    footer = _table(fb, _u32(fb, 0))
+    p = footer(3)
+    if not p:
+        return []
+    v = p + _u32(fb, p)
+    n = _u32(fb, v)
+    if n > (len(fb) - v - 4) // 24:
+        raise ValueError("record batch block vector exceeds the footer")
+    out = []
+    for k in range(n):
+        e = v + 4 + 24 * k
+        off = int.from_bytes(fb[e:e + 8], "little", signed=True)
+        mlen = int.from_bytes(fb[e + 8:e + 12], "little", signed=True)
+        blen = int.from_bytes(fb[e + 16:e + 24], "little", signed=True)
+        if off < 8 or mlen < 8 or blen < 0 or off + mlen + blen > len(buf) - 10 - size:
+            raise ValueError(f"record batch block {k} lies outside the file")
+        out.append((off, mlen, blen))
+    return out
+
+
+def body_is_compressed(buf: Any, block: tuple[int, int, int]) -> bool:
+    """Whether the record batch message at block declares a compressed body
+    (Message.header → RecordBatch.compression, Arrow's Message.fbs)."""
+    off, mlen, _ = block
+    m = memoryview(buf)[off:off + mlen]
+    start = 8 if _u32(m, 0) == 0xFFFFFFFF else 4
+    meta = m[start:]
+    msg = _table(meta, _u32(meta, 0))
+    hp = msg(2)
+    if not hp:
+        raise ValueError("record batch message without a header")
+    rb = _table(meta, hp + _u32(meta, hp))
+    return rb(3) != 0
+
+
+def check_header(md: dict[str, str], kind: str, checksum: str) -> int:
+    """The metadata convention (same rules as fsx.checkHeader); returns the container version."""
+    got = md.get("exitnet.kind")
+    if got != kind:
+        raise ValueError(f"not an exitnet {kind} file (metadata exitnet.kind = {got!r})")
+    v = md.get("exitnet.version")
+    if v is None:
+        if checksum == "crc32":
+            raise ValueError("metadata exitnet.version missing although the file carries a container-2 checksum (damaged file)")
+        return 1
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1 or str(n) != v.strip():
+        raise ValueError(f"metadata exitnet.version = {v!r} is not a container version")
+    if n > CONTAINER_VERSION:
+        raise ValueError(f"file written by a newer exitnet (exitnet.version = {n}; this build reads container versions 1 and {CONTAINER_VERSION})")
+    if n == CONTAINER_VERSION and checksum != "crc32":
+        raise ValueError(f"container version {n} requires the {CHECKSUM_KEY} checksum, which is missing (damaged file)")
+    return n

@@ -49,13 +49,15 @@ True
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
+import stat
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from . import _lib
+from . import _io, _lib
 from ._arrow import ArrowIn, ArrowOut, as_ints, as_matrix, float32_numpy, matrix_to_numpy, to_numpy
 from ._errors import ExitnetIOError, InvalidArgumentError, InvalidStateError, NotFoundError
 
@@ -436,8 +438,11 @@ class TargetFile:
     :attr:`exits` (a list of E (N, C) float32 arrays) are zero-copy views. Pickling
     a TargetFile pickles its path (workers reopen the file).
 
-    Everything is validated at open (kind, version, schema, sortedness, nulls,
-    finite logits); a bad file raises :class:`~exitnet.ExitnetIOError`.
+    Everything is validated at open with the rules of the library's reader
+    (docs/file-format.md): regular file only, whole-file checksum, container
+    version, kind, schema, sortedness, nulls, finite logits; a compressed body is
+    refused (pyarrow would inflate it without bound). A bad file raises
+    :class:`~exitnet.ExitnetIOError`.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -446,9 +451,31 @@ class TargetFile:
 
     def _open(self) -> None:
         p = self.path
+        self._mm = None
         try:
-            self._mm = pa.memory_map(p, "r")
-            reader = pa.ipc.open_file(self._mm)
+            st = os.stat(p)
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero never ends
+                raise ExitnetIOError(f"{p}: not a regular file; target files are read from regular files only")
+            if st.st_size < 12:
+                raise ExitnetIOError(f"{p}: truncated ({st.st_size} bytes; not an Arrow IPC file)")
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise ExitnetIOError(f"{p}: not a regular file; target files are read from regular files only")
+                self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
+            # The container rules of golib/internal/fsx, before pyarrow parses anything:
+            # whole-file checksum, footer bounds, no compressed body (exitnet never writes
+            # one; pyarrow would inflate it without bound).
+            checksum = _io.verify(self._mm)
+            blocks = _io.record_batch_blocks(self._mm)
+            if len(blocks) != 1:
+                raise ExitnetIOError(f"{p}: {len(blocks)} record batches, want exactly 1")
+            if _io.body_is_compressed(self._mm, blocks[0]):
+                raise ExitnetIOError(f"{p}: compressed record batch body; the pure-Python reader reads "
+                                     "uncompressed files only (exitnet writes those; TargetStore reads both)")
+            reader = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(self._mm)))
             schema = reader.schema
             if reader.num_record_batches != 1:
                 raise ExitnetIOError(f"{p}: {reader.num_record_batches} record batches, want exactly 1")
@@ -457,11 +484,11 @@ class TargetFile:
         except ExitnetIOError:
             self._close_map()
             raise
-        except (OSError, pa.ArrowException) as e:
+        except (OSError, ValueError, pa.ArrowException) as e:
             self._close_map()
             raise ExitnetIOError(f"{p}: cannot read the target file ({e})") from e
         try:
-            self._validate(schema, batch)
+            self._validate(schema, batch, checksum)
         except ExitnetIOError:
             self._close_map()
             raise
@@ -469,17 +496,23 @@ class TargetFile:
             self._close_map()
             raise ExitnetIOError(f"{p}: corrupted target file ({type(e).__name__}: {e})") from e
 
-    def _validate(self, schema: pa.Schema, batch: pa.RecordBatch) -> None:
+    def _validate(self, schema: pa.Schema, batch: pa.RecordBatch, checksum: str) -> None:
         p = self.path
         md = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (schema.metadata or {}).items()}
-        if md.get("exitnet.kind") != TARGETS_KIND:
-            raise ExitnetIOError(f"{p}: not an LwF target file (exitnet.kind = {md.get('exitnet.kind')!r})")
+        try:
+            _io.check_header(md, TARGETS_KIND, checksum)
+        except ValueError as e:
+            raise ExitnetIOError(f"{p}: {e}") from None
         if md.get("exitnet.format_version") != str(TARGETS_FORMAT_VERSION):
             raise ExitnetIOError(f"{p}: unsupported format version {md.get('exitnet.format_version')!r}")
+        if md.get("exitnet.logits") != "raw":
+            raise ExitnetIOError(f"{p}: metadata exitnet.logits = {md.get('exitnet.logits')!r}, want 'raw'")
         try:
-            E, C = int(md["exitnet.num_exits"]), int(md["exitnet.num_classes"])
+            E, C = _count(md["exitnet.num_exits"]), _count(md["exitnet.num_classes"])
         except (KeyError, ValueError):
-            raise ExitnetIOError(f"{p}: metadata lacks valid exitnet.num_exits / exitnet.num_classes") from None
+            E = C = 0
+        if not (1 <= E <= 1 << 16 and 1 <= C <= 1 << 30):
+            raise ExitnetIOError(f"{p}: metadata lacks valid exitnet.num_exits / exitnet.num_classes")
         names = ["sample_id"] + [f"exit_{j}" for j in range(E)]
         if schema.names != names or batch.num_columns != E + 1:
             raise ExitnetIOError(f"{p}: columns {schema.names}, want {names}")
@@ -508,14 +541,20 @@ class TargetFile:
 
     def _close_map(self) -> None:
         mm = getattr(self, "_mm", None)
-        if mm is not None:
-            mm.close()
         self._mm = None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # a caller still holds a view of exits: unmapped when it is dropped
+
+    def _check_open(self) -> None:
+        if self._mm is None:
+            raise InvalidStateError("TargetFile: closed")
 
     def rows(self, ids: Any) -> np.ndarray:
         """Row index of each sample id (``np.searchsorted``); unknown ids raise NotFoundError."""
-        if self._mm is None:
-            raise InvalidStateError("TargetFile: closed")
+        self._check_open()
         q = np.asarray(to_numpy(ids, "ids"))
         if q.ndim != 1 or (q.size and not np.issubdtype(q.dtype, np.integer)):
             raise InvalidArgumentError(f"ids: expected a 1-D integer array, got {q.dtype} of shape {q.shape}")
@@ -538,12 +577,14 @@ class TargetFile:
 
     def gather(self, ids: Any, exit: int = 0) -> np.ndarray:
         """Recorded logits (n, C) float32 of ``exit`` for sample ``ids`` (a new array)."""
+        self._check_open()
         if not 0 <= int(exit) < self.num_exits:
             raise InvalidArgumentError(f"exit: {exit} (the file has exits 0..{self.num_exits - 1})")
         return self.exits[int(exit)][self.rows(ids)]
 
     def lookup(self, ids: Any) -> list[np.ndarray]:
         """Every exit's recorded logits for ``ids``: a list of E arrays (n, C)."""
+        self._check_open()
         r = self.rows(ids)
         return [e[r] for e in self.exits]
 
@@ -573,6 +614,12 @@ class TargetFile:
         state = "" if self._mm is not None else ", closed"
         return (f"TargetFile({self.path!r}, rows={self.num_rows}, exits={self.num_exits}, "
                 f"classes={self.num_classes}{state})")
+
+
+def _count(v: str) -> int:
+    """A metadata count as Go's strconv.Atoi reads it (digits only, optional sign)."""
+    v = v.strip() if v == v.strip() else "x"
+    return int(v) if v.isascii() and v.lstrip("+-").isdigit() else -1
 
 
 def read_targets(path: str | os.PathLike) -> TargetFile:

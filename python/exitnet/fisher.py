@@ -60,6 +60,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import operator
 import os
 from typing import Any, Literal, Mapping, Sequence
 
@@ -78,7 +79,7 @@ from ._arrow import (
     matrix_to_numpy,
     to_numpy,
 )
-from ._errors import InvalidArgumentError, InvalidStateError
+from ._errors import ExitnetMemoryError, InvalidArgumentError, InvalidStateError
 
 __all__ = [
     "LABEL_MODES",
@@ -100,6 +101,19 @@ _Geometry = _abi.exitnet_conv2d_geometry
 
 
 
+def _dim(d: Any, name: str) -> int:
+    """One shape entry: an integer (4.5 or "4" is an error, never truncated)."""
+    if isinstance(d, (bool, np.bool_)):
+        raise InvalidArgumentError(f"layout: parameter {name!r} has a bool dimension {d!r}")
+    try:
+        v = operator.index(d)
+    except TypeError:
+        raise InvalidArgumentError(f"layout: parameter {name!r} has a non-integer dimension {d!r}") from None
+    if not -(2**63) <= v < 2**63:
+        raise ExitnetMemoryError(f"layout: parameter {name!r} has dimension {v}, beyond a 64-bit size")
+    return v
+
+
 def _layout_arrays(layout: Mapping[str, Sequence[int]]) -> tuple[Any, Any, Any, int, list]:
     names = list(layout)
     shapes = []
@@ -107,14 +121,40 @@ def _layout_arrays(layout: Mapping[str, Sequence[int]]) -> tuple[Any, Any, Any, 
         if not isinstance(n, str):
             raise InvalidArgumentError(f"layout: parameter names must be str, got {n!r}")
         shp = layout[n]
-        shp = (int(shp),) if isinstance(shp, (int, np.integer)) else tuple(int(d) for d in shp)
-        shapes.append(shp)
+        if isinstance(shp, (str, bytes)) or not hasattr(shp, "__iter__"):
+            shp = (shp,)
+        shapes.append(tuple(_dim(d, n) for d in shp))
     enc = [n.encode() for n in names]
     c_names = (ctypes.c_char_p * max(len(enc), 1))(*enc)
     c_ndims = (ctypes.c_int64 * max(len(shapes), 1))(*[len(s) for s in shapes])
     flat = [d for s in shapes for d in s]
     c_dims = (ctypes.c_int64 * max(len(flat), 1))(*flat)
     return c_names, c_ndims, c_dims, len(names), shapes
+
+
+def _layout_of(h: Any) -> dict[str, tuple[int, ...]]:
+    """The layout of a native accumulator (from the library, not from a file)."""
+    n = ctypes.c_int64()
+    _lib.call("exitnet_fisher_num_params", ctypes.byref(n), h)
+    out: dict[str, tuple[int, ...]] = {}
+    need, ndim, dims = ctypes.c_size_t(), ctypes.c_int64(), (ctypes.c_int64 * 16)()
+    buf = ctypes.create_string_buffer(256)
+    for i in range(n.value):
+        try:
+            _lib.call("exitnet_fisher_param", h, i, buf, len(buf), ctypes.byref(need), ctypes.byref(ndim), dims)
+        except InvalidArgumentError:
+            if need.value <= len(buf):
+                raise
+            buf = ctypes.create_string_buffer(need.value)
+            _lib.call("exitnet_fisher_param", h, i, buf, len(buf), ctypes.byref(need), ctypes.byref(ndim), dims)
+        out[buf.value.decode()] = tuple(int(d) for d in dims[: ndim.value])
+    return out
+
+
+def _label_mode_of(h: Any) -> str:
+    buf = ctypes.create_string_buffer(32)
+    _lib.call("exitnet_fisher_label_mode", buf, len(buf), h)
+    return buf.value.decode()
 
 
 _f32 = float32_numpy
@@ -232,7 +272,8 @@ class FisherAccumulator:
             r = _f32(rows, "rows")
             if r.ndim == 1:  # one sample
                 r = r.reshape(1, -1)
-            arr = as_matrix(r.reshape(r.shape[0], -1), "rows")
+            # explicit width: reshape(0, -1) is ambiguous for zero rows
+            arr = as_matrix(r.reshape(r.shape[0], int(np.prod(r.shape[1:], dtype=np.int64))), "rows")
         a = ArrowIn(arr)
         w = _weights_in(weights)
         _lib.call("exitnet_fisher_update_rows", h, None if param is None else param.encode(), a.array, a.schema,
@@ -344,16 +385,13 @@ class FisherAccumulator:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FisherAccumulator":
         """Restore an accumulator written by :meth:`save` (validated: a truncated or
-        corrupted file raises :class:`exitnet.ExitnetIOError`)."""
+        corrupted file raises :class:`exitnet.ExitnetIOError`). The layout and label
+        mode come from the library, which validated the file: it is read once."""
         h = _h()
         _lib.call("exitnet_fisher_load", ctypes.byref(h), os.fsencode(os.fspath(path)))
         try:
-            import pyarrow.ipc as ipc
-
-            md = ipc.open_file(os.fspath(path)).schema.metadata  # validated by the library above
-            layout = {p["name"]: tuple(p["shape"]) for p in json.loads(md[b"exitnet.layout"])}
-            mode = json.loads(json.loads(md[b"exitnet.meta"])["label_mode"])
-        except Exception:
+            layout, mode = _layout_of(h), _label_mode_of(h)
+        except BaseException:
             _lib.call("exitnet_fisher_free", ctypes.byref(h))
             raise
         self = cls.__new__(cls)

@@ -532,7 +532,7 @@ def test_truncated_and_corrupted_files(tmp_path):
         wr.write_table(pa.table({"x": [1, 2]}))
     with pytest.raises(ExitnetIOError, match="lwf_targets"):
         distill.TargetStore(other)
-    with pytest.raises(ExitnetIOError, match="LwF target file"):
+    with pytest.raises(ExitnetIOError, match="lwf_targets"):
         distill.read_targets(other)
 
 

@@ -6,7 +6,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/exitnet/exitnet/golib/arrowx"
-	"github.com/exitnet/exitnet/golib/internal/memx"
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -97,7 +97,7 @@ func (c *Container) checkHeader(kind string, sum Checksum) error {
 	}
 	n, err := strconv.Atoi(v)
 	switch {
-	case err != nil || n < 1:
+	case err != nil || n < 1 || strconv.Itoa(n) != v:
 		return xerr.IO("metadata %s = %q is not a container version", MetaVersion, v)
 	case n > ContainerVersion:
 		return xerr.NotSupported("file written by a newer exitnet (%s = %d; this build reads container versions 1 and %d)", MetaVersion, n, ContainerVersion)
@@ -126,3 +126,13 @@ const MaxInflation = 16
 
 // DecodeBound is the allocator bound for a file of size bytes.
 func DecodeBound(size int) int64 { return MaxInflation*int64(size) + 1<<20 }
+
+// BatchError describes a failure to read a record batch: the allocator's
+// refusal (which arrow-go recovers and wraps) keeps its meaning, anything else
+// is a corrupted file.
+func BatchError(what string, err error) error {
+	if r, ok := memx.AsRefused(err); ok {
+		return r.Err(what)
+	}
+	return xerr.IO("%s: corrupted record batch (%v)", what, err)
+}

@@ -5,7 +5,7 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/exitnet/exitnet/golib/internal/memx"
+	"github.com/exitnet/exitnet/golib/memx"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 

@@ -1,6 +1,8 @@
 package memx
 
 import (
+	"errors"
+
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -93,4 +95,17 @@ func (a *Allocator) Tighten(bound int64) {
 	if bound > 0 && bound < a.cap {
 		a.cap, a.userBound = bound, false
 	}
+}
+
+// Error makes a refusal an error, so that readers which recover it themselves
+// (arrow-go wraps a panic in an error with %w) still hand it on: see AsRefused.
+func (r *Refused) Error() string {
+	return r.Err("decoding").Error()
+}
+
+// AsRefused finds a *Refused in err's chain.
+func AsRefused(err error) (*Refused, bool) {
+	var r *Refused
+	ok := errors.As(err, &r)
+	return r, ok
 }

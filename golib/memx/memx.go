@@ -123,3 +123,17 @@ func AllocError(what string, r any) error {
 func (a *Allocator) String() string {
 	return fmt.Sprintf("memx.Allocator(used=%d, cap=%d)", a.used.Load(), a.cap)
 }
+
+// Check verifies that a buffer of prod(dims) elements of elemBytes bytes
+// neither overflows nor exceeds Limit(); what names the argument it comes from.
+func Check(what string, elemBytes int, dims ...int) error {
+	n := 1
+	for _, d := range dims {
+		var err error
+		if n, err = Mul(what, n, d); err != nil {
+			return err
+		}
+	}
+	_, err := Bytes(what, n, elemBytes)
+	return err
+}
