@@ -13,7 +13,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/exitnet/exitnet/golib/par"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -37,14 +36,7 @@ func TestV2EveryOpMatchesReference(t *testing.T) {
 	g := everyOpV2(b)
 	m := loadV2(t, g, b)
 	insz := 3 * 11 * 9
-	defer par.SetThreads(par.Threads())
-	defer func(c int) { minChunk = c }(minChunk)
-	for _, threads := range []int{1, 3} {
-		par.SetThreads(threads)
-		minChunk = 1 << 17
-		if threads > 1 {
-			minChunk = 16
-		}
+	forThreads(func(threads int) {
 		for _, n := range []int{1, 2, 7} {
 			x := randInput(uint64(30+n), n, insz)
 			var res Result
@@ -69,7 +61,7 @@ func TestV2EveryOpMatchesReference(t *testing.T) {
 				}
 			}
 		}
-	}
+	})
 }
 
 // The buffer plan reuses memory: everyOpV2 has 45 nodes but needs far fewer
@@ -380,3 +372,47 @@ func TestWorkBound(t *testing.T) {
 }
 
 func itoa(i int) string { js, _ := json.Marshal(i); return string(js) }
+
+// A format-1 file loads as it did: its graph, converted to format 2 at load
+// (graph_v1.go) and written back as a format-2 file, gives bit-identical
+// logits and the same costs; the format-1 logits equal the format-1 reference
+// interpreter (TestLogitsMatchReference).
+func TestV1ConvertsToEqualV2(t *testing.T) {
+	b := newBuilder(1)
+	m1, err := Decode(b.encode(everyOpGraph(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *m1.Graph()
+	if g.FormatVersion != 1 || g.Stages[1].Nodes[3].Name != "0.add" {
+		t.Fatalf("converted graph: version %d, stage 1 node 3 %q", g.FormatVersion, g.Stages[1].Nodes[3].Name)
+	}
+	g.FormatVersion = 2
+	m2, err := Decode(b.encode(&g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m1.ExitCosts(), m2.ExitCosts()) {
+		t.Fatalf("costs %v vs %v", m1.ExitCosts(), m2.ExitCosts())
+	}
+	x := randInput(8, 9, 3*13*12)
+	var r1, r2 Result
+	for _, r := range []struct {
+		m   *Model
+		res *Result
+	}{{m1, &r1}, {m2, &r2}} {
+		if err := r.m.Predict(r.res, x, 9, Options{Temperature: 1, Thresholds: []float32{0.5}, ReturnLogits: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := range r1.Logits {
+		for i, v := range r1.Logits[k] {
+			if math.Float32bits(v) != math.Float32bits(r2.Logits[k][i]) {
+				t.Fatalf("exit %d value %d: %g vs %g", k, i, v, r2.Logits[k][i])
+			}
+		}
+	}
+	if !slices.Equal(r1.Exit, r2.Exit) || r1.MACs != r2.MACs {
+		t.Fatal("exits or MACs differ")
+	}
+}

@@ -16,6 +16,22 @@ import (
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
+// forThreads runs f at 1 thread (loops below minChunk stay on the caller)
+// and at 3 threads with a tiny minChunk, so even small test models split
+// their loops across workers.
+func forThreads(f func(threads int)) {
+	defer par.SetThreads(par.Threads())
+	defer func(c int) { minChunk = c }(minChunk)
+	for _, threads := range []int{1, 3} {
+		par.SetThreads(threads)
+		minChunk = 1 << 17
+		if threads > 1 {
+			minChunk = 16
+		}
+		f(threads)
+	}
+}
+
 func randInput(seed uint64, n, size int) []float32 {
 	r := rand.New(rand.NewPCG(seed, 3))
 	x := make([]float32, n*size)
@@ -41,14 +57,7 @@ func loadEveryOp(t testing.TB) (*Model, *GraphV1, *modelBuilder) {
 func TestLogitsMatchReference(t *testing.T) {
 	m, g, b := loadEveryOp(t)
 	insz := 3 * 13 * 12
-	defer par.SetThreads(par.Threads())
-	defer func(c int) { minChunk = c }(minChunk)
-	for _, threads := range []int{1, 3} {
-		par.SetThreads(threads)
-		minChunk = 1 << 17
-		if threads > 1 {
-			minChunk = 64 // split even this small model's loops across workers
-		}
+	forThreads(func(threads int) {
 		for _, n := range []int{1, 2, 7} {
 			x := randInput(uint64(n), n, insz)
 			var res Result
@@ -73,7 +82,7 @@ func TestLogitsMatchReference(t *testing.T) {
 				t.Fatalf("MACs %d want %d", res.MACs, want)
 			}
 		}
-	}
+	})
 }
 
 // With thresholds, the exits taken equal policy.ExitStep applied offline to
@@ -359,6 +368,8 @@ func FuzzLoadModel(f *testing.F) {
 	good := b.encode(everyOpGraph(b))
 	f.Add(good)
 	f.Add(good[:len(good)/3])
+	b2 := newBuilder(21)
+	f.Add(b2.encode(everyOpV2(b2)))
 	f.Add([]byte("ARROW1\x00\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Decode(data)
@@ -379,7 +390,7 @@ func FuzzLoadModel(f *testing.F) {
 		for _, sz := range m.slots {
 			per += sz
 		}
-		if costs := m.ExitCosts(); costs[len(costs)-1] > 1<<24 || per > 1<<20 {
+		if m.WorkPerSample() > 1<<24 || per > 1<<20 {
 			return // valid but too slow for a fuzz iteration
 		}
 		_ = m.Predict(&res, x, 2, Options{Temperature: 1})

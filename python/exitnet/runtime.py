@@ -231,8 +231,6 @@ class Model:
             raise InvalidArgumentError(f"measure: {measure!r} is not one of {', '.join(MEASURES)}")
         if output not in ("table", "numpy"):
             raise InvalidArgumentError(f"output: {output!r} is not 'table' or 'numpy'")
-        if raw and self.preprocess is None:
-            raise InvalidArgumentError("raw: the model stores no preprocessing (mean/std); pass normalised inputs")
         params = _Params(MEASURES[measure], None, 0, float(temperature), int(bool(return_logits)), int(bool(raw)))
         tau = None
         if thresholds is not None:
