@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"github.com/exitnet/exitnet/golib/internal/convk"
 	"strconv"
 	"strings"
 
@@ -47,6 +48,7 @@ type instr struct {
 	pool2      bool  // a following 2×2 stride-2 max-pool is fused into the epilogue
 	convS      shape // the convolution's own output (before the fused pool)
 	conv       convKernel
+	dense      *convk.Dense // linear with 4 or more rows (newDense; nil: BLAS)
 
 	alpha, beta float32 // kAffine
 	bcast       bool    // kAdd, kMul: in2 is [C, 1, 1], broadcast over in's H, W

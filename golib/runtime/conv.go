@@ -34,6 +34,9 @@ func chooseConvKernel(ins *instr) convKernel {
 	if isDepthwise(ins) {
 		return depthwiseKernel{ins}
 	}
+	if c := newDirectConv(ins); c != nil {
+		return directKernel{c}
+	}
 	return im2colKernel{ins}
 }
 
@@ -290,6 +293,10 @@ func depthwise(ins *instr, in, out []float32, rows int) {
 // linear runs y = x·Wᵀ + b for rows samples: one GEMM (threaded by the BLAS),
 // then bias and the fused activation on par.For.
 func linear(ins *instr, in, out []float32, rows int) {
+	if ins.dense != nil && rows >= denseMinRows {
+		ins.dense.Forward(in, out, rows)
+		return
+	}
 	F, O := ins.inS.C, ins.outS.C
 	w := blas32.General{Rows: O, Cols: F, Stride: F, Data: ins.w}
 	if rows <= 2 {

@@ -1,6 +1,10 @@
 package runtime
 
-import "github.com/exitnet/exitnet/golib/internal/convk"
+import (
+	"fmt"
+
+	"github.com/exitnet/exitnet/golib/internal/convk"
+)
 
 // The direct kernels of golib/internal/convk (register-blocked AVX2+FMA tiles,
 // weights packed at load, bias/activation/2×2 max-pool in the epilogue; see
@@ -67,4 +71,36 @@ func convAct(a activation) convk.Act {
 		return convk.ActReLU6
 	}
 	return convk.ActNone
+}
+
+// directKernel is a conv2d run by convk's direct kernel (chooseConvKernel).
+type directKernel struct{ c *convk.Conv }
+
+func (k directKernel) Run(ws *workspace, in, out []float32, rows int) {
+	runDirectConv(ws, k.c, in, out, rows)
+}
+func (k directKernel) Name() string { return k.c.Describe() }
+
+// Kernels lists, per compiled layer that has a choice (conv2d and linear),
+// "stage k|head k: node: kernel", for debugging and profiles.
+func (m *Model) Kernels() []string {
+	var out []string
+	list := func(where string, progs []program) {
+		for k := range progs {
+			for i := range progs[k].code {
+				ins := &progs[k].code[i]
+				switch {
+				case ins.kind == kConv && ins.conv != nil:
+					out = append(out, fmt.Sprintf("%s %d: %s: %s", where, k, ins.name, ins.conv.Name()))
+				case ins.kind == kLinear && ins.dense != nil:
+					out = append(out, fmt.Sprintf("%s %d: %s: %s from %d rows, BLAS GEMV/GEMM below", where, k, ins.name, ins.dense.Describe(), denseMinRows))
+				case ins.kind == kLinear:
+					out = append(out, fmt.Sprintf("%s %d: %s: BLAS GEMV/GEMM", where, k, ins.name))
+				}
+			}
+		}
+	}
+	list("stage", m.stages)
+	list("head", m.heads)
+	return out
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/exitnet/exitnet/golib/par"
@@ -84,5 +85,23 @@ func TestDenseMatchesLinear(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestKernelsSaysWhichKernel: the small CNN's convolutions take the direct
+// kernel (with the fused ReLU and pool), its linear layer convk's dense kernel.
+func TestKernelsSaysWhichKernel(t *testing.T) {
+	ks := benchModels(t)["cnn"].Kernels()
+	direct, dense := 0, 0
+	for _, k := range ks {
+		if strings.Contains(k, "direct 3x3") && strings.Contains(k, "+relu +maxpool2x2") {
+			direct++
+		}
+		if strings.Contains(k, "dense 1152→10") {
+			dense++
+		}
+	}
+	if direct != 3 || dense != 1 {
+		t.Errorf("Kernels() = %q: want 3 direct convolutions with relu and pool, 1 dense", ks)
 	}
 }

@@ -48,6 +48,7 @@ func (c *compiler) node(x *blockCtx, i int) error {
 		x.macs += ins.macs
 		x.work += ins.macs
 		last := c.fuseAct(x, i, &ins)
+		ins.dense = newDense(&ins)
 		x.vals[last] = c.emit(ins, slots, -1, x.uses[last])
 		return nil
 	case "scale_shift":
