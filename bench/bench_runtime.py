@@ -227,9 +227,12 @@ def early_exit_bench(tmp: str, args) -> None:
     name, xtr, ytr, xte, yte = fashion()
     nval = len(xtr) // 6
     xva, yva, xtr, ytr = xtr[:nval], ytr[:nval], xtr[nval:], ytr[nval:]
+    if args.train_samples:
+        xtr, ytr = xtr[:args.train_samples], ytr[:args.train_samples]
     torch.manual_seed(0)
     net = exit_cnn()
-    weights = os.path.join(args.cache, f"exit_cnn_{name.split()[0]}_{args.epochs}ep.pt") if args.cache else ""
+    tag = f"_{args.train_samples}" if args.train_samples else ""
+    weights = os.path.join(args.cache, f"exit_cnn_{name.split()[0]}_{args.epochs}ep{tag}.pt") if args.cache else ""
     if weights and os.path.exists(weights):
         net.load_state_dict(torch.load(weights, weights_only=True))
         print(f"\nloaded the trained 3-exit CNN from {weights}")
@@ -308,6 +311,8 @@ def main() -> None:
     ap.add_argument("--no-exits", action="store_true", help="skip the early-exit part")
     ap.add_argument("--models", nargs="*", default=["small_cnn_28", "mlp"])
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--train-samples", type=int, default=0,
+                    help="train the early-exit CNN on this many images only (0: all; for a loaded machine)")
     ap.add_argument("--quick", action="store_true", help="shorter timing phases")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "exitnet-bench-cache"),
                     help="where the trained early-exit CNN's weights are kept between runs ('' = retrain)")
