@@ -11,13 +11,17 @@ PY := $(VENV)/bin/python
 PREFIX ?= /usr/local
 BUILD := build
 LIB := $(BUILD)/libexitnet.so
+# The test-only library: the exitnet_debug exports of tests/c/exitnet_debug.h compiled in.
+DEBUG_LIB := $(BUILD)/debug/libexitnet.so
 STAGE := $(BUILD)/install
 VERSION := $(shell sed -n 's/^\#define EXITNET_VERSION_STRING "\(.*\)"/\1/p' include/exitnet.h)
 GO_SOURCES := $(shell find golib capi -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.s' -o -name '*.map') include/exitnet.h go.mod go.sum
 
 ABI_GENERATED := python/exitnet/_abi.py capi/exitnet_types.h capi/abi_gen.go tests/c/test_abi.c
 
-.PHONY: help abi lib install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-c bench-py fuzz clean
+WHEEL_PLAT ?= manylinux_2_17_$(shell uname -m)
+
+.PHONY: help abi lib wheel test-wheel install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-c bench-py fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +34,9 @@ lib: $(LIB) ## build build/libexitnet.so (and copy it into python/exitnet/)
 $(LIB): $(GO_SOURCES) scripts/build-lib.sh
 	scripts/build-lib.sh $(BUILD)
 	cp -f $(LIB) python/exitnet/.libexitnet.so.tmp && mv -f python/exitnet/.libexitnet.so.tmp python/exitnet/libexitnet.so
+
+$(DEBUG_LIB): $(GO_SOURCES) scripts/build-lib.sh
+	EXITNET_TAGS=exitnet_debug EXITNET_SONAME=libexitnet.so scripts/build-lib.sh $(BUILD)/debug
 
 install: $(LIB) ## install library, header and exitnet.pc under PREFIX
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -64,7 +71,7 @@ test-header: ## the header alone compiles as strict C99 and as C++
 	gcc -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/exitnet.h
 	g++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/exitnet.h
 
-test-c: $(LIB) ## C tests, linked against an installed copy through pkg-config
+test-c: $(LIB) $(DEBUG_LIB) ## C tests, linked against an installed copy through pkg-config
 	rm -rf $(STAGE)
 	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(STAGE)
 	set -e; export PKG_CONFIG_PATH=$(CURDIR)/$(STAGE)/lib/pkgconfig LD_LIBRARY_PATH=$(CURDIR)/$(STAGE)/lib; \
@@ -73,9 +80,14 @@ test-c: $(LIB) ## C tests, linked against an installed copy through pkg-config
 	  gcc -std=c99 -Wall -Wextra -Werror -O1 -o $$exe $$t $$(pkg-config --cflags --libs exitnet) -lpthread -lm; \
 	  echo "== $$exe"; $$exe; \
 	done; \
+	for t in tests/c/debug/test_*.c; do \
+	  exe=$(BUILD)/c/debug_$$(basename $$t .c); \
+	  gcc -std=c99 -Wall -Wextra -Werror -O1 -Iinclude -Itests/c -o $$exe $$t -L$(BUILD)/debug -Wl,-rpath,$(CURDIR)/$(BUILD)/debug -lexitnet -lpthread -lm; \
+	  echo "== $$exe (test-only library)"; LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/debug $$exe; \
+	done; \
 	for s in tests/c/*.sh; do [ -e "$$s" ] || continue; echo "== $$s"; PY=$(CURDIR)/$(PY) bash $$s; done
 
-test-py: $(VENV)/.installed lib ## pytest (Python API, torch integration, notebook)
+test-py: $(VENV)/.installed lib $(DEBUG_LIB) ## pytest (Python API, torch integration, notebook)
 	$(PY) -m pytest -q tests/python
 
 bench: bench-go bench-c bench-py ## every benchmark, side by side with the alternatives
@@ -96,6 +108,15 @@ fuzz: ## a short run of every fuzz target
 	set -e; for pkg in $$($(GO) list ./golib/...); do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg; done; done
+
+wheel: $(VENV)/.installed ## build the manylinux wheel into dist/ (Go, gcc; auditwheel repair to WHEEL_PLAT)
+	rm -rf $(BUILD)/wheel-raw && mkdir -p dist && rm -f dist/exitnet-*.whl
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(BUILD)/wheel-raw .
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m auditwheel repair --only-plat --plat $(WHEEL_PLAT) -w dist $(BUILD)/wheel-raw/exitnet-*.whl
+	$(PY) -m auditwheel show dist/exitnet-*.whl
+
+test-wheel: wheel ## the wheel in a fresh venv outside the tree, no Go on PATH: policy, Fisher, runtime, C smoke test
+	PY=$(CURDIR)/$(PY) scripts/test-wheel.sh dist/exitnet-*manylinux*.whl
 
 clean: ## remove build outputs
 	rm -rf $(BUILD) python/exitnet/libexitnet.so dist

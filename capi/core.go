@@ -143,15 +143,6 @@ func exitnet_live_handles(out *C.int64_t) C.int {
 	})
 }
 
-//export exitnet_debug_panic
-func exitnet_debug_panic() C.int {
-	return run("exitnet_debug_panic", func() error {
-		var m map[string]int
-		m["deliberate"] = 1 // a real runtime panic (nil map write), not a panic() call
-		return nil
-	})
-}
-
 // cBytes views a caller buffer as a Go byte slice.
 func cBytes(buf *C.char, n C.size_t) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))

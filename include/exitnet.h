@@ -180,11 +180,6 @@ int exitnet_allocated_bytes(int64_t* out);
  *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT if out is NULL. */
 int exitnet_live_handles(int64_t* out);
 
-/** TEST HOOK: panics inside Go on purpose so tests can check that the panic is
- *  recovered. Returns EXITNET_ERR_INTERNAL and POISONS the library for the rest
- *  of the process. Never call it outside a test process. */
-int exitnet_debug_panic(void);
-
 /** TEST HOOK: imports a matrix (moved in, whatever the status) and writes the
  *  address of its first value as exitnet sees it (0 for an empty matrix), so
  *  bindings can prove that their inputs cross the ABI without a copy.

@@ -42,5 +42,5 @@
 // TargetWriter and Targets record and serve LwF teacher logits: one Arrow IPC
 // file per recording, column sample_id (int64, sorted, unique) plus one
 // column exit_<j> of fixed_size_list<float32>[C] per exit, raw logits
-// (temperature-free). See targets.go.
+// (temperature-free). See targets_write.go and targets_read.go.
 package distill

@@ -21,6 +21,7 @@ import importlib
 from typing import Any
 
 from . import _abi
+from ._config import get_include, get_library_dir, get_pkgconfig_dir
 from ._core import (
     blas_backend,
     get_num_threads,
@@ -50,6 +51,9 @@ _SUBMODULES = {"distill", "fisher", "policy", "runtime", "torch", "data"}
 
 __all__ = [
     "__version__",
+    "get_include",
+    "get_library_dir",
+    "get_pkgconfig_dir",
     "library_version",
     "set_num_threads",
     "get_num_threads",

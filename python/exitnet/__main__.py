@@ -1,4 +1,4 @@
-"""Command line: ``python -m exitnet {demo,train,evaluate,export} ...``.
+"""Command line: ``python -m exitnet {demo,train,evaluate,export,config} ...`` (also ``exitnet``).
 
 ``demo``
     The sequential-training demo on the embedded digits data (see :mod:`exitnet.demo`).
@@ -21,6 +21,11 @@
     saved with logits.
 ``export --weights w.pt --model small_cnn_28 --out model.exitnet``
     Export trained weights to a runtime model file.
+``config [--cflags] [--libs] [--pkgconfigdir]``
+    Flags for building C programs against the installed wheel's library and header:
+    ``gcc app.c $(python -m exitnet config --cflags --libs)``.
+``--version``
+    The package version (the header's EXITNET_VERSION_STRING) and C ABI version.
 """
 
 from __future__ import annotations
@@ -212,8 +217,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from . import _config
+
+    parts = []
+    try:
+        if args.cflags:
+            parts.append(_config.cflags())
+        if args.libs:
+            parts.append(_config.libs())
+        if args.pkgconfigdir:
+            parts.append(_config.get_pkgconfig_dir())
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not parts:
+        print("error: config: give at least one of --cflags, --libs, --pkgconfigdir", file=sys.stderr)
+        return 2
+    print(" ".join(parts))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from . import __version__, _abi
+
     p = argparse.ArgumentParser(prog="python -m exitnet", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"exitnet {__version__} (C ABI {_abi.ABI_VERSION})")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="train a 4-exit CNN on the digits with each strategy; run it in Go")
     d.add_argument("--out", default="demo-output", help="output directory (default demo-output)")
@@ -231,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     e.add_argument("--costs", help="cumulative cost of each exit, comma-separated (default 1..K)")
     e.add_argument("--budgets", default="0.25,0.5,0.75")
     e.add_argument("--delta", type=float, default=0.01, help="iso-accuracy tolerance (default 0.01)")
-    e.add_argument("--measure", default="max_softmax", choices=["max_softmax", "entropy", "margin", "patience"])
+    e.add_argument("--measure", default="max_softmax", choices=[m.lower() for m in _abi.POLICY_MEASURE])
     e.add_argument("--curve-csv", help="write the exact curve to this CSV file")
     e.set_defaults(fn=cmd_evaluate)
     x = sub.add_parser("export", help="export trained weights to a runtime model file")
@@ -242,6 +271,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     x.add_argument("--input-shape", default="1,28,28", help="C,H,W (default 1,28,28)")
     x.add_argument("--out", required=True)
     x.set_defaults(fn=cmd_export)
+    c = sub.add_parser("config", help="compiler and linker flags for C programs using the installed library")
+    c.add_argument("--cflags", action="store_true", help="-I<include dir>")
+    c.add_argument("--libs", action="store_true", help="-L<dir> -Wl,-rpath,<dir> -lexitnet")
+    c.add_argument("--pkgconfigdir", action="store_true", help="the directory of exitnet.pc")
+    c.set_defaults(fn=cmd_config)
     args = p.parse_args(argv)
     try:
         return args.fn(args)

@@ -124,7 +124,6 @@ FUNCTIONS = {
     'exitnet_blas_backend': (_c.c_int, [_c.c_char_p, _c.c_size_t]),
     'exitnet_allocated_bytes': (_c.c_int, [_c.c_void_p]),
     'exitnet_live_handles': (_c.c_int, [_c.c_void_p]),
-    'exitnet_debug_panic': (_c.c_int, []),
     'exitnet_debug_data_address': (_c.c_int, [_c.c_void_p, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema)]),
     'exitnet_distill_soft_targets': (_c.c_int, [_c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_double]),
     'exitnet_distill_kd_loss': (_c.c_int, [_c.c_void_p, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_double]),

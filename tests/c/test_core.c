@@ -97,12 +97,7 @@ int main(void) {
   CHECK_STATUS(exitnet_allocated_bytes(&bytes), EXITNET_OK);
   CHECK(bytes == 0, "no outstanding C allocations: %lld", (long long)bytes);
 
-  /* panic recovery and poisoning: last, it poisons the process */
-  CHECK_STATUS(exitnet_debug_panic(), EXITNET_ERR_INTERNAL);
-  CHECK(strstr(exitnet_last_error(), "unknown state") != NULL, "poison message: %.80s", exitnet_last_error());
-  CHECK_STATUS(exitnet_set_num_threads(2), EXITNET_ERR_INTERNAL);
-  CHECK(strstr(exitnet_last_error(), "earlier internal error") != NULL, "refuses after poison");
-  CHECK(strcmp(exitnet_version(), EXITNET_VERSION_STRING) == 0, "C-only functions still answer");
+  /* panic recovery and poisoning: tests/c/debug/test_panic.c (test-only library) */
 
   return test_summary();
 }

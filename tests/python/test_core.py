@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,8 +26,8 @@ from exitnet._errors import (
 PYTHON_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "python")
 
 
-def run_py(code: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(PYTHON_DIR))
+def run_py(code: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(PYTHON_DIR), **env_extra)
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
@@ -187,20 +188,30 @@ def test_bad_inputs_are_clear_errors() -> None:
         _core.data_address(pa.FixedSizeListArray.from_arrays(pa.array([1.0, 2.0]), 2))
 
 
+DEBUG_LIB = Path(__file__).resolve().parents[2] / "build" / "debug" / "libexitnet.so"
+
+
 def test_panic_is_recovered_and_poisons_the_library() -> None:
+    # exitnet_debug_panic exists only in the test-only library (`make build/debug/libexitnet.so`,
+    # built by `make test-py`): the library users get cannot poison itself.
+    assert DEBUG_LIB.is_file(), f"{DEBUG_LIB} is missing: run `make build/debug/libexitnet.so`"
     r = run_py(
         """
+        import ctypes
         import exitnet
         from exitnet import _lib
+        panic = _lib.lib().exitnet_debug_panic
+        panic.restype, panic.argtypes = ctypes.c_int, []
         try:
-            _lib.call("exitnet_debug_panic")
+            _lib.check(panic(), "exitnet_debug_panic")
         except exitnet.InternalError as e:
             print("first:", "unknown state" in str(e))
         try:
             exitnet.get_num_threads()
         except exitnet.InternalError as e:
             print("after:", "earlier internal error" in str(e))
-        """
+        """,
+        EXITNET_LIBRARY=str(DEBUG_LIB),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["first:", "True", "after:", "True"]

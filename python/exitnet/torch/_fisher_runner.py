@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -84,7 +84,6 @@ class _FisherRunner:
         self.methods: dict[str, str] = {}
         self.layout: dict[str, tuple[int, ...]] = {}
         self.acc = None
-        self.batch_index = 0
         self.n_seen = 0
         self._planned = False
 
@@ -262,12 +261,8 @@ class _FisherRunner:
         elif mode == "argmax":
             yield logits.detach().argmax(1), None, None
         elif mode == "sampled":
-            go = _go()
-            if _has_row_offset(go.sample_labels):
-                # Row r of the whole stream uses (seed, r): independent of how it is batched.
-                lab = go.sample_labels(_np32(logits), seed=self.seed, row_offset=self.n_seen)
-            else:
-                lab = go.sample_labels(_np32(logits), self.seed + self.batch_index)
+            # Row r of the whole stream uses (seed, r): independent of how it is batched.
+            lab = _go().sample_labels(_np32(logits), seed=self.seed, row_offset=self.n_seen)
             yield torch.from_numpy(np.array(lab, dtype=np.int64)).long().to(self.device), None, None
         else:  # exact
             probs = np.array(_go().class_probs(_np32(logits)), dtype=np.float32, order="C", copy=True)
@@ -423,7 +418,6 @@ class _FisherRunner:
         else:
             self._step_per_sample(x, y)
         self.acc.add_samples(N)
-        self.batch_index += 1
         self.n_seen += N
         return N
 
@@ -552,16 +546,6 @@ class _FisherRunner:
                 close()
             self.acc = None
 
-
-
-
-def _has_row_offset(fn: Callable) -> bool:
-    import inspect
-
-    try:
-        return "row_offset" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
 
 
 
