@@ -4,13 +4,19 @@
 - the cheapest call into Go through exitnet's checked wrapper,
 - a call that exports one numpy matrix as Arrow (zero-copy) and imports it in Go.
 
+and where the time of a numpy input goes (process CPU time, best of 5): the dtype/contiguity
+check, pyarrow's array construction (as_matrix), its C Data export, and the rest (the Go side's
+Arrow import and release, the call, the status check).
+
 Run: .venv/bin/python bench/bench_overhead.py
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import time
+import timeit
 
 import numpy as np
 
@@ -41,6 +47,28 @@ def main() -> None:
     print(f"  {'ctypes, enters Go (no status check)':46s} {go_raw:9.0f}  ({go_raw / c_only:.1f}x floor)")
     print(f"  {'exitnet.get_num_threads() (checked wrapper)':46s} {go_checked:9.0f}  ({go_checked / c_only:.1f}x floor)")
     print(f"  {'numpy 256x100 → Arrow → Go import':46s} {arrow:9.0f}  ({arrow / go_checked:.1f}x a checked call)")
+
+    from exitnet import _arrow
+
+    m = _arrow.as_matrix(x, "x")
+    env = {"x": x, "m": m, "_arrow": _arrow, "_core": _core, "exitnet": exitnet}
+
+    def cpu_ns(stmt: str, n: int = 5000) -> float:
+        return min(timeit.repeat(stmt, globals=env, number=n, repeat=5, timer=time.process_time)) / n * 1e9
+
+    total = cpu_ns("_core.data_address(x)")
+    parts = [
+        ("dtype/contiguity check", cpu_ns("_arrow.float32_numpy(x, 'x')")),
+        ("pyarrow arrays (as_matrix, incl. the check)", cpu_ns("_arrow.as_matrix(x, 'x')")),
+        ("pyarrow C Data export + release (ArrowIn)", cpu_ns("_arrow.ArrowIn(m).release()")),
+        ("checked call into Go, no input", cpu_ns("exitnet.get_num_threads()")),
+    ]
+    print(f"\nwhere one numpy input's time goes (process CPU ns, load average {os.getloadavg()[0]:.1f})")
+    print(f"  {'whole call (data_address)':46s} {total:9.0f}")
+    for name, t in parts:
+        print(f"  {name:46s} {t:9.0f}")
+    rest = total - parts[1][1] - parts[2][1] - parts[3][1]
+    print(f"  {'rest: Go-side Arrow import and release':46s} {rest:9.0f}")
 
 
 if __name__ == "__main__":
