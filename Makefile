@@ -21,7 +21,7 @@ ABI_GENERATED := python/exitnet/_abi.py capi/exitnet_types.h capi/abi_gen.go tes
 
 WHEEL_PLAT ?= manylinux_2_17_$(shell uname -m)
 
-.PHONY: help abi lib wheel test-wheel install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-c bench-py fuzz clean
+.PHONY: help abi lib wheel test-wheel install venv demo test test-go test-purego test-header test-c test-py bench bench-go bench-c bench-py fuzz fuzz-long clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -105,9 +105,11 @@ bench-py: $(VENV)/.installed lib
 	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 fuzz: ## a short run of every fuzz target
-	set -e; for pkg in $$($(GO) list ./golib/...); do \
-	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg; done; done
+	scripts/fuzz.sh 20s
+
+FUZZTIME ?= 10m
+fuzz-long: ## every fuzz target for FUZZTIME each (default 10m), niced, one at a time; logs in build/fuzz
+	nice -n 10 scripts/fuzz.sh $(FUZZTIME) build/fuzz
 
 wheel: $(VENV)/.installed ## build the manylinux wheel into dist/ (Go, gcc; auditwheel repair to WHEEL_PLAT)
 	rm -rf $(BUILD)/wheel-raw && mkdir -p dist && rm -f dist/exitnet-*.whl

@@ -363,40 +363,6 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 }
 
-func FuzzLoadModel(f *testing.F) {
-	b := newBuilder(3)
-	good := b.encode(everyOpGraph(b))
-	f.Add(good)
-	f.Add(good[:len(good)/3])
-	b2 := newBuilder(21)
-	f.Add(b2.encode(everyOpV2(b2)))
-	f.Add([]byte("ARROW1\x00\x00"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := Decode(data)
-		if err != nil {
-			if c := xerr.CodeOf(err); c != xerr.StatusIO && c != xerr.StatusNotSupported {
-				t.Fatalf("status %v: %v", c, err)
-			}
-			return
-		}
-		// a model that loads must run
-		s := m.InputShape()
-		var res Result
-		x := make([]float32, 2*s[0]*s[1]*s[2])
-		for i := range x {
-			x[i] = float32(i%7) - 3
-		}
-		per := 0
-		for _, sz := range m.slots {
-			per += sz
-		}
-		if m.WorkPerSample() > 1<<24 || per > 1<<20 {
-			return // valid but too slow for a fuzz iteration
-		}
-		_ = m.Predict(&res, x, 2, Options{Temperature: 1})
-	})
-}
-
 // Corrupted files found by the Python test (byte flips in the schema) made
 // arrow-go allocate a declared vector length; arrowx.CheckIPCFooter refuses them first.
 func TestCorruptedSchemaLengths(t *testing.T) {
