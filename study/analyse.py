@@ -241,6 +241,8 @@ def _pm(agg: dict, key: str, scale: float = 100.0, digits: int = 1) -> str:
     v = agg.get(key)
     if v is None or np.isnan(v[0]):
         return "–"
+    if v[2] < 2:  # one seed: no spread to show
+        return f"{scale * v[0]:.{digits}f}"
     return f"{scale * v[0]:.{digits}f} ± {scale * v[1]:.{digits}f}"
 
 
