@@ -141,6 +141,7 @@ def run_metrics(r: dict, ref_val: Optional[float], ref_test: Optional[float]) ->
     m["sec_targets"] = t.get("targets", 0.0)
     m["sec_eval"] = t.get("eval", 0.0) + t.get("final_eval", 0.0)
     m["load"] = float(np.mean([r["loadavg_start"][0], r["loadavg_end"][0]]))
+    m["test_size"] = r["test_size"]
     return m
 
 
@@ -225,11 +226,22 @@ def paired(per: dict, head: dict) -> list[dict]:
                 continue
             mean = float(d.mean())
             half = float(T975.get(n - 1, 2.0) * d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+            if n > 1:
+                verdict = ("within noise" if mean - half <= 0 <= mean + half else
+                           ("a higher" if mean > 0 else "b higher"))
+            elif key == "mean_forgetting":
+                verdict = "one seed: no interval"
+            else:
+                # one seed: only the test-sampling noise is known. Two accuracies p_a, p_b on the same
+                # N test images differ by less than 1.96·sqrt(p_a(1−p_a)/N + p_b(1−p_b)/N) by chance
+                # (an unpaired bound, conservative for the paired difference); seed noise comes on top.
+                s0 = seeds[0]
+                pa, pb, N = sa[s0][key], sb[s0][key], sa[s0]["test_size"]
+                tn = 100 * 1.96 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / N)
+                verdict = (f"one seed; within test-sampling noise (±{tn:.2f})" if abs(mean) < tn else
+                           f"one seed; beyond test-sampling noise (±{tn:.2f}), seed noise unknown")
             rows.append({"a": a, "b": b, "metric": name, "n": n, "mean": mean, "ci95": [mean - half, mean + half],
-                         "diffs": d.round(3).tolist(),
-                         "verdict": ("n = 1: no interval" if n == 1 else
-                                     "within noise" if mean - half <= 0 <= mean + half else
-                                     ("a higher" if mean > 0 else "b higher"))})
+                         "diffs": d.round(3).tolist(), "verdict": verdict})
     return rows
 
 
