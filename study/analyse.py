@@ -335,6 +335,15 @@ def write_markdown(res: dict, provenance: dict, path: str) -> str:
     return text
 
 
+def _bar(agg: dict, key: str) -> list:
+    """(value, error bar): the seeds' std, or for one seed the 95 % test-sampling half-width of an
+    accuracy, 1.96·sqrt(p(1−p)/N) (none for forgetting, a difference of accuracies over stages)."""
+    v, sd, n = agg[key]
+    if n >= 2 or key == "mean_forgetting":
+        return [v, sd]
+    return [v, 1.96 * np.sqrt(v * (1 - v) / agg["test_size"][0])]
+
+
 def plot(res: dict, out: str, provenance: dict) -> list[str]:
     import matplotlib
 
@@ -360,8 +369,8 @@ def plot(res: dict, out: str, provenance: dict) -> list[str]:
                      "ewc+lwf": ("tab:purple", "P")}
             for fam, ss in groups.items():
                 c, mk = style.get(fam, ("tab:brown", "x"))
-                xs = np.array([a["agg"][s][xkey][:2] for s in ss]) * 100
-                ys = np.array([a["agg"][s]["last"][:2] for s in ss]) * 100
+                xs = np.array([_bar(a["agg"][s], xkey) for s in ss]) * 100
+                ys = np.array([_bar(a["agg"][s], "last") for s in ss]) * 100
                 ax.errorbar(xs[:, 0], ys[:, 0], xerr=xs[:, 1], yerr=ys[:, 1], color=c, marker=mk, capsize=2,
                             linestyle="-" if fam in ("ewc", "lwf") else "none", label=fam, alpha=0.9)
                 for s, x, y in zip(ss, xs[:, 0], ys[:, 0]):
@@ -371,7 +380,8 @@ def plot(res: dict, out: str, provenance: dict) -> list[str]:
             ax.set_xlabel(xlabel)
             ax.set_ylabel("last-exit accuracy (%, test)")
             n = max(g["n"] for g in a["agg"].values())
-            ax.set_title(f"{arch}: mean ± std over seeds (up to {n})", fontsize=9)
+            ax.set_title(f"{arch}: mean ± std over seeds (up to {n}); one seed: ± 95 % test-sampling interval",
+                         fontsize=8)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
