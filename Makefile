@@ -71,7 +71,7 @@ test-header: ## the header alone compiles as strict C99 and as C++
 	gcc -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c include/exitnet.h
 	g++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only -x c++ include/exitnet.h
 
-test-c: $(LIB) $(DEBUG_LIB) ## C tests, linked against an installed copy through pkg-config
+test-c: $(LIB) $(DEBUG_LIB) $(VENV)/.installed ## C tests, linked against an installed copy through pkg-config (run_classify.sh needs the venv)
 	rm -rf $(STAGE)
 	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(STAGE)
 	set -e; export PKG_CONFIG_PATH=$(CURDIR)/$(STAGE)/lib/pkgconfig LD_LIBRARY_PATH=$(CURDIR)/$(STAGE)/lib; \

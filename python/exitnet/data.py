@@ -45,12 +45,35 @@ __all__ = [
     "cifar100",
     "load",
     "FASHION_MNIST_DIR",
+    "DATA_ENV",
+    "data_root",
+    "fashion_mnist_available",
     "FASHION_MNIST_CLASSES",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+DATA_ENV = "EXITNET_DATA"
+
+
+def data_root(name: str = "fashion-mnist", root: Optional[PathLike] = None) -> str:
+    """Where data set ``name`` is looked for: ``root`` if given, else ``$EXITNET_DATA/<name>``
+    when the ``EXITNET_DATA`` environment variable is set (and only there), else the
+    system location (Fashion-MNIST: Debian's ``/usr/share/datasets/fashion-mnist``)."""
+    if root is not None:
+        return os.fspath(root)
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return os.path.join(env, name)
+    return FASHION_MNIST_DIR if name == "fashion-mnist" else os.path.join("/usr/share/datasets", name)
+
+
+def fashion_mnist_available(root: Optional[PathLike] = None) -> bool:
+    """Whether Fashion-MNIST's four IDX files are found at :func:`data_root`."""
+    r = data_root("fashion-mnist", root)
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    return all(os.path.exists(os.path.join(r, s)) or os.path.exists(os.path.join(r, s + ".gz")) for s in stems)
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -334,7 +357,7 @@ def _idx_dataset(
 
 
 def fashion_mnist(
-    root: PathLike = FASHION_MNIST_DIR,
+    root: Optional[PathLike] = None,
     *,
     val_fraction: float = 0.1,
     seed: int = 0,
@@ -347,8 +370,9 @@ def fashion_mnist(
     ----------
     root : path
         Directory with ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
-        ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``. Default: where Debian's
-        ``dataset-fashion-mnist`` package puts them.
+        ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``. Default:
+        :func:`data_root` (``$EXITNET_DATA/fashion-mnist`` if ``EXITNET_DATA`` is set, else
+        where Debian's ``dataset-fashion-mnist`` package puts them).
     val_fraction : float
         Fraction of the training file held out for validation (seeded). Default 0.1.
     seed : int
@@ -358,7 +382,7 @@ def fashion_mnist(
         test samples.
     """
     return _idx_dataset(
-        "fashion-mnist", root, FASHION_MNIST_CLASSES, val_fraction=val_fraction, seed=seed,
+        "fashion-mnist", data_root("fashion-mnist", root), FASHION_MNIST_CLASSES, val_fraction=val_fraction, seed=seed,
         train_subset=train_subset, test_subset=test_subset,
     )
 

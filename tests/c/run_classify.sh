@@ -4,8 +4,8 @@
 # exit histogram against exitnet.runtime (Python) on the same data.
 #
 # Run by `make test-c` (which exports PKG_CONFIG_PATH / LD_LIBRARY_PATH of the staged
-# install and PY). Data: Fashion-MNIST from /usr/share/datasets/fashion-mnist (Debian
-# package dataset-fashion-mnist), else scikit-learn's digits.
+# install and PY). Data: Fashion-MNIST from exitnet.data.data_root() ($EXITNET_DATA/fashion-mnist,
+# else /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), else scikit-learn's digits.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PY:-$root/.venv/bin/python}
@@ -24,7 +24,8 @@ from exitnet.torch import EarlyExitNet
 from exitnet.torch._export import export
 
 tmp = sys.argv[1]
-root = "/usr/share/datasets/fashion-mnist"
+from exitnet import data
+root = data.data_root("fashion-mnist")  # $EXITNET_DATA/fashion-mnist or Debian's dataset-fashion-mnist
 
 def idx(name):
     with gzip.open(os.path.join(root, name)) as f:
@@ -32,7 +33,7 @@ def idx(name):
     dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(b[3])]
     return np.frombuffer(b, np.uint8, offset=4 + 4 * b[3]).reshape(dims)
 
-if os.path.exists(os.path.join(root, "t10k-images-idx3-ubyte.gz")):
+if data.fashion_mnist_available() and os.path.exists(os.path.join(root, "t10k-images-idx3-ubyte.gz")):
     norm = lambda a: ((a.astype(np.float32) / 255 - 0.286) / 0.353)[:, None]
     xtr, ytr = norm(idx("train-images-idx3-ubyte.gz")[:8000]), idx("train-labels-idx1-ubyte.gz")[:8000]
     xte, yte = norm(idx("t10k-images-idx3-ubyte.gz")), idx("t10k-labels-idx1-ubyte.gz")

@@ -184,8 +184,25 @@ def test_load_by_name_errors():
         data.load("imagenet")
 
 
-@pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DIR), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not data.fashion_mnist_available(),
+                    reason=f"Fashion-MNIST not found at {data.data_root()} (set EXITNET_DATA or install Debian's dataset-fashion-mnist)")
 def test_fashion_mnist_installed():
     s = data.fashion_mnist(train_subset=100, test_subset=50)
     assert s.input_shape == (1, 28, 28) and len(s.train) == 100 and len(s.test) == 50
     assert s.class_names[0] == "T-shirt/top"
+
+
+def test_exitnet_data_environment_variable(tmp_path, monkeypatch):
+    """EXITNET_DATA=<dir> makes <dir>/fashion-mnist the default location (and the only one)."""
+    (tmp_path / "fashion-mnist").mkdir()
+    _mnist_dir(tmp_path / "fashion-mnist")
+    monkeypatch.setenv("EXITNET_DATA", str(tmp_path))
+    assert data.data_root() == str(tmp_path / "fashion-mnist")
+    assert data.fashion_mnist_available()
+    s = data.fashion_mnist(val_fraction=0.25)
+    assert len(s.test) == 20 and s.input_shape[-1] == 6
+    monkeypatch.setenv("EXITNET_DATA", str(tmp_path / "empty"))
+    assert not data.fashion_mnist_available()  # the system copy is not consulted
+    with pytest.raises(FileNotFoundError, match="root"):
+        data.fashion_mnist()
+    assert data.data_root(root=tmp_path / "x") == str(tmp_path / "x")  # the argument wins

@@ -18,13 +18,13 @@ import pytest
 import torch
 from torch import nn
 
-from exitnet import _io, policy
+from exitnet import _io, data, policy
 from exitnet._errors import ExitnetIOError, InvalidArgumentError, InvalidStateError, NotSupportedError
 from exitnet.runtime import Model
 from exitnet.torch import EarlyExitNet
 from exitnet.torch._export import ResidualBlock, export
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
+FMNIST = data.data_root("fashion-mnist")
 
 
 def _randomize_bn(net: nn.Module, gen: torch.Generator) -> None:
@@ -194,8 +194,9 @@ def _idx(path: str) -> np.ndarray:
 
 
 def real_data(n_train: int, n_test: int):
-    """Fashion-MNIST (Debian dataset-fashion-mnist) or, if absent, sklearn digits."""
-    if os.path.exists(os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")):
+    """Fashion-MNIST (exitnet.data.data_root: $EXITNET_DATA or Debian's dataset-fashion-mnist)
+    or, if absent, sklearn digits (every test here runs on either)."""
+    if data.fashion_mnist_available() and os.path.exists(os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")):
         xtr = _idx(os.path.join(FMNIST, "train-images-idx3-ubyte.gz"))[:n_train]
         ytr = _idx(os.path.join(FMNIST, "train-labels-idx1-ubyte.gz"))[:n_train]
         xte = _idx(os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz"))[:n_test]
@@ -355,13 +356,14 @@ def test_inputs_numpy_torch_pyarrow_agree(trained):
 def test_bad_inputs(trained):
     _, path, xte, _ = trained
     x = xte[:4]
+    side = xte.shape[-1]  # 28 (Fashion-MNIST) or 8 (the digits fallback)
     with Model(path) as m:
         with pytest.raises(InvalidArgumentError, match="channels"):
-            m.predict(np.zeros((2, 3, 28, 28), np.float32))
+            m.predict(np.zeros((2, 3, side, side), np.float32))
         with pytest.raises(InvalidArgumentError, match="channels"):
             t = pa.ExtensionArray.from_storage(
-                pa.fixed_shape_tensor(pa.float32(), [2, 28, 14]),
-                pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(2 * 784, np.float32)), 784))
+                pa.fixed_shape_tensor(pa.float32(), [2, side, side // 2]),
+                pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(side * side, np.float32)), side * side))
             m.predict(t)
         with pytest.raises(InvalidArgumentError, match="input"):
             m.predict(pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(20, np.float32)), 10))
@@ -375,7 +377,7 @@ def test_bad_inputs(trained):
             m.predict(x, measure="nope")
         with pytest.raises(InvalidArgumentError, match="temperature"):
             m.predict(x, thresholds=0.5, temperature=-1.0)
-        empty = m.predict(np.zeros((0, 1, 28, 28), np.float32))
+        empty = m.predict(np.zeros((0, 1, side, side), np.float32))
         assert empty.num_rows == 0
     with pytest.raises(InvalidStateError):
         m.predict(x)
