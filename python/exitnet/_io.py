@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 import zlib
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator, Optional
 
 __all__ = ["atomic_write", "seal", "verify", "file_crc32", "CONTAINER_VERSION", "CHECKSUM_KEY",
            "CHECKSUM_PLACEHOLDER", "container_metadata"]
@@ -133,14 +133,17 @@ def _seal_fd(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", *, sealed: bool = False) -> Iterator[IO[Any]]:
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, sealed: bool = False,
+                 check: Optional[Callable[[str], None]] = None) -> Iterator[IO[Any]]:
     """Write ``path`` atomically: yield a temporary file in the same directory, and
     when the block succeeds fsync it, make it 0644 and rename it over ``path``.
     If the block (or the rename) fails, the temporary file is removed and any
     previous file at ``path`` is left as it was: readers never see a partial file.
     Temporary files are named ``.<base>.tmp-<pid>-<random>``; those of earlier
     writes whose process is gone are removed first. ``sealed=True`` fills the
-    checksum slots of an exitnet file (:func:`seal`) before the rename.
+    checksum slots of an exitnet file (:func:`seal`) before the rename. ``check``
+    is called with the temporary file's path once it is complete (sealed, synced);
+    if it raises, the file is removed and nothing appears at ``path``.
     """
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
@@ -154,6 +157,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, sealed: bool = Fa
             if sealed:
                 _seal_fd(f.fileno())
             os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

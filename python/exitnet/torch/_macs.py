@@ -1,5 +1,9 @@
 """Multiply-accumulate (MAC) counting for the cost model of early-exit networks.
 
+:func:`stage_costs` returns what the exitnet runtime executes (the exported graph's costs:
+conv2d and linear only, BatchNorm folded). :func:`count_macs` is a general per-module counter
+for any torch module, with the rules below.
+
 What counts as one MAC
 ----------------------
 GEMM-like layers count their multiply-adds exactly (per sample, bias adds not
@@ -197,28 +201,70 @@ def count_macs(module: nn.Module, example_input: Any, per_sample: bool = True) -
     return total // b if per_sample else total
 
 
-def stage_costs(stages: Sequence[nn.Module], heads: Sequence[nn.Module],
-                example_input: Any, per_sample: bool = True) -> tuple[list[int], list[int]]:
-    """Per-stage and per-head MACs of an early-exit network.
+def stage_costs(net: Any, heads: Any = None, example_input: Any = None,
+                per_sample: bool = True) -> tuple[list[int], list[int]]:
+    """Per-stage and per-head MACs of an early-exit network: what the exitnet runtime executes.
 
-    Stage k reads the output of stage k−1 (stage 0 reads ``example_input``);
-    head k reads the output of stage k. The results feed
-    ``exitnet.policy.CostModel(stage_macs, head_macs)``: leaving at exit k costs
-    ``sum(stage_macs[:k+1]) + sum(head_macs[:k+1])``.
+    Called as ``stage_costs(net)`` / ``stage_costs(net, example_input)`` (``net`` with
+    ``.stages`` and ``.heads``, e.g. an :class:`EarlyExitNet` or an :func:`attach_exits`
+    result; ``example_input`` defaults to ``net.input_shape``) or, as before,
+    ``stage_costs(stages, heads, example_input)``.
+
+    For image inputs (N, C, H, W) the costs come from the graph :func:`exitnet.torch.export`
+    writes, BatchNorm folded: ``conv2d = C_out·H_out·W_out·(C_in/groups)·k_h·k_w``,
+    ``linear = in·out``, every other op 0. They equal the costs the runtime recomputes from the
+    file at load (``Model.exit_costs``) exactly. If the network cannot be exported (an op the
+    runtime lacks), or the input is not an image batch, the layers are counted with
+    :func:`count_macs`'s rules instead (a warning says why in the first case).
+
+    Stage k reads the output of stage k−1 (stage 0 reads ``example_input``); head k reads the
+    output of stage k. The results feed ``exitnet.policy.CostModel(stage_macs, head_macs)``:
+    leaving at exit k costs ``sum(stage_macs[:k+1]) + sum(head_macs[:k+1])``.
 
     Returns
     -------
     (stage_macs, head_macs) : two lists of K ints.
     """
+    from ._model import EarlyExitNet
+
+    if heads is not None and (isinstance(heads, torch.Tensor) or (
+            isinstance(heads, tuple) and all(isinstance(v, int) for v in heads))):
+        heads, example_input = None, heads  # stage_costs(net, example_input)
+    if heads is None:
+        if not hasattr(net, "stages") or not hasattr(net, "heads"):
+            raise TypeError(f"net: expected an early-exit model with .stages and .heads, got {type(net).__name__}")
+        stages, heads = list(net.stages), list(net.heads)
+    else:
+        stages, heads = list(net), list(heads)
+        net = None
     if len(stages) != len(heads):
         raise ValueError(f"heads: {len(heads)} heads for {len(stages)} stages (need one per stage)")
     if len(stages) == 0:
         raise ValueError("stages: empty")
+    if net is None:
+        net = EarlyExitNet(stages, heads)
+    if example_input is None:
+        example_input = getattr(net, "input_shape", None)
+        if example_input is None:
+            raise ValueError("example_input: required (the net has no .input_shape)")
+    if isinstance(example_input, tuple) and all(isinstance(v, int) for v in example_input):
+        example_input = torch.zeros((1, *example_input))
     b = _batch(example_input)
+    if isinstance(example_input, torch.Tensor) and example_input.dim() == 4:
+        from ._export import _build
+        from ._trace import UntraceableError
+
+        try:
+            costs = _build(net, example_input[:1].detach().float()).graph["costs"]
+            f = 1 if per_sample else b
+            return [c * f for c in costs["stages"]], [c * f for c in costs["heads"]]
+        except (ValueError, UntraceableError) as e:
+            warnings.warn(f"stage_costs: the network cannot be exported ({e}); counting with count_macs's "
+                          "rules instead, which is not what the exitnet runtime would execute", stacklevel=2)
     s_macs: list[int] = []
     h_macs: list[int] = []
     x = example_input
-    for k, (s, h) in enumerate(zip(stages, heads)):
+    for s, h in zip(stages, heads):
         c, x = _count(s, x)
         s_macs.append(c // b if per_sample else c)
         c, _ = _count(h, x)
