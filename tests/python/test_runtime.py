@@ -173,7 +173,7 @@ def test_file_is_arrow_ipc(every_op):
     with pa.ipc.open_file(path) as r:
         md = r.schema.metadata
         t = r.read_all()
-    assert md[b"exitnet.kind"] == b"model" and md[b"exitnet.format_version"] == b"1"
+    assert md[b"exitnet.kind"] == b"model" and md[b"exitnet.format_version"] == b"2"
     g = json.loads(md[b"exitnet.graph"])
     assert g["input_shape"] == [3, 17, 15] and len(g["stages"]) == 3
     assert t.column_names == ["name", "shape", "data"]
@@ -443,8 +443,10 @@ def test_bad_files(every_op, tmp_path):
         Model(_rewrite(path, str(tmp_path / "w.exitnet"), table_fn=huge_weight_shape))
 
     def unknown(g):
-        g["stages"][1].append({"op": "gelu"})
-    with pytest.raises(NotSupportedError, match="gelu"):
+        st = g["stages"][1]
+        st["nodes"].append({"name": "extra", "op": "swish9", "inputs": [st["output"]]})
+        st["output"] = "extra"
+    with pytest.raises(NotSupportedError, match="swish9"):
         Model(_rewrite(path, str(tmp_path / "u.exitnet"), unknown))
 
     def channels(g):
@@ -454,10 +456,16 @@ def test_bad_files(every_op, tmp_path):
 
 
 def test_export_refuses_unsupported(tmp_path):
-    net = EarlyExitNet([nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU())], [nn.Sequential(nn.Flatten(), nn.Linear(2 * 6 * 6, 3))])
-    with pytest.raises(ValueError, match=r"stages\.0\.1.*GELU"):
-        export(net, tmp_path / "x.exitnet", (1, 8, 8))
-    net = EarlyExitNet([nn.Sequential(nn.ReLU(), nn.BatchNorm2d(1))], [nn.Sequential(nn.Flatten(), nn.Linear(64, 3))])
-    with pytest.raises(ValueError, match="BatchNorm2d must directly follow"):
+    net = EarlyExitNet([nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh())], [nn.Sequential(nn.Flatten(), nn.Linear(2 * 6 * 6, 3))])
+    with pytest.raises(ValueError, match=r"module 'stages\.0\.1'.*Tanh is not supported"):
         export(net, tmp_path / "x.exitnet", (1, 8, 8))
     assert not os.listdir(tmp_path)  # nothing half-written
+    # a BatchNorm with no conv/linear before it is a scale_shift (format v2), equal to torch
+    net = EarlyExitNet([nn.Sequential(nn.ReLU(), nn.BatchNorm2d(1))], [nn.Sequential(nn.Flatten(), nn.Linear(64, 3))])
+    net.stages[0][1].running_mean.fill_(0.3)
+    net.stages[0][1].running_var.fill_(2.0)
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with Model(export(net, tmp_path / "x.exitnet", x)) as m:
+        got = m.predict(x.numpy(), return_logits=True, output="numpy")["logits"][0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net.eval()(x)[0].numpy(), rtol=1e-5, atol=1e-6)
