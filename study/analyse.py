@@ -283,7 +283,8 @@ def write_markdown(res: dict, provenance: dict, path: str) -> str:
                 L.append(f"Validation sweep of {sym}, seeds {rows[0]['seeds']} (criterion: mean final validation "
                          "accuracy over exits, %): " + ", ".join(
                              f"{r['value']:g} → {100 * r['val_mean_over_exits']:.2f}" for r in rows) + "\n")
-        L.append("Headline settings: " + ", ".join(f"{k} = {label(v)}" for k, v in a["headline"].items()) + "\n")
+        L.append("Headline settings (those with runs): " + ", ".join(
+            f"{k} = {label(v)}" for k, v in a["headline"].items() if v in a["agg"]) + "\n")
         L.append("### Test accuracy per exit, forgetting, 25 % compute (%, mean ± sample std over seeds)\n")
         L.append("| setting | seeds | exit 0 | exit 1 | exit 2 | exit 3 | mean forgetting (pt) | max forgetting (pt) "
                  "| acc at 25 % (calibrated) | 25 % oracle |")
