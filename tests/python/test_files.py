@@ -391,3 +391,32 @@ def test_gather_raw_with_overflowing_n_times_c_is_out_of_memory(tmp_path):
         n = 2**62  # n·C wraps to 0 in 64 bits
         with pytest.raises(ExitnetMemoryError, match="overflow"):
             _lib.call("exitnet_targets_gather_raw", ctypes.c_void_p(8), 0, st._handle(), ctypes.c_void_p(8), n, 0)
+
+
+def test_thresholds_aliasing_an_output_buffer_do_not_change_decisions(tmp_path):
+    """exitnet_model_predict_raw reads the thresholds once, before it writes outputs."""
+    import ctypes
+
+    torch = pytest.importorskip("torch")
+    from exitnet import _lib
+    from exitnet.runtime import _Params
+    from exitnet.torch import EarlyExitNet, export
+
+    torch.manual_seed(1)
+    nn = torch.nn
+    net = EarlyExitNet([nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), nn.Sequential(nn.Conv2d(2, 2, 3), nn.ReLU())],
+                       [nn.Sequential(nn.Flatten(), nn.Linear(2 * 6 * 6, 3)), nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 4, 3))])
+    path = export(net, str(tmp_path / "m.exitnet"), (1, 8, 8))
+    x = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
+    with runtime.Model(path) as m:
+        tau = float(np.median(m.predict(x, thresholds=[0.0], output="numpy")["confidence"]))
+        ref = m.predict(x, thresholds=[tau], output="numpy")
+        n = len(x)
+        pred, ex = np.empty(n, np.int32), np.empty(n, np.int32)
+        conf = np.full(n, tau, np.float32)  # the thresholds live in the confidence output
+        params = _Params(0, conf.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 1, 1.0, 0, 0)
+        _lib.call("exitnet_model_predict_raw", pred.ctypes.data, ex.ctypes.data, conf.ctypes.data, None, None,
+                  m._h, x.ctypes.data, n, ctypes.byref(params))
+    np.testing.assert_array_equal(ex, ref["exit"])
+    np.testing.assert_array_equal(pred, ref["prediction"])
+    assert 0 < (ex == 0).sum() < n  # the threshold splits the batch
