@@ -17,7 +17,7 @@ gcc -std=c99 -Wall -Wextra -Werror -O2 -o "$tmp/classify" "$root/examples/classi
 
 PYTHONPATH="$root/python${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$tmp" <<'PYEOF'
 import gzip, os, sys
-import numpy as np, pyarrow as pa, torch
+import numpy as np, torch
 from torch import nn
 from exitnet.runtime import Model
 from exitnet.torch import EarlyExitNet
@@ -57,13 +57,9 @@ for i in range(0, len(X), 100):
     opt.zero_grad(); loss.backward(); opt.step()
 net.eval()
 export(net, os.path.join(tmp, "model.exitnet"), (1, side, side))
-# test images: an Arrow IPC file, image fixed_size_list<float32>[C*H*W] + label int32, batches of 512
-schema = pa.schema([("image", pa.list_(pa.float32(), side * side)), ("label", pa.int32())])
-with pa.ipc.new_file(os.path.join(tmp, "test.arrow"), schema) as w:
-    for i in range(0, len(xte), 512):
-        xb = np.ascontiguousarray(xte[i:i + 512]).reshape(-1)
-        w.write_batch(pa.record_batch([pa.FixedSizeListArray.from_arrays(pa.array(xb), side * side),
-                                       pa.array(yte[i:i + 512].astype(np.int32))], schema=schema))
+# test images as raw float32 [N][C][H][W] and int32 labels
+np.ascontiguousarray(xte, dtype=np.float32).tofile(os.path.join(tmp, "images.f32"))
+yte.astype(np.int32).tofile(os.path.join(tmp, "labels.i32"))
 with Model(os.path.join(tmp, "model.exitnet")) as m:
     out = m.predict(xte, thresholds=0.9, output="numpy")
 acc = 100 * (out["prediction"] == yte).mean()
@@ -72,7 +68,7 @@ with open(os.path.join(tmp, "expected.txt"), "w") as f:
     f.write(f"accuracy {acc:.2f}%\nexit histogram {' '.join(map(str, hist))}\n")
 PYEOF
 
-"$tmp/classify" "$tmp/model.exitnet" "$tmp/test.arrow" 0.9 | tee "$tmp/out.txt"
+"$tmp/classify" "$tmp/model.exitnet" "$tmp/images.f32" "$tmp/labels.i32" 0.9 | tee "$tmp/out.txt"
 fail=0
 while IFS= read -r line; do
   if ! grep -qxF "$line" "$tmp/out.txt"; then
