@@ -6,8 +6,8 @@ package main
 import "C"
 
 import (
-	"slices"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 

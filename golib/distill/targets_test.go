@@ -323,7 +323,7 @@ func FuzzOpenTargets(f *testing.F) {
 	f.Add(good[:len(good)/2])
 	f.Add([]byte("ARROW1\x00\x00ARROW1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fsx.Reseal(b) // fix the checksum up after the mutation: the parsers are the target
+		fsx.Reseal(b)              // fix the checksum up after the mutation: the parsers are the target
 		tg, err := parseTargets(b) // in memory: the file layer's open path has its own tests
 		if err != nil {
 			if c := xerr.CodeOf(err); c != xerr.StatusIO && c != xerr.StatusOutOfMemory && c != xerr.StatusNotSupported {
