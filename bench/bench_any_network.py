@@ -151,12 +151,15 @@ def bench_net(name: str, ds: dict, epochs: int, cache: str, tmp: str, min_time: 
         last_val = float((val_logits[-1].argmax(1) == yva).mean())
         costs = np.cumsum(np.add(s_macs, h_macs))
         cal = policy.calibrate(val_logits, yva, test_logits, yte, target_accuracy=last_val - 0.005,
-                               cost=[float(c) for c in np.add(s_macs, h_macs)])
+                               cost=[float(c) for c in costs])  # cumulative MACs per exit
         tau = float(cal.thresholds[0])
         res = m.predict(xte.numpy(), thresholds=tau, output="numpy")
         acc = float((res["prediction"] == yte).mean())
         last = float((test_logits[-1].argmax(1) == yte).mean())
         mean_macs = res["macs"] / len(xte)
+        if last < 0.5:
+            print(f"{name}: WARNING the last exit is at {100 * last:.1f}% test accuracy: the training did not "
+                  "converge, so the calibrated-exit lines below are not meaningful (rerun with more --epochs)")
         print(f"{name}: τ={tau:.4f} (validation, ≤0.5 pt): test accuracy {100 * acc:.2f}% vs last exit "
               f"{100 * last:.2f}%, exits {np.bincount(res['exit'], minlength=len(costs)).tolist()}, mean "
               f"{mean_macs / 1e6:.1f} of {costs[-1] / 1e6:.1f} MMAC ({costs[-1] / mean_macs:.2f}x fewer)")
