@@ -178,6 +178,7 @@ def test_callbacks_see_every_stage_and_epoch_and_loggers_write(splits, tmp_path)
     assert sum(e[0] == "step" for e in ev) == 4 * 2 * 5  # 160 samples / 32
     assert ev[0][0] == "fit_start" and ev[-1][0] == "done"
     assert all(h["mine"] == 1.0 for h in res.history)
+    assert all(h["ewc"] == 0.0 and h["lwf"] == 0.0 for h in res.history)  # the old history fields
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     loss = [float(r["value"]) for r in rows if r["event"] == "epoch" and r["metric"] == "loss"]
     assert loss == pytest.approx([h["loss"] for h in res.history])

@@ -124,7 +124,8 @@ def run_stage(tr: "SequentialTrainer", k: int, A: np.ndarray, history: list, tim
             perm = None
             if data.loader is None:
                 perm = torch.randperm(data.n, generator=stage_generator(tr.seed, k, salt=2 + epoch))
-            tot = {"loss": 0.0, "ce": 0.0, **{n: 0.0 for n in names}}
+            # "ewc" and "lwf" are always in the history (0 when unused), as before the plugins
+            tot = {"loss": 0.0, "ce": 0.0, "ewc": 0.0, "lwf": 0.0, **{n: 0.0 for n in names}}
             nb = 0
             for x, y, ids, scale in data.epoch(perm, tr.batch_size, rank, world):
                 opt.zero_grad(set_to_none=True)
@@ -169,8 +170,8 @@ def run_stage(tr: "SequentialTrainer", k: int, A: np.ndarray, history: list, tim
                 lv = float(loss.detach()) * world
                 tot["loss"] += lv
                 tot["ce"] += float(ce.detach() if torch.is_tensor(ce) else ce)
-                for n in names:
-                    tot[n] += terms.get(n, 0.0)
+                for n, v in terms.items():
+                    tot[n] += v
                 if tr._step_listeners:
                     tr._emit({"event": "step", "stage": k, "epoch": epoch, "step": nb, "loss": lv,
                               "ce": float(ce.detach() if torch.is_tensor(ce) else ce), **terms}, callbacks_only=True)
