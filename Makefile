@@ -101,7 +101,11 @@ bench-c: $(LIB)
 	for b in bench/bench_*.c; do exe=$(BUILD)/c/$$(basename $$b .c); \
 	  gcc -std=c99 -O2 -Itests/c -o $$exe $$b $$(pkg-config --cflags --libs exitnet) -lpthread -lm; echo "== $$b"; $$exe; done
 
-bench-py: $(VENV)/.installed lib
+$(VENV)/.bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[torch,dev,bench]'
+	touch $@
+
+bench-py: $(VENV)/.bench lib ## Python benchmarks (installs the bench extra: ONNX Runtime, BackPACK, Opacus)
 	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 fuzz: ## a short run of every fuzz target
