@@ -12,7 +12,7 @@ for pkg in $($GO list ./golib/...); do
     log=${logs:+$logs/$f.log}
     log=${log:-/dev/stdout}
     echo "== $f ($pkg, $time)"
-    $GO test -run '^$' -fuzz "^$f\$" -fuzztime "$time" -parallel 1 "$pkg" > "$log" 2>&1 || { echo "FAIL $f"; tail -30 "$log"; exit 1; }
+    $GO test -run '^$' -fuzz "^$f\$" -fuzztime "$time" -fuzzminimizetime 5s -parallel 1 "$pkg" > "$log" 2>&1 || { echo "FAIL $f"; tail -30 "$log"; exit 1; }
     if [ -n "$logs" ]; then
       last=$(grep 'execs:' "$log" | tail -1)
       echo "$f $pkg $time: $last" | tee -a "$logs/summary.txt"
