@@ -68,6 +68,17 @@ func getFisher(h *C.exitnet_fisher, name string) (*fisherHandle, error) {
 	return getHandle[*fisherHandle](unsafe.Pointer(h), name)
 }
 
+// withFisher runs fn on the accumulator behind handle h, holding its lock.
+func withFisher(h *C.exitnet_fisher, fn func(acc *fisher.Accumulator) error) error {
+	fh, err := getFisher(h, "fisher")
+	if err != nil {
+		return err
+	}
+	fh.mu.Lock()
+	defer fh.mu.Unlock()
+	return fn(fh.acc)
+}
+
 // optWeights imports optional per-row weights (a NULL pair means none).
 func optWeights(in *input) ([]float32, error) {
 	if in == nil {
@@ -305,13 +316,7 @@ func exitnet_fisher_update_squared(h *C.exitnet_fisher, param *C.char, sqA *C.st
 //export exitnet_fisher_add_samples
 func exitnet_fisher_add_samples(h *C.exitnet_fisher, n C.int64_t) C.int {
 	return run("exitnet_fisher_add_samples", func() error {
-		fh, err := getFisher(h, "fisher")
-		if err != nil {
-			return err
-		}
-		fh.mu.Lock()
-		defer fh.mu.Unlock()
-		return fh.acc.AddSamples(int64(n))
+		return withFisher(h, func(acc *fisher.Accumulator) error { return acc.AddSamples(int64(n)) })
 	})
 }
 
@@ -321,14 +326,10 @@ func exitnet_fisher_num_samples(out *C.int64_t, h *C.exitnet_fisher) C.int {
 		if out == nil {
 			return xerr.Invalid("out: NULL pointer")
 		}
-		fh, err := getFisher(h, "fisher")
-		if err != nil {
-			return err
-		}
-		fh.mu.Lock()
-		defer fh.mu.Unlock()
-		*out = C.int64_t(fh.acc.NumSamples())
-		return nil
+		return withFisher(h, func(acc *fisher.Accumulator) error {
+			*out = C.int64_t(acc.NumSamples())
+			return nil
+		})
 	})
 }
 

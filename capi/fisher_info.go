@@ -8,6 +8,7 @@ import "C"
 import (
 	"unsafe"
 
+	"github.com/exitnet/exitnet/golib/fisher"
 	"github.com/exitnet/exitnet/golib/xerr"
 )
 
@@ -22,14 +23,10 @@ func exitnet_fisher_num_params(out *C.int64_t, h *C.exitnet_fisher) C.int {
 		if out == nil {
 			return xerr.Invalid("out: NULL pointer")
 		}
-		fh, err := getFisher(h, "fisher")
-		if err != nil {
-			return err
-		}
-		fh.mu.Lock()
-		defer fh.mu.Unlock()
-		*out = C.int64_t(fh.acc.Layout().Len())
-		return nil
+		return withFisher(h, func(acc *fisher.Accumulator) error {
+			*out = C.int64_t(acc.Layout().Len())
+			return nil
+		})
 	})
 }
 
@@ -39,13 +36,10 @@ func exitnet_fisher_param(h *C.exitnet_fisher, i C.int64_t, name *C.char, nameLe
 		if nameNeeded == nil || ndim == nil || dims == nil {
 			return xerr.Invalid("name_needed/ndim/dims: NULL pointer")
 		}
-		fh, err := getFisher(h, "fisher")
-		if err != nil {
+		var l *fisher.Layout
+		if err := withFisher(h, func(acc *fisher.Accumulator) error { l = acc.Layout(); return nil }); err != nil {
 			return err
 		}
-		fh.mu.Lock()
-		defer fh.mu.Unlock()
-		l := fh.acc.Layout()
 		if i < 0 || int64(i) >= int64(l.Len()) {
 			return xerr.Invalid("i: %d (the layout has parameters 0..%d)", int64(i), l.Len()-1)
 		}
@@ -72,13 +66,10 @@ func exitnet_fisher_label_mode(buf *C.char, buflen C.size_t, h *C.exitnet_fisher
 		if buf == nil || buflen < 16 {
 			return xerr.Invalid("buf: NULL or shorter than 16 bytes")
 		}
-		fh, err := getFisher(h, "fisher")
-		if err != nil {
+		var mode string
+		if err := withFisher(h, func(acc *fisher.Accumulator) error { mode = acc.LabelMode(); return nil }); err != nil {
 			return err
 		}
-		fh.mu.Lock()
-		mode := fh.acc.LabelMode()
-		fh.mu.Unlock()
 		out := cBytes(buf, buflen)
 		n := copy(out[:len(out)-1], mode)
 		out[n] = 0
