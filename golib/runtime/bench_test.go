@@ -68,9 +68,9 @@ func BenchmarkConvKernels(b *testing.B) {
 	defer par.SetThreads(par.Threads())
 	par.SetThreads(1)
 	shapes := []struct {
-		name                  string
+		name                   string
 		cin, hw, cout, k, s, p int
-		pool                  bool
+		pool                   bool
 	}{
 		{"cnn1_1x28-32", 1, 28, 32, 3, 1, 1, true},
 		{"cnn2_32x14-64", 32, 14, 64, 3, 1, 1, true},

@@ -332,16 +332,7 @@ func (c *Conv) run(src, out []float32, q0, q1 int) {
 				a.bias = &c.bias[(g*len(c.bgs))*24+bg.bOff]
 				a.nb, a.nch = bg.nb, bg.nch
 				a.outBase = unsafe.Pointer(&out[(g*c.coutG+bg.c0)*ohw])
-				if full > 0 {
-					a.inOff, a.outOff = &inOff[0], &outOff[0]
-					a.nt, a.npix = full, 4
-					tile(&a)
-				}
-				if tail > 0 {
-					a.inOff, a.outOff = &inOff[full], &outOff[full]
-					a.nt, a.npix = 1, tail
-					tile(&a)
-				}
+				tiles(&a, &inOff, &outOff, full, tail)
 			}
 		}
 	}

@@ -82,16 +82,7 @@ func (d *Dense) Forward(in, out []float32, rows int) {
 				a.bias = &d.bias[bg.bOff]
 				a.nb, a.nch = bg.nb, bg.nch
 				a.outBase = unsafe.Pointer(&out[bg.c0])
-				if full > 0 {
-					a.inOff, a.outOff = &inOff[0], &outOff[0]
-					a.nt, a.npix = full, 4
-					tile(&a)
-				}
-				if tail > 0 {
-					a.inOff, a.outOff = &inOff[full], &outOff[full]
-					a.nt, a.npix = 1, tail
-					tile(&a)
-				}
+				tiles(&a, &inOff, &outOff, full, tail)
 			}
 		}
 	})

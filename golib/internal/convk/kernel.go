@@ -33,6 +33,21 @@ type tileArgs struct {
 // build allows it), else tileGo.
 var tile = tileGo
 
+// tiles runs full tiles of 4 pixels (offsets inOff[0:full]), then one tile of
+// the tail pixels (offsets inOff[full]), for the block group set in a.
+func tiles(a *tileArgs, inOff, outOff *[tileBatch][4]int, full, tail int) {
+	if full > 0 {
+		a.inOff, a.outOff = &inOff[0], &outOff[0]
+		a.nt, a.npix = full, 4
+		tile(a)
+	}
+	if tail > 0 {
+		a.inOff, a.outOff = &inOff[full], &outOff[full]
+		a.nt, a.npix = 1, tail
+		tile(a)
+	}
+}
+
 // Kernel names the micro-kernel in use ("avx2+fma" or "go").
 func Kernel() string {
 	if useAsm {
