@@ -110,6 +110,11 @@ func releaseArgs(args ...arrowArg) {
 	}
 }
 
+// argsOrNone drops the error of a struct-array view: for run's list of inputs to
+// release on the poisoned and panic paths. A count that fails validation gives
+// no list (the structs cannot be counted safely); fn reports that error itself.
+func argsOrNone(args []arrowArg, _ error) []arrowArg { return args }
+
 // checkOut validates and zeroes a caller-allocated output pair. Call it before
 // doing work so a NULL output fails fast.
 func checkOut(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema, name string) error {

@@ -40,9 +40,16 @@ var poison atomic.Pointer[string]
 func setError(msg string) { C.xnet_set_error(C.CString(msg)) }
 
 // run executes fn as the body of the export called name. See the package doc.
-func run(name string, fn func() error) (status C.int) {
+//
+// inputs are the export's Arrow input structs. The header promises they are
+// moved in whatever the status, so the paths on which fn does not import them
+// release them here: a poisoned library (fn never runs) and a panic before or
+// during the import (structs already moved have release == NULL and are skipped;
+// arrays fn imported are released by fn's deferred release during unwinding).
+func run(name string, fn func() error, inputs ...arrowArg) (status C.int) {
 	defer func() {
 		if r := recover(); r != nil {
+			releaseArgs(inputs...)
 			if memx.IsAllocFailure(r) {
 				// A size Go's allocator refused up front: nothing was half-updated,
 				// so report OutOfMemory and keep the library usable.
@@ -59,6 +66,7 @@ func run(name string, fn func() error) (status C.int) {
 		}
 	}()
 	if p := poison.Load(); p != nil {
+		releaseArgs(inputs...)
 		setError(fmt.Sprintf("%s: the library is in an unknown state after an earlier internal error (%s); restart the process", name, *p))
 		return C.int(xerr.StatusInternal)
 	}
@@ -169,5 +177,5 @@ func exitnet_debug_data_address(out *C.uintptr_t, arr *C.struct_ArrowArray, sche
 		}
 		*out = C.uintptr_t(uintptr(unsafe.Pointer(&m.Data[0])))
 		return nil
-	})
+	}, arg(arr, schema, "matrix"))
 }

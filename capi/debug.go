@@ -18,3 +18,12 @@ func exitnet_debug_panic() C.int {
 		return nil
 	})
 }
+
+//export exitnet_debug_panic_with_input
+func exitnet_debug_panic_with_input(a *C.struct_ArrowArray, s *C.struct_ArrowSchema) C.int {
+	return run("exitnet_debug_panic_with_input", func() error {
+		var m map[string]int
+		m["deliberate"] = 1 // panics before the input is imported: run must release it
+		return nil
+	}, arg(a, s, "input"))
+}

@@ -36,7 +36,7 @@ func exitnet_distill_soft_targets(outA *C.struct_ArrowArray, outS *C.struct_Arro
 				return distill.SoftTargets(dst, m.Data, m.Rows, m.Cols, float64(temperature))
 			})
 		})
-	})
+	}, arg(logits, logitsS, "logits"))
 }
 
 //export exitnet_distill_kd_loss
@@ -89,7 +89,7 @@ func exitnet_distill_kd_loss(outLoss *C.double, outGradA *C.struct_ArrowArray, o
 			}
 			return err
 		})
-	})
+	}, arg(student, studentS, "student"), arg(teacher, teacherS, "teacher"))
 }
 
 //export exitnet_distill_kd_loss_raw
@@ -191,7 +191,7 @@ func exitnet_targets_writer_add(h *C.exitnet_targets_writer, exit C.int,
 		tw.mu.Lock()
 		defer tw.mu.Unlock()
 		return tw.w.Add(int(exit), idv, m.Data)
-	})
+	}, arg(ids, idsS, "ids"), arg(logits, logitsS, "logits"))
 }
 
 //export exitnet_targets_writer_num_rows
@@ -310,7 +310,7 @@ func exitnet_targets_gather(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchem
 		return exportFilled(arr, dst, err, outA, outS, func(dst []float32) error {
 			return t.Gather(dst, idv, int(exit))
 		})
-	})
+	}, arg(ids, idsS, "ids"))
 }
 
 //export exitnet_targets_gather_raw

@@ -176,7 +176,7 @@ func exitnet_fisher_update_rows(h *C.exitnet_fisher, param *C.char, rowsA *C.str
 			return fh.acc.UpdateRows(m.Data, m.Rows, m.Cols, wts)
 		}
 		return fh.acc.UpdateRowsParam(C.GoString(param), m.Data, m.Rows, m.Cols, wts)
-	})
+	}, arg(rowsA, rowsS, "rows"), arg(wA, wS, "weights"))
 }
 
 // layerUpdate holds what a Linear or Conv2d factor update needs, moved in and
@@ -232,7 +232,7 @@ func exitnet_fisher_update_linear(h *C.exitnet_fisher, weight *C.char, bias *C.c
 		u.fh.mu.Lock()
 		defer u.fh.mu.Unlock()
 		return u.fh.acc.UpdateLinear(u.weight, optString(bias), a.Data, g.Data, a.Rows, a.Cols, g.Cols, u.weights)
-	})
+	}, arg(inA, inS, "inputs"), arg(gA, gS, "grad_outputs"), arg(wA, wS, "weights"))
 }
 
 // tensor4 returns the N×C×H×W shape of a fixed_shape_tensor matrix with 3-D rows.
@@ -284,7 +284,7 @@ func exitnet_fisher_update_conv2d(h *C.exitnet_fisher, weight *C.char, bias *C.c
 			Kernel:   [2]int{shape[2], shape[3]},
 		}
 		return fh.acc.UpdateConv2d(wname, optString(bias), x.Data, xs, g.Data, gs, c, wts)
-	})
+	}, arg(inA, inS, "inputs"), arg(gA, gS, "grad_outputs"), arg(wA, wS, "weights"))
 }
 
 //export exitnet_fisher_update_squared
@@ -310,7 +310,7 @@ func exitnet_fisher_update_squared(h *C.exitnet_fisher, param *C.char, sqA *C.st
 		fh.mu.Lock()
 		defer fh.mu.Unlock()
 		return fh.acc.UpdateSquared(name, sq, int64(n))
-	})
+	}, arg(sqA, sqS, "sq_sum"))
 }
 
 //export exitnet_fisher_add_samples
@@ -412,7 +412,7 @@ func exitnet_fisher_set_state(h *C.exitnet_fisher, sA *C.struct_ArrowArray, sS *
 		fh.mu.Lock()
 		defer fh.mu.Unlock()
 		return fh.acc.SetState(f.Float64Values(), int64(count))
-	})
+	}, arg(sA, sS, "sums"))
 }
 
 //export exitnet_fisher_merge
@@ -464,7 +464,7 @@ func exitnet_fisher_sample_labels(outA *C.struct_ArrowArray, outS *C.struct_Arro
 				return fisher.SampleLabels(dst, m.Data, m.Rows, m.Cols, uint64(seed), uint64(rowOffset))
 			})
 		})
-	})
+	}, arg(lA, lS, "logits"))
 }
 
 //export exitnet_fisher_class_probs
@@ -476,7 +476,7 @@ func exitnet_fisher_class_probs(outA *C.struct_ArrowArray, outS *C.struct_ArrowS
 				return fisher.ClassProbs(dst, m.Data, m.Rows, m.Cols)
 			})
 		})
-	})
+	}, arg(lA, lS, "logits"))
 }
 
 // fisherStructArgs views k contiguous ArrowArray/ArrowSchema structs as arrowArgs.
@@ -553,7 +553,7 @@ func exitnet_fisher_consolidate(outA *C.struct_ArrowArray, outS *C.struct_ArrowS
 			copy(dst, res[0])
 			return nil
 		})
-	})
+	}, argsOrNone(fisherStructArgs(fA, fS, int(nFishers), "fishers"))...)
 }
 
 // penaltyInputs moves in params and the nPairs anchor and Fisher arrays (all
@@ -586,6 +586,14 @@ func penaltyInputs(pA *C.struct_ArrowArray, pS *C.struct_ArrowSchema, aA *C.stru
 		return nil, nil, nil, release, err
 	}
 	return theta, as, fs, release, nil
+}
+
+// penaltyArgs lists the penalty's input structs (params, then the anchors and
+// Fishers when nPairs is valid) for run's release on the poisoned and panic paths.
+func penaltyArgs(pA *C.struct_ArrowArray, pS *C.struct_ArrowSchema, aA *C.struct_ArrowArray, aS *C.struct_ArrowSchema,
+	fA *C.struct_ArrowArray, fS *C.struct_ArrowSchema, nPairs int) []arrowArg {
+	all := append([]arrowArg{arg(pA, pS, "params")}, argsOrNone(fisherStructArgs(aA, aS, nPairs, "anchors"))...)
+	return append(all, argsOrNone(fisherStructArgs(fA, fS, nPairs, "fishers"))...)
 }
 
 //export exitnet_ewc_penalty
@@ -624,7 +632,7 @@ func exitnet_ewc_penalty(outValue *C.double, outA *C.struct_ArrowArray, outS *C.
 			}
 			return err
 		})
-	})
+	}, penaltyArgs(pA, pS, aA, aS, fA, fS, int(nPairs))...)
 }
 
 // cStrings copies n C strings (names) into Go.
@@ -702,7 +710,7 @@ func exitnet_fisher_state_save(path *C.char, names **C.char, ndims *C.int64_t, d
 			meta[k] = vals[i]
 		}
 		return fisher.SaveState(p, &fisher.State{Layout: layout, Fishers: fs, Anchors: as, Meta: meta})
-	})
+	}, append(argsOrNone(fisherStructArgs(fA, fS, int(nFishers), "fishers")), argsOrNone(fisherStructArgs(aA, aS, int(nAnchors), "anchors"))...)...)
 }
 
 //export exitnet_fisher_state_load
@@ -790,7 +798,7 @@ func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
 		}
 		*outValue = C.double(v)
 		return nil
-	})
+	}, penaltyArgs(pA, pS, aA, aS, fA, fS, int(nPairs))...)
 }
 
 //export exitnet_fisher_save

@@ -152,7 +152,7 @@ func exitnet_policy_confidences(outConfA *C.struct_ArrowArray, outConfS *C.struc
 		exportArray(ca, outConfA, outConfS)
 		exportArray(pa, outPredA, outPredS)
 		return nil
-	})
+	}, argsOrNone(structArgs(logits, logitsS, int(nExits), "logits"))...)
 }
 
 //export exitnet_policy_assign
@@ -200,7 +200,7 @@ func exitnet_policy_assign(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema
 		}, nil)
 		exportRecord(array.NewRecordBatch(schema, []arrow.Array{ea, pa, fa}, int64(s.N)), outA, outS)
 		return nil
-	})
+	}, arg(confA, confS, "confidences"), arg(predA, predS, "predictions"))
 }
 
 // labelledCurve moves the scores and labels in (all of them, whatever fails) and
@@ -252,7 +252,7 @@ func exitnet_policy_curve(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema,
 		}
 		exportRecord(cols.record(c.K), outA, outS)
 		return nil
-	})
+	}, arg(confA, confS, "confidences"), arg(predA, predS, "predictions"), arg(labelsA, labelsS, "labels"))
 }
 
 // curveArrays holds the exported curve's columns, allocated on the C heap
@@ -393,7 +393,8 @@ func exitnet_policy_calibrate(outThresholds *C.float, outQ *C.double,
 			writePoint(outTest, outTestHist, c.Test, ts.N)
 		}
 		return nil
-	})
+	}, arg(vConfA, vConfS, "val_confidences"), arg(vPredA, vPredS, "val_predictions"), arg(vLabA, vLabS, "val_labels"),
+		arg(tConfA, tConfS, "test_confidences"), arg(tPredA, tPredS, "test_predictions"), arg(tLabA, tLabS, "test_labels"))
 }
 
 //export exitnet_policy_summary
@@ -430,5 +431,5 @@ func exitnet_policy_summary(outAccAtBudgets *C.double, outSpeedup *C.double, out
 			*outAUC = C.double(policy.AUC(c))
 		}
 		return nil
-	})
+	}, arg(confA, confS, "confidences"), arg(predA, predS, "predictions"), arg(labelsA, labelsS, "labels"))
 }

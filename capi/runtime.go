@@ -359,5 +359,5 @@ func exitnet_model_predict(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema
 		rec := array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, int64(n))
 		exportRecord(rec, outA, outS)
 		return nil
-	})
+	}, arg(inA, inS, "input"))
 }

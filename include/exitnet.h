@@ -25,7 +25,11 @@
  *  Arrow in.   Inputs are (struct ArrowArray*, struct ArrowSchema*) pairs of the
  *              Arrow C Data Interface. They are MOVED IN, whatever the status: on
  *              return both structs have release == NULL and the caller must not
- *              release them again (the PyCapsule protocol's convention). Matrices
+ *              release them again (the PyCapsule protocol's convention); this
+ *              holds after a recovered panic and in a poisoned library too. The one
+ *              exception: an array of K structs whose count K is itself invalid
+ *              (outside the documented range) cannot be counted, so it is left as
+ *              it is and the caller releases it. Matrices
  *              are fixed_size_list<float32>[C] or the canonical extension
  *              arrow.fixed_shape_tensor over that storage; labels and sample ids are
  *              int32 or int64. Nulls are refused; sliced arrays (non-zero offsets)

@@ -15,6 +15,10 @@ extern "C" {
  *  Returns EXITNET_ERR_INTERNAL and POISONS the library for the rest of the process. */
 int exitnet_debug_panic(void);
 
+/** Like exitnet_debug_panic, with one Arrow input that the body never imports:
+ *  the input must still be released (moved in whatever the status). POISONS the library. */
+int exitnet_debug_panic_with_input(struct ArrowArray* input, struct ArrowSchema* input_schema);
+
 #ifdef __cplusplus
 }
 #endif

@@ -83,3 +83,22 @@ def test_version_is_the_headers() -> None:
     import exitnet
 
     assert exitnet.__version__ == _abi.VERSION == exitnet.library_version()
+
+
+def test_every_arrow_input_is_handed_to_run() -> None:
+    """The header says Arrow inputs are moved in whatever the status, poisoned library
+    included. capi's run() releases them on the paths where the body never imports
+    them (poisoned, panic) only if the export hands them over: every export with an
+    Arrow input parameter (one not named out*) must pass its inputs to run(...).
+    tests/c/debug/test_poisoned_inputs.c checks the behaviour on a few exports."""
+    import re
+
+    missing = []
+    for go in sorted((ROOT / "capi").glob("*.go")):
+        src = go.read_text()
+        for m in re.finditer(r"^func (exitnet_\w+)\((.*?)\) C\.int \{\n(.*?)^\}", src, re.S | re.M):
+            name, params, body = m.groups()
+            inputs = [p for p in re.findall(r"(\w+) \*C\.struct_ArrowArray", params) if not p.startswith("out")]
+            if inputs and not re.search(r"\n\t\}, [^\n]+(\n\t\t[^\n]+)*\)\s*$", body):
+                missing.append(f"{go.name}: {name} ({', '.join(inputs)})")
+    assert not missing, "exports whose Arrow inputs run() cannot release when poisoned: " + "; ".join(missing)
