@@ -953,6 +953,31 @@ int exitnet_model_exit_costs(int64_t* out, int n, const exitnet_model* model);
 int exitnet_model_preprocess(int* out_present, float* out_mean, float* out_std, int n,
                              const exitnet_model* model);
 
+/** Number of layers with a kernel choice (conv2d and linear nodes) in all stages and
+ *  heads, for exitnet_model_layer_kernel.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL out or model);
+ *          EXITNET_ERR_INVALID_STATE (bad handle). */
+int exitnet_model_num_layers(int64_t* out, const exitnet_model* model);
+
+/** Which kernel layer i runs, as chosen at load from its shape (debugging, profiles).
+ *  Layers are listed stage by stage, then head by head, in graph order.
+ *  @param i [in] 0 <= i < exitnet_model_num_layers.
+ *  @param out_block [out] 2 int32: 0 (a stage) or 1 (a head), then its index.
+ *  @param out_shape [out] 6 int64: the per-sample input C, H, W, then the output C, H, W
+ *         (linear: features, 1, 1; the output is after a fused 2x2 max-pool).
+ *  @param node, op, kernel [out] NUL-terminated: the node's name, "conv2d" or "linear",
+ *         and the kernel with its parameters (e.g. "direct 3x3/s1,1/... avx2+fma ...",
+ *         "im2col+gemm", "depthwise ..."), each written when it fits in its *_len bytes.
+ *  @param out_needed [out] 3 size_t, always set: strlen + 1 of node, op and kernel.
+ *         Passing node, op and kernel all NULL (lengths 0) only sets out_needed.
+ *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (NULL model, out_block, out_shape
+ *          or out_needed, i out of range, a buffer NULL or shorter than needed while
+ *          another is not NULL); EXITNET_ERR_INVALID_STATE (bad handle). */
+int exitnet_model_layer_kernel(const exitnet_model* model, int64_t i, int32_t out_block[2],
+                               int64_t out_shape[6], char* node, size_t node_len, char* op,
+                               size_t op_len, char* kernel, size_t kernel_len,
+                               size_t out_needed[3]);
+
 /** Sets the largest work per sample (MACs plus pooling and elementwise operations,
  *  computed from the graph) a model file may need; later loads above it fail with
  *  EXITNET_ERR_IO. Process-wide. Default 1e11.

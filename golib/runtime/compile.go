@@ -41,12 +41,13 @@ type instr struct {
 	groups     int
 	k, s, p, d [2]int
 	countPad   bool
-	macs       int64 // per sample
-	name       string
-	oneByOne   bool  // 1×1, stride 1, padding 0: the input is already the im2col matrix
-	colRows    int   // (C_in/g)·kh·kw
-	pool2      bool  // a following 2×2 stride-2 max-pool is fused into the epilogue
-	convS      shape // the convolution's own output (before the fused pool)
+	macs       int64  // per sample
+	name       string // where, for messages: stage 1 node "conv1" (conv2d)
+	node       string // the graph node's own name (conv2d and linear; Kernels)
+	oneByOne   bool   // 1×1, stride 1, padding 0: the input is already the im2col matrix
+	colRows    int    // (C_in/g)·kh·kw
+	pool2      bool   // a following 2×2 stride-2 max-pool is fused into the epilogue
+	convS      shape  // the convolution's own output (before the fused pool)
 	conv       convKernel
 	dense      *convk.Dense // linear with 4 or more rows (newDense; nil: BLAS)
 

@@ -81,22 +81,42 @@ func (k directKernel) Run(ws *workspace, in, out []float32, rows int) {
 }
 func (k directKernel) Name() string { return k.c.Describe() }
 
-// Kernels lists, per compiled layer that has a choice (conv2d and linear),
-// "stage k|head k: node: kernel", for debugging and profiles.
-func (m *Model) Kernels() []string {
-	var out []string
-	list := func(where string, progs []program) {
+// LayerKernel says which kernel a compiled conv2d or linear layer runs.
+type LayerKernel struct {
+	Block  string // "stage" or "head"
+	Index  int    // of the stage or head
+	Node   string // the graph node's name
+	Op     string // "conv2d" or "linear"
+	Kernel string // the kernel chosen at load, with its parameters
+	In     [3]int // per-sample input C, H, W (linear: features, 1, 1)
+	Out    [3]int // per-sample output C, H, W (after a fused 2×2 max-pool)
+}
+
+func (l LayerKernel) String() string {
+	return fmt.Sprintf("%s %d: %s (%s %v→%v): %s", l.Block, l.Index, l.Node, l.Op, l.In, l.Out, l.Kernel)
+}
+
+// Kernels lists, per compiled layer that has a choice (conv2d and linear) in
+// stage then head order, the kernel chosen at load, for debugging and profiles.
+func (m *Model) Kernels() []LayerKernel {
+	var out []LayerKernel
+	list := func(block string, progs []program) {
 		for k := range progs {
 			for i := range progs[k].code {
 				ins := &progs[k].code[i]
+				l := LayerKernel{Block: block, Index: k, Node: ins.node,
+					In: [3]int{ins.inS.C, ins.inS.H, ins.inS.W}, Out: [3]int{ins.outS.C, ins.outS.H, ins.outS.W}}
 				switch {
 				case ins.kind == kConv && ins.conv != nil:
-					out = append(out, fmt.Sprintf("%s %d: %s: %s", where, k, ins.name, ins.conv.Name()))
+					l.Op, l.Kernel = "conv2d", ins.conv.Name()
 				case ins.kind == kLinear && ins.dense != nil:
-					out = append(out, fmt.Sprintf("%s %d: %s: %s from %d rows, BLAS GEMV/GEMM below", where, k, ins.name, ins.dense.Describe(), denseMinRows))
+					l.Op, l.Kernel = "linear", fmt.Sprintf("%s from %d rows, BLAS GEMV/GEMM below", ins.dense.Describe(), denseMinRows)
 				case ins.kind == kLinear:
-					out = append(out, fmt.Sprintf("%s %d: %s: BLAS GEMV/GEMM", where, k, ins.name))
+					l.Op, l.Kernel = "linear", "BLAS GEMV/GEMM"
+				default:
+					continue
 				}
+				out = append(out, l)
 			}
 		}
 	}

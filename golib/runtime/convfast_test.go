@@ -94,10 +94,10 @@ func TestKernelsSaysWhichKernel(t *testing.T) {
 	ks := benchModels(t)["cnn"].Kernels()
 	direct, dense := 0, 0
 	for _, k := range ks {
-		if strings.Contains(k, "direct 3x3") && strings.Contains(k, "+relu +maxpool2x2") {
+		if k.Op == "conv2d" && strings.Contains(k.Kernel, "direct 3x3") && strings.Contains(k.Kernel, "+relu +maxpool2x2") {
 			direct++
 		}
-		if strings.Contains(k, "dense 1152→10") {
+		if k.Op == "linear" && strings.Contains(k.Kernel, "dense 1152→10") && k.In == [3]int{1152, 1, 1} && k.Out == [3]int{10, 1, 1} {
 			dense++
 		}
 	}

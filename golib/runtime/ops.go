@@ -44,7 +44,7 @@ func (c *compiler) node(x *blockCtx, i int) error {
 			return err
 		}
 		o := shape{C: ws[0], H: 1, W: 1, flat: true}
-		ins := instr{kind: kLinear, in: in.slot, inS: s, outS: o, w: w, b: b, name: at, macs: int64(s.C) * int64(o.C)}
+		ins := instr{kind: kLinear, in: in.slot, inS: s, outS: o, w: w, b: b, name: at, node: nd.Name, macs: int64(s.C) * int64(o.C)}
 		x.macs += ins.macs
 		x.work += ins.macs
 		last := c.fuseAct(x, i, &ins)
@@ -281,7 +281,7 @@ func (c *compiler) conv2d(x *blockCtx, i int, at string, in val) error {
 		return err
 	}
 	ins := instr{kind: kConv, in: in.slot, inS: s, outS: o, convS: o, w: w, b: b, groups: g, k: k, s: st, p: pd, d: dl,
-		name: at, colRows: cing * k[0] * k[1]}
+		name: at, node: nd.Name, colRows: cing * k[0] * k[1]}
 	ins.macs = int64(o.C) * int64(o.H*o.W) * int64(cing*k[0]*k[1])
 	ins.oneByOne = k == [2]int{1, 1} && st == [2]int{1, 1} && pd == [2]int{0, 0}
 	x.macs += ins.macs

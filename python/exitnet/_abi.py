@@ -177,6 +177,8 @@ FUNCTIONS = {
     'exitnet_model_input_shape': (_c.c_int, [_c.c_void_p, _c.c_void_p]),
     'exitnet_model_exit_costs': (_c.c_int, [_c.c_void_p, _c.c_int, _c.c_void_p]),
     'exitnet_model_preprocess': (_c.c_int, [_c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_int, _c.c_void_p]),
+    'exitnet_model_num_layers': (_c.c_int, [_c.c_void_p, _c.c_void_p]),
+    'exitnet_model_layer_kernel': (_c.c_int, [_c.c_void_p, _c.c_int64, _c.c_void_p, _c.c_void_p, _c.c_char_p, _c.c_size_t, _c.c_char_p, _c.c_size_t, _c.c_char_p, _c.c_size_t, _c.c_void_p]),
     'exitnet_model_set_max_work_per_sample': (_c.c_int, [_c.c_int64]),
     'exitnet_model_max_work_per_sample': (_c.c_int, [_c.c_void_p]),
     'exitnet_model_predict_default_params': (_c.c_int, [_c.POINTER(exitnet_predict_params)]),

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -44,7 +44,7 @@ from ._arrow import ArrowIn, ArrowOut, _is_torch, float32_numpy
 from ._errors import InvalidArgumentError, InvalidStateError
 from .policy import MEASURES
 
-__all__ = ["Model", "MEASURES", "set_max_work_per_sample", "max_work_per_sample", "MACS_KEY"]
+__all__ = ["Model", "LayerKernel", "MEASURES", "set_max_work_per_sample", "max_work_per_sample", "MACS_KEY"]
 
 #: Schema-metadata key of a :meth:`Model.predict` table holding the MACs executed.
 MACS_KEY = b"exitnet.macs"
@@ -72,6 +72,18 @@ def max_work_per_sample() -> int:
 
 _h = ctypes.c_void_p
 _Params = _abi.exitnet_predict_params
+
+
+class LayerKernel(NamedTuple):
+    """Which kernel a conv2d or linear layer runs (:meth:`Model.kernels`)."""
+
+    block: str  #: "stage" or "head"
+    index: int  #: of the stage or head
+    node: str  #: the graph node's name
+    op: str  #: "conv2d" or "linear"
+    kernel: str  #: the kernel chosen at load, with its parameters
+    input_shape: tuple[int, int, int]  #: per sample (C, H, W); linear: (features, 1, 1)
+    output_shape: tuple[int, int, int]  #: per sample, after a fused 2×2 max-pool
 
 
 
@@ -145,6 +157,30 @@ class Model:
         state = "" if self._h else ", closed"
         return (f"Model({self.path!r}, exits={self.num_exits}, classes={self.num_classes}, "
                 f"input_shape={self.input_shape}, full_cost={int(self.exit_costs[-1]):,} MACs{state})")
+
+    def kernels(self) -> list[LayerKernel]:
+        """The kernel each conv2d and linear layer runs, chosen at load from its shape.
+
+        One row per layer, stages then heads in graph order (for debugging and
+        profiles: e.g. ``direct 3x3 ... avx2+fma`` for the register-blocked
+        convolution, ``im2col+gemm``, ``depthwise ...``, ``dense ...`` for linear).
+        """
+        if not self._h:
+            raise InvalidStateError("kernels: the model is closed")
+        h = self._h
+        n = ctypes.c_int64()
+        _lib.call("exitnet_model_num_layers", ctypes.byref(n), h)
+        rows = []
+        block, shape, needed = (ctypes.c_int32 * 2)(), (ctypes.c_int64 * 6)(), (ctypes.c_size_t * 3)()
+        for i in range(n.value):
+            _lib.call("exitnet_model_layer_kernel", h, i, block, shape, None, 0, None, 0, None, 0, needed)
+            bufs = [ctypes.create_string_buffer(int(k)) for k in needed]
+            _lib.call("exitnet_model_layer_kernel", h, i, block, shape, bufs[0], len(bufs[0]),
+                      bufs[1], len(bufs[1]), bufs[2], len(bufs[2]), needed)
+            node, op, kernel = (b.value.decode("utf-8", "replace") for b in bufs)
+            rows.append(LayerKernel("head" if block[0] else "stage", block[1], node, op, kernel,
+                                    (shape[0], shape[1], shape[2]), (shape[3], shape[4], shape[5])))
+        return rows
 
     # -- inference --------------------------------------------------------
     def _numpy_input(self, x: Any) -> Optional[np.ndarray]:

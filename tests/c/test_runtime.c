@@ -1,6 +1,6 @@
 /* The runtime ABI from C: load a model file, predict on an Arrow batch
  * (fixed_shape_tensor [C, H, W] or fixed_size_list), read the record batch back,
- * getters, 8 threads sharing one model, a format-2 file with stored preprocessing
+ * getters, the kernel chosen per layer, 8 threads sharing one model, a format-2 file with stored preprocessing
  * (raw_input), the work bound, and bad input (missing/truncated files, wrong shapes
  * and channel counts, NaN, bad thresholds and temperatures, freed handles).
  *
@@ -881,6 +881,56 @@ int main(void) {
   /* hand count: conv 2*25*9 = 450, head0 8*3 = 24, conv 4*1*8 = 32, head1 4*3 = 12 */
   CHECK(costs[0] == 474 && costs[1] == 518, "costs %lld %lld", (long long)costs[0], (long long)costs[1]);
   CHECK_STATUS(exitnet_model_exit_costs(costs, 3, m), EXITNET_ERR_INVALID_ARGUMENT);
+
+  /* which kernel each conv2d/linear layer runs: 2 convolutions (the first with its
+   * relu and 2x2 max-pool fused, so its output is 2x2x2), then the 2 heads' linears */
+  {
+    int64_t nl = 0;
+    CHECK_STATUS(exitnet_model_num_layers(&nl, m), EXITNET_OK);
+    CHECK(nl == 4, "layers %lld", (long long)nl);
+    static const int32_t want_block[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    static const int64_t want_shape[4][6] = {
+        {1, 5, 5, 2, 2, 2}, {2, 2, 2, 4, 1, 1}, {8, 1, 1, 3, 1, 1}, {4, 1, 1, 3, 1, 1}};
+    static const char* const want_op[4] = {"conv2d", "conv2d", "linear", "linear"};
+    for (int64_t i = 0; i < nl; i++) {
+      int32_t block[2] = {-1, -1};
+      int64_t lshape[6] = {0};
+      size_t needed[3] = {0, 0, 0};
+      char node[64], op[16], kernel[512];
+      CHECK_STATUS(exitnet_model_layer_kernel(m, i, block, lshape, NULL, 0, NULL, 0, NULL, 0, needed), EXITNET_OK);
+      CHECK(needed[1] == strlen(want_op[i]) + 1 && needed[0] > 1 && needed[2] > 1 && needed[2] <= sizeof kernel,
+            "layer %lld needs %zu %zu %zu", (long long)i, needed[0], needed[1], needed[2]);
+      CHECK_STATUS(exitnet_model_layer_kernel(m, i, block, lshape, node, sizeof node, op, sizeof op, kernel,
+                                              sizeof kernel, needed),
+                   EXITNET_OK);
+      CHECK(block[0] == want_block[i][0] && block[1] == want_block[i][1], "layer %lld block %d %d", (long long)i,
+            block[0], block[1]);
+      CHECK(memcmp(lshape, want_shape[i], sizeof lshape) == 0, "layer %lld shape", (long long)i);
+      CHECK(strcmp(op, want_op[i]) == 0 && strlen(node) + 1 == needed[0] && strlen(kernel) + 1 == needed[2],
+            "layer %lld: %s %s %s", (long long)i, node, op, kernel);
+      if (i == 0)
+        CHECK(strstr(kernel, "direct 3x3") != NULL && strstr(kernel, "+relu +maxpool2x2") != NULL, "kernel %s",
+              kernel);
+      if (i >= 2) CHECK(strncmp(kernel, "dense ", 6) == 0, "kernel %s", kernel);
+      /* a buffer one byte short is refused, naming it */
+      CHECK_STATUS(exitnet_model_layer_kernel(m, i, block, lshape, node, sizeof node, op, sizeof op, kernel,
+                                              needed[2] - 1, needed),
+                   EXITNET_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(exitnet_last_error(), "kernel") != NULL, "message %s", exitnet_last_error());
+    }
+    int32_t block[2];
+    int64_t lshape[6];
+    size_t needed[3];
+    CHECK_STATUS(exitnet_model_layer_kernel(m, nl, block, lshape, NULL, 0, NULL, 0, NULL, 0, needed),
+                 EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_model_layer_kernel(m, -1, block, lshape, NULL, 0, NULL, 0, NULL, 0, needed),
+                 EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_model_layer_kernel(m, 0, block, lshape, NULL, 0, NULL, 0, NULL, 0, NULL),
+                 EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_model_layer_kernel(NULL, 0, block, lshape, NULL, 0, NULL, 0, NULL, 0, needed),
+                 EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_model_num_layers(NULL, m), EXITNET_ERR_INVALID_ARGUMENT);
+  }
 
   /* predict with logits, no early exit: logits equal torch (float64) */
   exitnet_predict_params p;
