@@ -172,10 +172,7 @@ func exitnet_fisher_update_rows(h *C.exitnet_fisher, param *C.char, rowsA *C.str
 		}
 		fh.mu.Lock()
 		defer fh.mu.Unlock()
-		if param == nil {
-			return fh.acc.UpdateRows(m.Data, m.Rows, m.Cols, wts)
-		}
-		return fh.acc.UpdateRowsParam(C.GoString(param), m.Data, m.Rows, m.Cols, wts)
+		return updateRows(fh.acc, param, m.Data, m.Rows, m.Cols, wts)
 	}, arg(rowsA, rowsS, "rows"), arg(wA, wS, "weights"))
 }
 

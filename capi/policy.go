@@ -246,13 +246,62 @@ func exitnet_policy_curve(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema,
 		if err != nil {
 			return err
 		}
-		norm := cols.cols[4].(*array.Float64).Float64Values()
-		for p := range norm {
-			norm[p] = c.MeanCost[p] / c.Full
-		}
-		exportRecord(cols.record(c.K), outA, outS)
+		cols.export(c, outA, outS)
 		return nil
 	}, arg(confA, confS, "confidences"), arg(predA, predS, "predictions"), arg(labelsA, labelsS, "labels"))
+}
+
+//export exitnet_policy_curve_raw
+func exitnet_policy_curve_raw(outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema, conf *C.float, pred *C.int32_t,
+	labels *C.int64_t, nExits C.int64_t, nSamples C.int64_t, classes C.int, costs *C.double) C.int {
+	return run("exitnet_policy_curve_raw", func() error {
+		if err := checkOut(outA, outS, "out"); err != nil {
+			return err
+		}
+		K, N := int64(nExits), int64(nSamples)
+		if K < 1 || K > 1<<16 {
+			return xerr.Invalid("n_exits: %d, need 1..65536", K)
+		}
+		if N < 1 {
+			return xerr.Invalid("n_samples: %d, need at least 1", N)
+		}
+		cv, err := rawView[float32](unsafe.Pointer(conf), K, N, "conf", "n_exits", "n_samples")
+		if err != nil {
+			return err
+		}
+		pv, err := rawView[int32](unsafe.Pointer(pred), K, N, "pred", "n_exits", "n_samples")
+		if err != nil {
+			return err
+		}
+		lv, err := rawView[int64](unsafe.Pointer(labels), 1, N, "labels", "1", "n_samples")
+		if err != nil {
+			return err
+		}
+		y, err := arrowx.NarrowInt32(lv, "labels")
+		if err != nil {
+			return err
+		}
+		cs, ps := make([][]float32, K), make([][]int32, K)
+		for k := range cs {
+			cs[k], ps[k] = cv[int64(k)*N:int64(k+1)*N], pv[int64(k)*N:int64(k+1)*N]
+		}
+		s, err := policy.NewScores(cs, ps, int(classes))
+		if err != nil {
+			return err
+		}
+		cm, err := costsFrom(costs, s.K)
+		if err != nil {
+			return err
+		}
+		var cols curveArrays
+		defer cols.release()
+		c, err := policy.ExactCurveInto(s, y, cm, cols.alloc)
+		if err != nil {
+			return err
+		}
+		cols.export(c, outA, outS)
+		return nil
+	})
 }
 
 // curveArrays holds the exported curve's columns, allocated on the C heap
@@ -290,6 +339,16 @@ func (a *curveArrays) alloc(P, K int) (*policy.Curve, error) {
 	}
 	a.p = P
 	return c, err
+}
+
+// export fills the derived normalized_cost column (mean cost / full cost) and
+// exports the columns as one record batch into the caller's structs.
+func (a *curveArrays) export(c *policy.Curve, outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema) {
+	norm := a.cols[4].(*array.Float64).Float64Values()
+	for p := range norm {
+		norm[p] = c.MeanCost[p] / c.Full
+	}
+	exportRecord(a.record(c.K), outA, outS)
 }
 
 // record hands the columns to a record batch (the batch holds the references).

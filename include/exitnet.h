@@ -491,6 +491,32 @@ int exitnet_fisher_update_linear(exitnet_fisher* fisher, const char* weight, con
                                  struct ArrowSchema* grad_outputs_schema, struct ArrowArray* weights,
                                  struct ArrowSchema* weights_schema);
 
+/** exitnet_fisher_update_rows on a plain C array (no Arrow structs: the lowest
+ *  per-call overhead; exactly the same sums).
+ *  @param param [in] as in exitnet_fisher_update_rows.
+ *  @param rows [in] n_rows x n_cols floats, row-major and contiguous; borrowed for
+ *         the call; may be NULL only when n_rows is 0.
+ *  @param n_rows [in] N >= 0. @param n_cols [in] P' >= 1.
+ *  @param weights [in] N row weights (finite, >= 0) or NULL; borrowed; may alias rows.
+ *  @return as exitnet_fisher_update_rows, and EXITNET_ERR_INVALID_ARGUMENT for a NULL
+ *          rows with n_rows > 0, negative sizes, n_cols < 1 or n_rows * n_cols beyond
+ *          2^46 values (the message names the argument). */
+int exitnet_fisher_update_rows_raw(exitnet_fisher* fisher, const char* param, const float* rows,
+                                   int64_t n_rows, int64_t n_cols, const float* weights);
+
+/** exitnet_fisher_update_linear on plain C arrays (no Arrow structs; the same sums).
+ *  @param inputs [in] A, n_rows x n_in floats, row-major and contiguous; borrowed.
+ *  @param grad_outputs [in] G, n_rows x n_out floats, row-major and contiguous; borrowed.
+ *  @param n_rows [in] N >= 0. @param n_in, n_out [in] >= 1.
+ *  @param weights [in] N row weights or NULL; borrowed. The inputs are only read, so
+ *         they may overlap one another.
+ *  @return as exitnet_fisher_update_linear, and EXITNET_ERR_INVALID_ARGUMENT for NULL
+ *          arrays with n_rows > 0, negative sizes, sizes < 1 or a product beyond 2^46
+ *          values (the message names the argument). */
+int exitnet_fisher_update_linear_raw(exitnet_fisher* fisher, const char* weight, const char* bias,
+                                     const float* inputs, const float* grad_outputs, int64_t n_rows,
+                                     int64_t n_in, int64_t n_out, const float* weights);
+
 /** Conv2d layer from its factors: exact per-sample squared weight gradients
  *  (im2col + one GEMM per sample and group, memory bounded by one sample per worker)
  *  and bias gradients (sum over positions of G_n, squared).
@@ -793,6 +819,21 @@ int exitnet_policy_curve(struct ArrowArray* out, struct ArrowSchema* out_schema,
                          struct ArrowArray* pred, struct ArrowSchema* pred_schema,
                          struct ArrowArray* labels, struct ArrowSchema* labels_schema,
                          int n_classes, const double* costs);
+
+/** exitnet_policy_curve with the scores and labels as plain C arrays (no Arrow
+ *  structs on the way in; the same curve, exported the same way).
+ *  @param out, out_schema [out] as in exitnet_policy_curve. Caller releases.
+ *  @param conf [in] n_exits x n_samples floats, exit-major ([K][N]); borrowed.
+ *  @param pred [in] n_exits x n_samples int32 predictions in [0, C), exit-major; borrowed.
+ *  @param labels [in] n_samples int64 labels in [0, C); borrowed.
+ *  @param n_exits [in] K in 1..65536. @param n_samples [in] N >= 1 (K*N <= 2^46).
+ *  @param n_classes [in] C. @param costs [in] K cumulative costs.
+ *  @return as exitnet_policy_curve, and EXITNET_ERR_INVALID_ARGUMENT for NULL arrays
+ *          or sizes out of range (the message names the argument). */
+int exitnet_policy_curve_raw(struct ArrowArray* out, struct ArrowSchema* out_schema,
+                             const float* conf, const int32_t* pred, const int64_t* labels,
+                             int64_t n_exits, int64_t n_samples, int n_classes,
+                             const double* costs);
 
 /** Chooses thresholds on the validation split and evaluates them on the test split.
  *  Target: by_accuracy == 0: maximise validation accuracy with mean cost <= target

@@ -169,17 +169,22 @@ func Int32s(arr arrow.Array, name string) ([]int32, error) {
 	case *array.Int32:
 		return a.Int32Values(), nil
 	case *array.Int64:
-		v := a.Int64Values()
-		out := make([]int32, len(v))
-		for i, x := range v {
-			if x < math.MinInt32 || x > math.MaxInt32 {
-				return nil, xerr.Invalid("%s: value %d at index %d does not fit in int32", name, x, i)
-			}
-			out[i] = int32(x)
-		}
-		return out, nil
+		return NarrowInt32(a.Int64Values(), name)
 	}
 	return nil, xerr.Invalid("%s: expected int32 or int64, got %s", name, arr.DataType())
+}
+
+// NarrowInt32 copies int64 values into a new int32 slice; a value outside the
+// int32 range is an error naming its index (never a silent wrap-around).
+func NarrowInt32(v []int64, name string) ([]int32, error) {
+	out := make([]int32, len(v))
+	for i, x := range v {
+		if x < math.MinInt32 || x > math.MaxInt32 {
+			return nil, xerr.Invalid("%s: value %d at index %d does not fit in int32", name, x, i)
+		}
+		out[i] = int32(x)
+	}
+	return out, nil
 }
 
 // Float32s returns the zero-copy values of a float32 array. Nulls are refused.

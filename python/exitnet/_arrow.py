@@ -37,6 +37,9 @@ __all__ = [
     "as_tensor",
     "as_ints",
     "as_floats",
+    "int_numpy",
+    "is_arrow",
+    "matrix_numpy",
     "float32_numpy",
     "matrix_to_numpy",
     "to_numpy",
@@ -205,19 +208,18 @@ def _single_chunk(x: Any, name: str) -> Any:
     return x
 
 
-def as_matrix(x: Any, name: str, *, cols: int | None = None) -> pa.Array:
-    """A pyarrow ``fixed_size_list<float32>`` (or fixed_shape_tensor) array over x.
+def is_arrow(x: Any) -> bool:
+    """Whether x is Arrow data (pyarrow, or another producer of ``__arrow_c_array__``),
+    which crosses the ABI as Arrow C Data; numpy arrays and torch tensors do not."""
+    if isinstance(x, (pa.Array, pa.ChunkedArray)):
+        return True
+    return hasattr(x, "__arrow_c_array__") and not isinstance(x, np.ndarray) and not _is_torch(x)
 
-    numpy / torch: a 2-D float32 array (N, C) — or any ndim ≥ 2, flattened per row —
-    is wrapped without a copy (a non-contiguous one is packed first). pyarrow:
-    passed through (validation happens in the library). 1-D input with ``cols``
-    given is viewed as (N, cols).
-    """
-    x = _single_chunk(x, name)
-    if isinstance(x, pa.Array):
-        return x
-    if hasattr(x, "__arrow_c_array__") and not isinstance(x, np.ndarray) and not _is_torch(x):
-        return pa.array(x)
+
+def matrix_numpy(x: Any, name: str, *, cols: int | None = None) -> np.ndarray:
+    """The C-contiguous float32 (N, C) numpy view of a numpy array or torch CPU tensor:
+    what a raw-pointer call takes. A 2-D array, or any ndim ≥ 2 flattened per row; a
+    non-contiguous one is packed first; 1-D input with ``cols`` given is (N, cols)."""
     a = _float32_numpy(to_numpy(x, name), name)
     if a.ndim == 1 and cols is not None:
         if cols <= 0 or a.size % cols:
@@ -228,8 +230,23 @@ def as_matrix(x: Any, name: str, *, cols: int | None = None) -> pa.Array:
     c = math.prod(a.shape[1:])
     if c == 0:
         raise InvalidArgumentError(f"{name}: rows must have at least one value, got shape {a.shape}")
+    return a.reshape(a.shape[0], c)
+
+
+def as_matrix(x: Any, name: str, *, cols: int | None = None) -> pa.Array:
+    """A pyarrow ``fixed_size_list<float32>`` (or fixed_shape_tensor) array over x.
+
+    numpy / torch: :func:`matrix_numpy`, wrapped without a copy. pyarrow: passed
+    through (validation happens in the library).
+    """
+    x = _single_chunk(x, name)
+    if isinstance(x, pa.Array):
+        return x
+    if is_arrow(x):
+        return pa.array(x)
+    a = matrix_numpy(x, name, cols=cols)
     flat = pa.array(a.reshape(-1), type=pa.float32())
-    return pa.FixedSizeListArray.from_arrays(flat, c)
+    return pa.FixedSizeListArray.from_arrays(flat, a.shape[1])
 
 
 def as_tensor(x: Any, name: str) -> pa.Array:
@@ -251,17 +268,30 @@ def as_ints(x: Any, name: str, *, dtype: Any = None) -> pa.Array:
     x = _single_chunk(x, name)
     if isinstance(x, pa.Array):
         return x
+    return pa.array(int_numpy(x, name, dtype=dtype))
+
+
+def int_numpy(x: Any, name: str, *, dtype: Any = None) -> np.ndarray:
+    """A C-contiguous 1-D int32/int64 numpy array of x (numpy / torch / sequences):
+    other integer types become ``dtype`` (int64 by default); non-integers are refused,
+    and a value that does not fit the target type is an error naming its index
+    (never a silent wrap-around)."""
     a = to_numpy(x, name) if (_is_torch(x) or isinstance(x, np.ndarray)) else np.asarray(x)
     if a.ndim != 1:
         raise InvalidArgumentError(f"{name}: expected a 1-D integer array, got shape {a.shape}")
-    if a.dtype not in (np.int32, np.int64):
-        if a.size == 0 or np.issubdtype(a.dtype, np.integer):
-            a = a.astype(dtype or np.int64)
-        else:
-            raise InvalidArgumentError(f"{name}: expected int32 or int64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        a = a.astype(dtype)
-    return pa.array(np.ascontiguousarray(a))
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise InvalidArgumentError(f"{name}: expected int32 or int64, got {a.dtype}")
+    target = np.dtype(dtype) if dtype is not None else (
+        a.dtype if a.dtype in (np.int32, np.int64) else np.dtype(np.int64))
+    if a.dtype != target:
+        if a.size and np.issubdtype(a.dtype, np.integer):
+            info = np.iinfo(target)
+            bad = np.flatnonzero((a < info.min) | (a > info.max))
+            if bad.size:
+                i = int(bad[0])
+                raise InvalidArgumentError(f"{name}: value {a[i]} at index {i} does not fit in {target.name}")
+        a = a.astype(target)
+    return np.ascontiguousarray(a)
 
 
 def as_floats(x: Any, name: str) -> pa.Array:

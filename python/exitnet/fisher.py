@@ -76,6 +76,8 @@ from ._arrow import (
     float32_numpy,
     as_matrix,
     as_tensor,
+    is_arrow,
+    matrix_numpy,
     matrix_to_numpy,
     to_numpy,
 )
@@ -175,6 +177,30 @@ def _weights_in(weights: Any) -> ArrowIn | None:
     return ArrowIn(as_floats(_f32(weights, "weights").reshape(-1), "weights"))
 
 
+def _raw_weights(weights: Any, n: int) -> np.ndarray | None:
+    """Row weights for a raw-pointer update: None or n contiguous float32 values (the
+    C side cannot check a raw pointer's length, so the count is checked here)."""
+    if weights is None:
+        return None
+    w = _f32(weights, "weights").reshape(-1)
+    if w.size != n:
+        raise InvalidArgumentError(f"weights: {w.size} values for {n} rows")
+    return w
+
+
+def _addr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def _rows_2d(rows: Any) -> np.ndarray:
+    """(N, P') float32 view of per-sample rows: a 1-D array is one sample, more
+    dimensions are flattened per row (explicit width: reshape(0, -1) is ambiguous)."""
+    r = _f32(rows, "rows")
+    if r.ndim == 1:  # one sample
+        r = r.reshape(1, -1)
+    return r.reshape(r.shape[0], int(np.prod(r.shape[1:], dtype=np.int64)))
+
+
 class FisherAccumulator:
     """Sums of squared per-sample gradients over a layout; see the module docstring.
 
@@ -266,18 +292,17 @@ class FisherAccumulator:
         single pass over the data).
         """
         h = self._handle()
-        if isinstance(rows, pa.Array):
-            arr = rows
-        else:
-            r = _f32(rows, "rows")
-            if r.ndim == 1:  # one sample
-                r = r.reshape(1, -1)
-            # explicit width: reshape(0, -1) is ambiguous for zero rows
-            arr = as_matrix(r.reshape(r.shape[0], int(np.prod(r.shape[1:], dtype=np.int64))), "rows")
-        a = ArrowIn(arr)
-        w = _weights_in(weights)
-        _lib.call("exitnet_fisher_update_rows", h, None if param is None else param.encode(), a.array, a.schema,
-                  w.array if w else None, w.schema if w else None)
+        pname = None if param is None else param.encode()
+        if is_arrow(rows) or is_arrow(weights):
+            a = ArrowIn(as_matrix(rows if is_arrow(rows) else _rows_2d(rows), "rows"))
+            w = _weights_in(weights)
+            _lib.call("exitnet_fisher_update_rows", h, pname, a.array, a.schema,
+                      w.array if w else None, w.schema if w else None)
+            return
+        # numpy / torch: plain pointers (exitnet_fisher_update_rows_raw), no Arrow structs
+        r = matrix_numpy(_rows_2d(rows), "rows")
+        wr = _raw_weights(weights, r.shape[0])
+        _lib.call("exitnet_fisher_update_rows_raw", h, pname, r.ctypes.data, r.shape[0], r.shape[1], _addr(wr))
 
     def update_linear(self, weight: str, bias: str | None, inputs: Any, grad_outputs: Any, *,
                       weights: Any = None) -> None:
@@ -289,11 +314,23 @@ class FisherAccumulator:
         ``p(c|x)`` of each (sample, class) row).
         """
         h = self._handle()
-        a = ArrowIn(as_matrix(_f32(inputs, "inputs"), "inputs"))
-        g = ArrowIn(as_matrix(_f32(grad_outputs, "grad_outputs"), "grad_outputs"))
-        w = _weights_in(weights)
-        _lib.call("exitnet_fisher_update_linear", h, weight.encode(), None if bias is None else bias.encode(),
-                  a.array, a.schema, g.array, g.schema, w.array if w else None, w.schema if w else None)
+        bname = None if bias is None else bias.encode()
+        if is_arrow(inputs) or is_arrow(grad_outputs) or is_arrow(weights):
+            a = ArrowIn(as_matrix(inputs, "inputs"))
+            g = ArrowIn(as_matrix(grad_outputs, "grad_outputs"))
+            w = _weights_in(weights)
+            _lib.call("exitnet_fisher_update_linear", h, weight.encode(), bname,
+                      a.array, a.schema, g.array, g.schema, w.array if w else None, w.schema if w else None)
+            return
+        # numpy / torch: plain pointers (exitnet_fisher_update_linear_raw), no Arrow structs
+        an = matrix_numpy(inputs, "inputs")
+        gn = matrix_numpy(grad_outputs, "grad_outputs")
+        n = an.shape[0]
+        if gn.shape[0] != n:
+            raise InvalidArgumentError(f"grad_outputs: {gn.shape[0]} rows, inputs have {n}")
+        wr = _raw_weights(weights, n)
+        _lib.call("exitnet_fisher_update_linear_raw", h, weight.encode(), bname, an.ctypes.data, gn.ctypes.data,
+                  n, an.shape[1], gn.shape[1], _addr(wr))
 
     def update_conv2d(self, weight: str, bias: str | None, inputs: Any, grad_outputs: Any, *,
                       stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,

@@ -56,7 +56,8 @@ import numpy as np
 import pyarrow as pa
 
 from . import _abi, _lib
-from ._arrow import ArrowIn, ArrowInMany, ArrowOut, _is_torch, as_ints, as_matrix
+from ._arrow import (ArrowIn, ArrowInMany, ArrowOut, _float32_numpy, _is_torch, as_ints, as_matrix, int_numpy,
+                     is_arrow)
 from ._errors import InvalidArgumentError
 
 __all__ = [
@@ -151,6 +152,19 @@ class Scores:
             raise InvalidArgumentError(f"{prefix}confidences: no samples (N = 0)")
         return (ArrowIn(as_matrix(self.confidence, prefix + "confidences")),
                 ArrowIn(pa.array(self.prediction.reshape(-1), type=pa.int32())))
+
+    def _raw(self, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """Contiguous (K, N) float32 confidences and int32 predictions for a raw-pointer call."""
+        if self.confidence.ndim != 2 or self.confidence.shape[1] == 0:
+            raise InvalidArgumentError(f"{prefix}confidences: need a (K, N) array with N >= 1, got shape "
+                                       f"{self.confidence.shape}")
+        conf = _float32_numpy(np.asarray(self.confidence), prefix + "confidences")
+        pred = np.asarray(self.prediction)
+        if pred.shape != conf.shape:
+            raise InvalidArgumentError(f"{prefix}predictions: shape {pred.shape}, confidences are {conf.shape}")
+        if pred.dtype != np.int32:
+            pred = int_numpy(pred.reshape(-1), prefix + "predictions", dtype=np.int32).reshape(conf.shape)
+        return conf, np.ascontiguousarray(pred)
 
     def __repr__(self) -> str:
         return f"Scores(measure={self.measure!r}, exits={self.n_exits}, samples={self.n_samples}, classes={self.n_classes})"
@@ -358,11 +372,20 @@ def exact_curve(logits: Any, labels: Any, cost: CostModel | Sequence[float] | No
     """
     s = confidence(logits, measure, temperature)
     cm = _cost(cost, s.n_exits)
-    c, p = s._arrow()
-    y = _labels(labels, "labels")
     out = ArrowOut()
-    _lib.call("exitnet_policy_curve", out.array, out.schema, c.array, c.schema, p.array, p.schema,
-              y.array, y.schema, s.n_classes, cm._c(s.n_exits))
+    if is_arrow(labels):
+        c, p = s._arrow()
+        y = _labels(labels, "labels")
+        _lib.call("exitnet_policy_curve", out.array, out.schema, c.array, c.schema, p.array, p.schema,
+                  y.array, y.schema, s.n_classes, cm._c(s.n_exits))
+    else:
+        # numpy / torch labels: plain pointers (exitnet_policy_curve_raw), no Arrow structs in
+        conf, pred = s._raw()
+        yn = int_numpy(labels, "labels").astype(np.int64, copy=False)
+        if yn.size != s.n_samples:
+            raise InvalidArgumentError(f"labels: {yn.size} values, the scores have {s.n_samples} samples")
+        _lib.call("exitnet_policy_curve_raw", out.array, out.schema, conf.ctypes.data, pred.ctypes.data,
+                  yn.ctypes.data, s.n_exits, s.n_samples, s.n_classes, cm._c(s.n_exits))
     return pa.Table.from_batches([out.to_batch()])
 
 
