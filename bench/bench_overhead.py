@@ -6,7 +6,10 @@
 
 and where the time of a numpy input goes (process CPU time, best of 5): the dtype/contiguity
 check, pyarrow's array construction (as_matrix), its C Data export, and the rest (the Go side's
-Arrow import and release, the call, the status check).
+Arrow import and release, the call, the status check). Then the same Fisher rows update
+(FisherAccumulator.update_rows) with a numpy input through the raw-pointer default path and
+through the Arrow path it replaced (the input wrapped as pyarrow in the timed call, as the old
+default did), 1×100 (almost no work: the difference is the per-input cost) and 256×100.
 
 Run: .venv/bin/python bench/bench_overhead.py
 """
@@ -69,6 +72,20 @@ def main() -> None:
         print(f"  {name:46s} {t:9.0f}")
     rest = total - parts[1][1] - parts[2][1] - parts[3][1]
     print(f"  {'rest: Go-side Arrow import and release':46s} {rest:9.0f}")
+
+    from exitnet import fisher
+
+    acc = fisher.FisherAccumulator({"w": (100,)}, label_mode="empirical")
+    env.update(acc=acc, x1=np.ones((1, 100), np.float32), x256=np.ones((256, 100), np.float32))
+    print(f"\nFisher rows update from numpy, raw pointers (default) vs Arrow (process CPU ns, "
+          f"load average {os.getloadavg()[0]:.1f})")
+    for rows in ("x1", "x256"):
+        raw_ns = cpu_ns(f"acc.update_rows({rows})")
+        arrow_ns = cpu_ns(f"acc.update_rows(_arrow.as_matrix({rows}, 'rows'))")
+        shape = "x".join(map(str, env[rows].shape))
+        print(f"  update_rows {shape:8s} raw {raw_ns:8.0f}   Arrow {arrow_ns:8.0f}   "
+              f"Arrow - raw {arrow_ns - raw_ns:8.0f}   ({arrow_ns / raw_ns:.1f}x)")
+    acc.close()
 
 
 if __name__ == "__main__":

@@ -198,7 +198,10 @@ def _rows_2d(rows: Any) -> np.ndarray:
     r = _f32(rows, "rows")
     if r.ndim == 1:  # one sample
         r = r.reshape(1, -1)
-    return r.reshape(r.shape[0], int(np.prod(r.shape[1:], dtype=np.int64)))
+    p = math.prod(r.shape[1:])
+    if p == 0:
+        raise InvalidArgumentError(f"rows: rows must have at least one value, got shape {r.shape}")
+    return r.reshape(r.shape[0], p)
 
 
 class FisherAccumulator:
@@ -300,7 +303,7 @@ class FisherAccumulator:
                       w.array if w else None, w.schema if w else None)
             return
         # numpy / torch: plain pointers (exitnet_fisher_update_rows_raw), no Arrow structs
-        r = matrix_numpy(_rows_2d(rows), "rows")
+        r = _rows_2d(rows)
         wr = _raw_weights(weights, r.shape[0])
         _lib.call("exitnet_fisher_update_rows_raw", h, pname, r.ctypes.data, r.shape[0], r.shape[1], _addr(wr))
 
