@@ -112,7 +112,7 @@ func BenchmarkMLP(b *testing.B) {
 		macs += int64(dims[i] * dims[i+1])
 	}
 	for _, threads := range []int{1, 2} {
-		for _, rows := range []int{1, 256} {
+		for _, rows := range []int{1, 64, 256, 1024} {
 			bufs := [][]float32{randSlice(r, rows*784)}
 			for _, d := range layers {
 				bufs = append(bufs, make([]float32, rows*d.Out))

@@ -115,6 +115,9 @@ var convCases = []Shape{
 	{Cin: 9, H: 8, W: 8, Cout: 9, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, Groups: 9}, // depthwise through the general kernel
 	{Cin: 3, H: 15, W: 15, Cout: 24, KH: 5, KW: 5, SH: 2, SW: 2, PH: 2, PW: 2, DH: 1, DW: 1, Groups: 1, Pool: true},
 	{Cin: 11, H: 5, W: 6, Cout: 7, KH: 1, KW: 1, SH: 2, SW: 1, PH: 0, PW: 1, DH: 1, DW: 1, Groups: 1, Act: ActReLU},
+	// 1×1 outputs: a pixel's channels are contiguous (the whole-vector store path)
+	{Cin: 8, H: 3, W: 3, Cout: 16, KH: 3, KW: 3, SH: 1, SW: 1, PH: 0, PW: 0, DH: 1, DW: 1, Groups: 1, Act: ActReLU},
+	{Cin: 3, H: 2, W: 2, Cout: 24, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, Groups: 1, Pool: true},
 }
 
 func TestConvMatchesReference(t *testing.T) {

@@ -337,6 +337,8 @@ store:
 	MOVQ 8(AX), R10  // outBase
 	MOVQ 24(AX), R13
 	ADDQ R12, R13    // &outOff[t][0]
+	CMPQ DX, $4
+	JEQ  contig
 	MOVQ 0(R13), DI
 	ADDQ R10, DI
 	SCATTER8(Y0, X0)
@@ -387,6 +389,58 @@ px2done:
 	SCATTER8(Y11, X11)
 
 px3done:
+	JMP  nexttile
+
+contig:
+	// channels are contiguous (dense rows): one vector store per block
+	MOVQ 0(R13), DI
+	ADDQ R10, DI
+	VMOVUPS Y0, 0(DI)
+	CMPQ R9, $1
+	JEQ  c0done
+	VMOVUPS Y1, 32(DI)
+	CMPQ R9, $2
+	JEQ  c0done
+	VMOVUPS Y2, 64(DI)
+
+c0done:
+	CMPQ CX, $1
+	JEQ  nexttile
+	MOVQ 8(R13), DI
+	ADDQ R10, DI
+	VMOVUPS Y3, 0(DI)
+	CMPQ R9, $1
+	JEQ  c1done
+	VMOVUPS Y4, 32(DI)
+	CMPQ R9, $2
+	JEQ  c1done
+	VMOVUPS Y5, 64(DI)
+
+c1done:
+	CMPQ CX, $2
+	JEQ  nexttile
+	MOVQ 16(R13), DI
+	ADDQ R10, DI
+	VMOVUPS Y6, 0(DI)
+	CMPQ R9, $1
+	JEQ  c2done
+	VMOVUPS Y7, 32(DI)
+	CMPQ R9, $2
+	JEQ  c2done
+	VMOVUPS Y8, 64(DI)
+
+c2done:
+	CMPQ CX, $3
+	JEQ  nexttile
+	MOVQ 24(R13), DI
+	ADDQ R10, DI
+	VMOVUPS Y9, 0(DI)
+	CMPQ R9, $1
+	JEQ  nexttile
+	VMOVUPS Y10, 32(DI)
+	CMPQ R9, $2
+	JEQ  nexttile
+	VMOVUPS Y11, 64(DI)
 	JMP  nexttile
 
 spill:
