@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 	"unsafe"
 
 	"github.com/exitnet/exitnet/golib/xerr"
@@ -69,7 +70,10 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 	if K > 1 && uint64(N)<<kb >= 1<<32 {
 		return nil, xerr.Invalid("logits: N = %d samples with K = %d exits is too large for the curve (N·2^%d must be < 2^32)", N, K, kb)
 	}
-	ev := make([]uint64, N*(K-1))
+	sc := curveScratchPool.Get().(*curveScratch)
+	defer curveScratchPool.Put(sc)
+	sc.ev, sc.tmp = grow(sc.ev, N*(K-1)), grow(sc.tmp, N*(K-1))
+	ev := sc.ev
 	e := 0
 	if K > 1 {
 		c0 := s.Conf[0][:N]
@@ -79,7 +83,8 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 		}
 		// records at exits 1..K−2 need the running maximum of the earlier exits
 		if K > 2 {
-			run := append([]float32(nil), c0...)
+			sc.run = append(sc.run[:0], c0...)
+			run := sc.run
 			for k := 1; k < K-1; k++ {
 				ck := s.Conf[k][:N]
 				for i, v := range ck {
@@ -92,8 +97,7 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 			}
 		}
 	}
-	ev = ev[:e]
-	sortKeys(ev)
+	ev = sortKeys(ev[:e], sc.tmp, &sc.cnt)
 
 	P := 1 // distinct keys + the τ = +Inf point
 	for a := 1; a <= len(ev); a++ {
@@ -112,13 +116,14 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 		}
 	}
 	c.K, c.N, c.Full, c.First = K, N, cost.Full(), cost.Cum[0]
+	sc.st = grow(sc.st, N)
 	switch {
 	case K+bits.Len(uint(K-1)) <= 16:
-		sweepPacked[uint16](c, s, labels, ev, kb)
+		sweepPacked(c, s, labels, ev, kb, unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(sc.st))), N))
 	case K+bits.Len(uint(K-1)) <= 32:
-		sweepPacked[uint32](c, s, labels, ev, kb)
+		sweepPacked(c, s, labels, ev, kb, unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(sc.st))), N))
 	case K+bits.Len(uint(K-1)) <= 64:
-		sweepPacked[uint64](c, s, labels, ev, kb)
+		sweepPacked(c, s, labels, ev, kb, sc.st)
 	default:
 		sweepLookup(c, s, labels, ev, kb)
 	}
@@ -140,10 +145,10 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 // top bits hold the current exit, so an event costs one random access (the
 // sweep's cost at large N is those cache misses). It writes Tau, Correct and
 // Hist of every point.
-func sweepPacked[T uint16 | uint32 | uint64](c *Curve, s *Scores, labels []int32, ev []uint64, kb uint) {
+func sweepPacked[T uint16 | uint32 | uint64](c *Curve, s *Scores, labels []int32, ev []uint64, kb uint, st []T) {
 	K, N := s.K, s.N
 	cs := uint(unsafe.Sizeof(T(0)))*8 - uint(bits.Len(uint(K-1))) // shift of the current exit
-	st := make([]T, N)
+	clear(st)
 	for k := 0; k < K; k++ {
 		pk := s.Pred[k][:N]
 		for i, y := range labels[:N] {
@@ -214,6 +219,28 @@ func sweepLookup(c *Curve, s *Scores, labels []int32, ev []uint64, kb uint) {
 	}
 }
 
+// curveScratch is ExactCurveInto's working memory (events and the sort's
+// second buffer, the running maximum, the sweep's state words, the radix
+// counts), pooled so that repeated curves allocate and zero nothing in steady
+// state.
+type curveScratch struct {
+	ev, tmp []uint64
+	run     []float32
+	st      []uint64 // N state words, viewed as uint16/uint32/uint64 by K
+	cnt     [3 << 13]uint32
+}
+
+var curveScratchPool = sync.Pool{New: func() any { return new(curveScratch) }}
+
+// grow returns s resized to n, reallocated only when its capacity is short
+// (the contents are not kept).
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
 // curveWriter appends points to preallocated curve columns.
 type curveWriter struct {
 	c    *Curve
@@ -224,7 +251,10 @@ type curveWriter struct {
 func (w *curveWriter) emit(tau float32, correct int64) {
 	K := len(w.hist)
 	w.c.Tau[w.p], w.c.Correct[w.p] = tau, correct
-	copy(w.c.Hist[w.p*K:(w.p+1)*K], w.hist)
+	dst := w.c.Hist[w.p*K : (w.p+1)*K]
+	for k, h := range w.hist { // a loop, not copy: K is small and memmove's call costs more
+		dst[k] = h
+	}
 	w.p++
 }
 
@@ -253,47 +283,75 @@ func fromDescKey(k uint32) float32 {
 	return math.Float32frombits(b)
 }
 
-// sortKeys sorts by the upper 32 bits (the lower bits only need to travel
-// along): LSD radix sort with 11-, 11- and 10-bit digits for large inputs. One
-// pass counts all three digits; a digit that is the same for every key (common
-// for confidences in a narrow range) costs no scatter pass.
-func sortKeys(a []uint64) {
+// sortKeys sorts a by the upper 32 bits (the lower bits only travel along) and
+// returns the sorted keys: a or tmp (len(tmp) ≥ len(a)), whichever the last
+// pass wrote. LSD radix sort over the key bits that vary only: bits above the
+// highest bit in which two keys differ are the same for every key and cost no
+// pass. Digits are up to 11 bits (8 KB of counts per digit), or up to 13 bits
+// once there are 2^14 keys or more (32 KB each, worth clearing to save a
+// scatter pass: confidences in [0.01, 1] vary in 26 bits, two 13-bit passes
+// instead of three 11-bit ones). One pass counts every digit; a digit that is
+// the same for every key is skipped.
+func sortKeys(a, tmp []uint64, store *[3 << 13]uint32) []uint64 {
 	if len(a) < 1024 {
 		slices.Sort(a)
-		return
+		return a
 	}
-	var cnt [3][1 << 11]int
+	k0 := uint32(a[0] >> 32)
+	var diff uint32
 	for _, v := range a {
-		cnt[0][(v>>32)&0x7ff]++
-		cnt[1][(v>>43)&0x7ff]++
-		cnt[2][v>>54]++
+		diff |= uint32(v>>32) ^ k0
 	}
-	var tmp []uint64
-	src := a
-	for d, shift := range [...]uint{32, 43, 54} {
-		c := &cnt[d]
-		if c[(src[0]>>shift)&0x7ff] == len(src) {
+	b := uint(bits.Len32(diff))
+	if b == 0 {
+		return a // every key equal
+	}
+	width := uint(11)
+	if len(a) >= 1<<14 {
+		width = 13
+	}
+	passes := (b + width - 1) / width
+	width = (b + passes - 1) / passes // balanced digits
+	nb := 1 << width
+	mask := uint64(nb - 1)
+	cnt := store[:int(passes)*nb] // counts of every digit (len(a) < 2^32: see ExactCurveInto)
+	clear(cnt)
+	switch passes {
+	case 1:
+		for _, v := range a {
+			cnt[(v>>32)&mask]++
+		}
+	case 2:
+		c1 := cnt[nb:]
+		for _, v := range a {
+			cnt[(v>>32)&mask]++
+			c1[(v>>(32+width))&mask]++
+		}
+	default:
+		c1, c2 := cnt[nb:], cnt[2*nb:]
+		for _, v := range a {
+			cnt[(v>>32)&mask]++
+			c1[(v>>(32+width))&mask]++
+			c2[(v>>(32+2*width))&mask]++
+		}
+	}
+	src, dst := a, tmp[:len(a)]
+	for d := range passes {
+		shift := 32 + d*width
+		c := cnt[int(d)*nb : int(d+1)*nb]
+		if int(c[(src[0]>>shift)&mask]) == len(src) {
 			continue // one bucket: the order is already right for this digit
 		}
-		if tmp == nil {
-			tmp = make([]uint64, len(a))
-		}
-		dst := tmp
-		if &src[0] == &tmp[0] {
-			dst = a
-		}
-		sum := 0
-		for b := range c {
-			sum, c[b] = sum+c[b], sum
+		var sum uint32
+		for i := range c {
+			sum, c[i] = sum+c[i], sum
 		}
 		for _, v := range src {
-			b := (v >> shift) & 0x7ff
-			dst[c[b]] = v
-			c[b]++
+			j := (v >> shift) & mask
+			dst[c[j]] = v
+			c[j]++
 		}
-		src = dst
+		src, dst = dst, src
 	}
-	if &src[0] != &a[0] {
-		copy(a, src)
-	}
+	return src
 }

@@ -147,13 +147,13 @@ func TestSortKeysRagged(t *testing.T) {
 		},
 	}
 	for name, g := range gens {
-		for _, n := range []int{0, 1, 1023, 1024, 1025, 4099} {
+		for _, n := range []int{0, 1, 1023, 1024, 1025, 4099, 1<<14 - 1, 1 << 14, 70001} {
 			a := make([]uint64, n)
 			for i := range a {
 				a[i] = uint64(descKey(g(i)))<<32 | uint64(i)
 			}
 			b := slices.Clone(a)
-			sortKeys(a)
+			a = sortKeys(a, make([]uint64, n), new([3 << 13]uint32))
 			for i := 1; i < n; i++ {
 				if a[i]>>32 < a[i-1]>>32 {
 					t.Fatalf("%s n=%d: keys out of order at %d", name, n, i)
@@ -173,19 +173,29 @@ func TestSortKeysRagged(t *testing.T) {
 // against the brute force at every distinct threshold.
 func TestExactCurveInfAndRagged(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, tc := range []struct{ K, n int }{{2, 1}, {3, 7}, {4, 1025}, {6, 1500}, {13, 300}, {30, 200}, {60, 40}} {
+	// narrow: confidences in [0.01, 1] (26 varying key bits: the sort's two 13-bit
+	// passes once there are 2^14 events), checked at every 50th point.
+	for _, tc := range []struct {
+		K, n   int
+		narrow bool
+	}{{2, 1, false}, {3, 7, false}, {4, 1025, false}, {6, 1500, false}, {13, 300, false}, {30, 200, false}, {60, 40, false},
+		{4, 9000, true}} {
 		conf := make([][]float32, tc.K)
 		pred := make([][]int32, tc.K)
 		for k := range conf {
 			conf[k] = make([]float32, tc.n)
 			pred[k] = make([]int32, tc.n)
 			for i := range conf[k] {
-				switch rng.IntN(10) {
-				case 0:
+				switch r := rng.IntN(10); {
+				case tc.narrow && r < 3:
+					conf[k][i] = float32(rng.IntN(50)+1) / 50 // ties
+				case tc.narrow:
+					conf[k][i] = 0.01 + 0.99*rng.Float32()
+				case r == 0:
 					conf[k][i] = float32(math.Inf(1))
-				case 1:
+				case r == 1:
 					conf[k][i] = float32(math.Inf(-1))
-				case 2:
+				case r == 2:
 					conf[k][i] = float32(rng.IntN(3)) // ties
 				default:
 					conf[k][i] = float32(rng.NormFloat64() * 100)
@@ -207,7 +217,7 @@ func TestExactCurveInfAndRagged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for q := 0; q < c.Len(); q++ {
+		for q := 0; q < c.Len(); q += 1 + 49*int(min(1, tc.n/5000)) {
 			// τ = Tau[q] is served by the last point whose threshold is ≥ τ (point 0,
 			// "above every value", is shadowed when some confidence is +Inf)
 			p := q

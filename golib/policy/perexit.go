@@ -54,9 +54,10 @@ func coordinateDescent(s *Scores, labels []int32, cost CostModel, o objective, t
 }
 
 type coordWork struct {
-	keys []uint64
-	down []int32
-	hist []int64
+	keys, tmp []uint64 // the keys and the radix sort's second buffer (swapped as the sort returns)
+	down      []int32
+	hist      []int64
+	cnt       [3 << 13]uint32
 }
 
 func newCoordWork(n, K int) *coordWork {
@@ -94,8 +95,14 @@ func coordBest(s *Scores, labels []int32, cost CostModel, o objective, tau []flo
 			correct++
 		}
 	}
-	sortKeys(keys)
-	w.keys = keys
+	w.tmp = grow(w.tmp, len(keys))
+	sorted := sortKeys(keys, w.tmp, &w.cnt)
+	if len(sorted) > 0 && &sorted[0] == &w.tmp[0] {
+		w.keys, w.tmp = w.tmp, keys
+	} else {
+		w.keys = keys
+	}
+	keys = sorted
 	var (
 		bestT  float32
 		bestPt Point
