@@ -15,28 +15,49 @@ Run:  PYTHONPATH=python .venv/bin/python bench/bench_fisher_core.py [--p 1100000
 3. penalty  EWC value + gradient at P=11M (one (F, θ*) pair), one thread: exitnet ewc_penalty
             (into a reused output buffer, and returning a new array) vs numpy vs torch CPU.
             Target: ≤15 ms.
+
+Times are process CPU time (what the cores did; with 2 threads the sum over both), best of
+--reps, contenders interleaved round robin; wall time is printed beside it (under load from
+other processes wall time is not a property of the code). Ratios and the 1-thread GB/s use CPU
+time; the 2-thread GB/s uses wall time (CPU time would add both threads). The machine line
+(one core's read GB/s, sgemm GFLOP/s, load average) comes first.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import load_average, machine_line  # noqa: E402  (one BLAS thread, before numpy)
+
+import numpy as np  # noqa: E402
 
 
-def best(fn, reps):
-    ts = []
+class T:
+    """Best process CPU time and best wall time of one contender (seconds)."""
+
+    def __init__(self, cpu, wall):
+        self.cpu, self.wall = cpu, wall
+
+
+def times(fns, reps):
+    """{name: T} over reps rounds, the contenders interleaved (load hits all alike)."""
+    cpu = {k: [] for k in fns}
+    wall = {k: [] for k in fns}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
+        for k, fn in fns.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            cpu[k].append(time.process_time() - c0)
+            wall[k].append(time.perf_counter() - w0)
+    return {k: T(min(cpu[k]), min(wall[k])) for k in fns}
 
 
-def row(name, t, unit="ms", extra=""):
-    v = t * 1e3 if unit == "ms" else t
-    print(f"  {name:<44s} {v:10.2f} {unit}  {extra}")
+def row(name, t, extra=""):
+    print(f"  {name:<44s} {t.cpu * 1e3:10.2f} ms CPU  ({t.wall * 1e3:9.2f} ms wall)  {extra}")
 
 
 def _mem_available():
@@ -68,16 +89,19 @@ def bench_rows(n, p, reps):
         else:
             np.multiply(rows[0], np.float32(1 + i / n), out=rows[i])
     gb = rows.nbytes / 1e9
-    res = {}
     acc = fisher.FisherAccumulator({"theta": (p,)}, label_mode="empirical")
-    for th in (1, 2):
+
+    def go(th):
         exitnet.set_num_threads(th)
-        acc.update_rows(rows)  # warm-up
-        res[th] = best(lambda: acc.update_rows(rows), reps)
-    exitnet.set_num_threads(2)
+        acc.update_rows(rows)
+
     out = np.empty(p, np.float32)
+    go(1), go(2)  # warm-up
     np.einsum("ij,ij->j", rows[:, :1000], rows[:, :1000])
-    t_np = best(lambda: np.einsum("ij,ij->j", rows, rows, out=out), reps)
+    ts = times({1: lambda: go(1), 2: lambda: go(2),
+                "np": lambda: np.einsum("ij,ij->j", rows, rows, out=out)}, reps)
+    res, t_np = ts, ts["np"]
+    exitnet.set_num_threads(2)
     # correctness spot check against float64
     acc.reset()
     acc.update_rows(rows)
@@ -85,10 +109,11 @@ def bench_rows(n, p, reps):
     ref = (rows[:, :1000].astype(np.float64) ** 2).sum(0)
     assert np.allclose(s["theta"][:1000], ref, rtol=1e-12)
     acc.close()
-    row("exitnet update_rows, 1 thread", res[1], extra=f"{gb / res[1]:6.1f} GB/s")
-    row("exitnet update_rows, 2 threads", res[2], extra=f"{gb / res[2]:6.1f} GB/s")
-    row("numpy einsum('ij,ij->j') (float32 sums)", t_np, extra=f"{gb / t_np:6.1f} GB/s")
-    print(f"  ratio numpy/exitnet: 1 thread {t_np / res[1]:.2f}x, 2 threads {t_np / res[2]:.2f}x")
+    row("exitnet update_rows, 1 thread", res[1], extra=f"{gb / res[1].cpu:6.1f} GB/s (CPU)")
+    row("exitnet update_rows, 2 threads", res[2], extra=f"{gb / res[2].wall:6.1f} GB/s (wall)")
+    row("numpy einsum('ij,ij->j') (float32 sums)", t_np, extra=f"{gb / t_np.cpu:6.1f} GB/s (CPU)")
+    print(f"  ratio numpy/exitnet (CPU time): 1 thread {t_np.cpu / res[1].cpu:.2f}x; "
+          f"2 threads, wall: {t_np.wall / res[2].wall:.2f}x")
     del rows
 
 
@@ -151,9 +176,8 @@ def bench_linear(reps):
         return {k: (v * v).sum(0) for k, v in g.items()}
 
     factors(), backward(), vmapped()
-    t_f = best(factors, reps * 3)
-    t_b = best(backward, reps * 3)
-    t_v = best(vmapped, reps)
+    ts = times({"f": factors, "b": backward, "v": vmapped}, reps * 3)
+    t_f, t_b, t_v = ts["f"], ts["b"], ts["v"]
     # agreement with vmap (float32 both): mean over samples
     acc.reset()
     factors()
@@ -165,7 +189,8 @@ def bench_linear(reps):
     row("exitnet update_linear x3 (factors given)", t_f)
     row("torch one batched backward (fwd + bwd)", t_b)
     row("torch.func vmap per-sample grads + square", t_v)
-    print(f"  ratio exitnet/backward {t_f / t_b:.2f}x (target <= 1.5); vmap/exitnet {t_v / t_f:.0f}x "
+    print(f"  ratio (CPU time) exitnet/backward {t_f.cpu / t_b.cpu:.2f}x (target <= 1.5); "
+          f"vmap/exitnet {t_v.cpu / t_f.cpu:.0f}x "
           f"(target >= 50); max rel. diff vs vmap {err:.1e}")
 
 
@@ -184,19 +209,14 @@ def bench_penalty(p, reps):
     fi = rng.random(p, dtype=np.float32)
     lam = 10.0
     go = lambda: fisher.ewc_penalty({"t": th}, {"t": fi}, {"t": an}, lam)  # noqa: E731
-    go()
-    t_go = best(go, reps * 3)
     buf = {"t": np.empty(p, np.float32)}
     go_into = lambda: fisher.ewc_penalty({"t": th}, {"t": fi}, {"t": an}, lam, out=buf)  # noqa: E731
-    go_into()
-    t_into = best(go_into, reps * 3)
 
     def np_pen():
         d = th - an
         fd = fi * d
         return 0.5 * lam * float(np.dot(fd, d)), lam * fd
 
-    t_np = best(np_pen, reps * 3)
     tt, ta, tf = (torch.from_numpy(v) for v in (th, an, fi))
 
     def torch_pen():
@@ -204,7 +224,9 @@ def bench_penalty(p, reps):
         fd = tf * d
         return 0.5 * lam * float(torch.dot(fd, d)), lam * fd
 
-    t_t = best(torch_pen, reps * 3)
+    go(), go_into()
+    ts = times({"go": go, "into": go_into, "np": np_pen, "torch": torch_pen}, reps * 3)
+    t_go, t_into, t_np, t_t = ts["go"], ts["into"], ts["np"], ts["torch"]
     v_go, g_go = go()
     v_np, g_np = np_pen()
     d64 = th.astype(np.float64) - an
@@ -212,12 +234,12 @@ def bench_penalty(p, reps):
     assert abs(v_go - v64) <= 1e-6 * abs(v64), (v_go, v64)
     print(f"  value rel. error vs float64: exitnet {abs(v_go - v64) / v64:.1e}, numpy float32 {abs(v_np - v64) / v64:.1e}")
     assert np.allclose(g_go["t"], g_np, rtol=1e-6)
-    row("exitnet ewc_penalty (out= reused buffer)", t_into, extra=f"{16 * p / 1e9 / t_into:6.1f} GB/s")
-    row("exitnet ewc_penalty (new grad array)", t_go, extra=f"{16 * p / 1e9 / t_go:6.1f} GB/s")
+    row("exitnet ewc_penalty (out= reused buffer)", t_into, extra=f"{16 * p / 1e9 / t_into.cpu:6.1f} GB/s (CPU)")
+    row("exitnet ewc_penalty (new grad array)", t_go, extra=f"{16 * p / 1e9 / t_go.cpu:6.1f} GB/s (CPU)")
     row("numpy (d, F*d, dot, lam*)", t_np)
     row("torch CPU (same expression)", t_t)
-    print(f"  ratio numpy/exitnet {t_np / t_into:.1f}x (out=), {t_np / t_go:.1f}x (new array); "
-          f"torch/exitnet {t_t / t_into:.1f}x (target <= 15 ms)")
+    print(f"  ratio (CPU time) numpy/exitnet {t_np.cpu / t_into.cpu:.1f}x (out=), {t_np.cpu / t_go.cpu:.1f}x "
+          f"(new array); torch/exitnet {t_t.cpu / t_into.cpu:.1f}x (target <= 15 ms)")
 
 
 def main():
@@ -228,12 +250,12 @@ def main():
     ap.add_argument("--only", default="rows,linear,penalty")
     a = ap.parse_args()
     parts = a.only.split(",")
-    if "rows" in parts:
-        bench_rows(a.n, a.p, a.reps)
-    if "linear" in parts:
-        bench_linear(a.reps)
-    if "penalty" in parts:
-        bench_penalty(a.p, a.reps)
+    print(machine_line())
+    for name, fn in (("rows", lambda: bench_rows(a.n, a.p, a.reps)), ("linear", lambda: bench_linear(a.reps)),
+                     ("penalty", lambda: bench_penalty(a.p, a.reps))):
+        if name in parts:
+            fn()
+            print(f"  load average {load_average()}")
 
 
 if __name__ == "__main__":
