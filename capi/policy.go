@@ -321,13 +321,12 @@ func (a *curveArrays) alloc(P, K int) (*policy.Curve, error) {
 	}
 	var arr arrow.Array
 	var err error
-	var norm []float64
 	arr, c.Tau, err = arrowx.NewFloat32(cmem, P, "tau")
 	if err = add(arr, err); err == nil {
 		arr, c.Correct, err = arrowx.NewInt64(cmem, P, "correct")
 		err = add(arr, err)
 	}
-	for _, dst := range []*[]float64{&c.Accuracy, &c.MeanCost, &norm, &c.Speedup} {
+	for _, dst := range []*[]float64{&c.Accuracy, &c.MeanCost, &c.Norm, &c.Speedup} {
 		if err == nil {
 			arr, *dst, err = arrowx.NewFloat64(cmem, P, "curve")
 			err = add(arr, err)
@@ -341,13 +340,9 @@ func (a *curveArrays) alloc(P, K int) (*policy.Curve, error) {
 	return c, err
 }
 
-// export fills the derived normalized_cost column (mean cost / full cost) and
-// exports the columns as one record batch into the caller's structs.
+// export exports the columns (normalized_cost is Curve.Norm, filled by the
+// sweep) as one record batch into the caller's structs.
 func (a *curveArrays) export(c *policy.Curve, outA *C.struct_ArrowArray, outS *C.struct_ArrowSchema) {
-	norm := a.cols[4].(*array.Float64).Float64Values()
-	for p := range norm {
-		norm[p] = c.MeanCost[p] / c.Full
-	}
 	exportRecord(a.record(c.K), outA, outS)
 }
 

@@ -23,7 +23,8 @@ type Curve struct {
 	Accuracy []float64
 	MeanCost []float64
 	Speedup  []float64
-	Hist     []int64 // len(Tau)×K, row-major: Hist[p*K+k]
+	Norm     []float64 // MeanCost/Full; filled only when CurveColumns provides it (the C ABI's normalized_cost)
+	Hist     []int64   // len(Tau)×K, row-major: Hist[p*K+k]
 	Full     float64 // cost of the full network
 	First    float64 // cost of leaving at exit 0
 }
@@ -81,18 +82,27 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 			ev[e] = uint64(descKey(v))<<32 | uint64(i)<<kb
 			e++
 		}
-		// records at exits 1..K−2 need the running maximum of the earlier exits
+		// records at exits 1..K−2 need the running maximum of the earlier exits,
+		// kept as its key (the running minimum: descKey reverses the order), so that
+		// the record test and the update are integer compare and min, without a
+		// data-dependent branch (records are about as common as not: mispredicted).
 		if K > 2 {
-			sc.run = append(sc.run[:0], c0...)
+			sc.run = grow(sc.run, N)
 			run := sc.run
+			for i := range run {
+				run[i] = uint32(ev[i] >> 32)
+			}
 			for k := 1; k < K-1; k++ {
 				ck := s.Conf[k][:N]
 				for i, v := range ck {
-					if v > run[i] {
-						run[i] = v
-						ev[e] = uint64(descKey(v))<<32 | uint64(i)<<kb | uint64(k)
-						e++
+					key, r := descKey(v), run[i]
+					ev[e] = uint64(key)<<32 | uint64(i)<<kb | uint64(k) // kept only if a record
+					inc := 0
+					if key < r {
+						inc = 1
 					}
+					e += inc
+					run[i] = min(r, key)
 				}
 			}
 		}
@@ -128,7 +138,7 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 		sweepLookup(c, s, labels, ev, kb)
 	}
 	// the derived columns in their own loop: independent divisions pipeline
-	nf, full := float64(N), c.Full
+	nf, full, norm := float64(N), c.Full, c.Norm != nil
 	for q := range P {
 		mc := cost.meanCost(c.Hist[q*K:(q+1)*K], N)
 		sp := math.Inf(1)
@@ -136,6 +146,9 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 			sp = full / mc
 		}
 		c.Accuracy[q], c.MeanCost[q], c.Speedup[q] = float64(c.Correct[q])/nf, mc, sp
+		if norm {
+			c.Norm[q] = mc / full
+		}
 	}
 	return c, nil
 }
@@ -225,7 +238,7 @@ func sweepLookup(c *Curve, s *Scores, labels []int32, ev []uint64, kb uint) {
 // state.
 type curveScratch struct {
 	ev, tmp []uint64
-	run     []float32
+	run     []uint32 // running maximum of the confidences, as keys
 	st      []uint64 // N state words, viewed as uint16/uint32/uint64 by K
 	cnt     [3 << 13]uint32
 }
@@ -265,11 +278,7 @@ func descKey(v float32) uint32 {
 		v = 0
 	}
 	b := math.Float32bits(v)
-	if b&0x80000000 != 0 {
-		b = ^b
-	} else {
-		b |= 0x80000000
-	}
+	b ^= uint32(int32(b)>>31) | 0x80000000 // negative: all bits flipped; else the sign bit set
 	return ^b
 }
 
