@@ -10,9 +10,10 @@ does), with wall-clock samples/s beside it, and GFLOP/s = 2 · MACs / CPU second
 Contenders are timed in alternating phases (a pause between them lets the others' spinning
 workers sleep), each phase's figure is the median per call.
 
-1. small_cnn_28 (conv 1→32→64→128, 3×3 pad 1, each + ReLU + 2×2 max-pool; Linear) and
-   the MLP 784-512-512-10: every batch size and thread count; ratio = exitnet / ONNX Runtime
-   (> 1: exitnet is faster).
+1. small_cnn_28 (conv 1→32→64→128, 3×3 pad 1, each + ReLU + 2×2 max-pool; Linear), the MLP
+   784-512-512-10, and torchvision's resnet18 and mobilenet_v2 (10 classes) at 3×32×32, whole
+   networks without exits: every batch size and thread count; ratio = exitnet / ONNX Runtime
+   (> 1: exitnet is faster). `--models resnet18 mobilenet_v2` picks some.
 2. Early exit: a 3-exit version of the CNN trained on Fashion-MNIST (Debian
    dataset-fashion-mnist; sklearn digits upscaled if absent), threshold τ chosen on a
    validation split as the cheapest global τ losing ≤ 0.5 accuracy points against the last
@@ -148,6 +149,22 @@ def compare(name: str, net: EarlyExitNet, shape, tmp: str, args) -> None:
                 ratio = f"{res['ort'][0] / res['exitnet'][0]:5.2f}x" if "ort" in res else "  -"
                 print(f"{threads:>3} {batch:>5} | {cell('exitnet')} | {cell('ort')} | {cell('torch')} | {cell('compile')} | {ratio}"
                       f"   load {os.getloadavg()[0]:.1f}", flush=True)
+
+
+def torchvision_net(name: str) -> tuple[EarlyExitNet, tuple[int, int, int]]:
+    """A torchvision classifier (random weights, 10 classes) as a one-exit network, 3×32×32."""
+    import torchvision
+
+    return one_exit(getattr(torchvision.models, name)(num_classes=10), nn.Identity()), (3, 32, 32)
+
+
+MODELS: dict[str, Callable[[], tuple[EarlyExitNet, tuple[int, int, int]]]] = {
+    "small_cnn_28": lambda: (one_exit(small_cnn_stage(), nn.Sequential(nn.Flatten(), nn.Linear(128 * 9, 10))), (1, 28, 28)),
+    "mlp": lambda: (one_exit(nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU()),
+                             nn.Linear(512, 10)), (1, 28, 28)),
+    "resnet18": lambda: torchvision_net("resnet18"),
+    "mobilenet_v2": lambda: torchvision_net("mobilenet_v2"),
+}
 
 
 def _idx(path: str) -> np.ndarray:
@@ -309,7 +326,7 @@ def main() -> None:
                     help="batch sizes given a torch.compile peer (each compiles anew: slow)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
     ap.add_argument("--no-exits", action="store_true", help="skip the early-exit part")
-    ap.add_argument("--models", nargs="*", default=["small_cnn_28", "mlp"])
+    ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--train-samples", type=int, default=0,
                     help="train the early-exit CNN on this many images only (0: all; for a loaded machine)")
@@ -321,14 +338,10 @@ def main() -> None:
     print(f"torch {torch.__version__}; onnxruntime {ort.__version__ if ort else 'not installed (pip install exitnet[bench])'}; "
           f"exitnet BLAS: {exitnet.blas_backend()}; load average {os.getloadavg()}")
     torch.manual_seed(0)
-    models = {
-        "small_cnn_28": lambda: one_exit(small_cnn_stage(), nn.Sequential(nn.Flatten(), nn.Linear(128 * 9, 10))),
-        "mlp": lambda: one_exit(nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU()),
-                                nn.Linear(512, 10)),
-    }
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            compare(name, models[name](), (1, 28, 28), tmp, args)
+            net, shape = MODELS[name]()
+            compare(name, net, shape, tmp, args)
         if not args.no_exits:
             early_exit_bench(tmp, args)
 

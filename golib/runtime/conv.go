@@ -32,6 +32,9 @@ type convKernel interface {
 // by its shape (ins is final: shapes, weights, act, pool2).
 func chooseConvKernel(ins *instr) convKernel {
 	if isDepthwise(ins) {
+		if d := newDepthwise(ins); d != nil {
+			return dwKernel{d}
+		}
 		return depthwiseKernel{ins}
 	}
 	if c := newDirectConv(ins); c != nil {
@@ -58,7 +61,7 @@ type depthwiseKernel struct{ ins *instr }
 func (k depthwiseKernel) Run(_ *workspace, in, out []float32, rows int) {
 	depthwise(k.ins, in, out, rows)
 }
-func (k depthwiseKernel) Name() string { return "depthwise-direct" }
+func (k depthwiseKernel) Name() string { return "depthwise-direct (scalar)" }
 
 // conv runs a kConv instruction on rows samples. Samples are taken in
 // sub-batches of nb whose im2col matrices sit side by side (K × nb·L, columns

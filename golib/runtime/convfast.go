@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/exitnet/exitnet/golib/internal/convk"
+	"github.com/exitnet/exitnet/golib/par"
 )
 
 // The direct kernels of golib/internal/convk (register-blocked AVX2+FMA tiles,
@@ -41,6 +42,35 @@ func runDirectConv(ws *workspace, c *convk.Conv, in, out []float32, rows int) {
 	c.Forward(in, out, sc, rows)
 	ws.release(sc)
 }
+
+// newDepthwise packs a depthwise conv2d for convk's channel-vectorised
+// kernel, or returns nil where the scalar loop stays (activations convk's
+// epilogue lacks).
+func newDepthwise(ins *instr) *convk.Depthwise {
+	if !convkAct(ins.act) || ins.pool2 {
+		return nil
+	}
+	d, err := convk.NewDepthwise(convk.Shape{
+		Cin: ins.inS.C, H: ins.inS.H, W: ins.inS.W, Cout: ins.outS.C,
+		KH: ins.k[0], KW: ins.k[1], SH: ins.s[0], SW: ins.s[1], PH: ins.p[0], PW: ins.p[1],
+		DH: ins.d[0], DW: ins.d[1], Groups: ins.groups, Act: convAct(ins.act),
+	}, ins.w, ins.b)
+	if err != nil || d.Ho != ins.outS.H || d.Wo != ins.outS.W {
+		return nil // shapes the compiler checked differently: keep the reference path
+	}
+	return d
+}
+
+// dwKernel is a depthwise conv2d run by convk.Depthwise (chooseConvKernel),
+// with one packed block of scratch per thread.
+type dwKernel struct{ d *convk.Depthwise }
+
+func (k dwKernel) Run(ws *workspace, in, out []float32, rows int) {
+	sc := ws.scratch(k.d.ScratchSize(par.Threads()))
+	k.d.Forward(in, out, sc, rows)
+	ws.release(sc)
+}
+func (k dwKernel) Name() string { return k.d.Describe() }
 
 // newDense packs a linear instruction for convk.Dense, used from 4 rows on
 // (below, GEMV streams the weights once per row and wins).

@@ -66,6 +66,49 @@ func TestDirectConvMatchesIm2col(t *testing.T) {
 	}
 }
 
+// TestDepthwiseMatchesIm2col: convk's depthwise kernel against the im2col +
+// GEMM path and the scalar depthwise loop (odd channels and sizes, stride 2,
+// padding, dilation, channel multiplier 2, 1×1 and 2×2 planes, fused
+// activations), batch 1 and 257, 1 and 2 threads.
+func TestDepthwiseMatchesIm2col(t *testing.T) {
+	defer par.SetThreads(par.Threads())
+	cases := []*instr{
+		directCase(11, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32, actReLU6, false, true),
+		directCase(12, 13, 11, 7, 13, 3, 3, 2, 2, 1, 1, 1, 1, 13, actReLU, false, true),
+		directCase(13, 9, 10, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2, 9, actNone, false, false),
+		directCase(14, 5, 9, 8, 10, 3, 3, 1, 1, 1, 1, 1, 1, 5, actNone, false, true),
+		directCase(15, 24, 2, 2, 24, 3, 3, 1, 1, 1, 1, 1, 1, 24, actReLU6, false, true),
+		directCase(16, 16, 1, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16, actReLU6, false, true),
+	}
+	for ci, ins := range cases {
+		k, ok := chooseConvKernel(ins).(dwKernel)
+		if !ok {
+			t.Fatalf("case %d: chooseConvKernel gave %s", ci, chooseConvKernel(ins).Name())
+		}
+		for _, rows := range []int{1, 257} {
+			x := randInput(uint64(200+ci), rows, ins.inS.size())
+			for _, threads := range []int{1, 2} {
+				par.SetThreads(threads)
+				im2col := make([]float32, rows*ins.outS.size())
+				scalar := make([]float32, rows*ins.outS.size())
+				got := make([]float32, rows*ins.outS.size())
+				ws := &workspace{}
+				conv(ws, ins, x, im2col, rows)
+				depthwise(ins, x, scalar, rows)
+				k.Run(ws, x, got, rows)
+				for i := range got {
+					for _, want := range []float32{im2col[i], scalar[i]} {
+						if d := math.Abs(float64(got[i] - want)); d > 1e-4*(1+math.Abs(float64(want))) {
+							t.Fatalf("case %d (%s) rows %d threads %d: [%d] %v, im2col %v, scalar %v",
+								ci, k.Name(), rows, threads, i, got[i], im2col[i], scalar[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestDenseMatchesLinear(t *testing.T) {
 	for _, sz := range [][2]int{{784, 512}, {13, 7}, {9, 33}} {
 		for _, act := range []activation{actNone, actReLU, actReLU6} {

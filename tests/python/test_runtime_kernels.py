@@ -57,6 +57,7 @@ def test_every_op_rows_match_graph_and_torch(tmp_path):
     assert by_node[("stage", 0, "_0_3")].startswith("direct 3x3/s1,1/p2,2/d2,2 g2 8→8")
     depthwise = [r for r in rows if r.op == "conv2d" and "depthwise" in r.kernel]
     assert len(depthwise) == 2 and {r.input_shape[0] for r in depthwise} == {8, 12}
+    assert all("8px×8ch" in r.kernel for r in depthwise)  # the channel-vectorised kernel, multiplier 2 included
     assert all(r.kernel.startswith("dense ") for r in rows if r.op == "linear")
 
 

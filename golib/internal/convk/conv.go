@@ -227,6 +227,13 @@ func packPlane(d, src []float32, nq, cb, h, w, ph, pw int) {
 		clear(blk[:ph*rowLen])
 		clear(blk[(hp-ph)*rowLen:])
 		s := src[q*cb*hw : (q+1)*cb*hw]
+		if cb == 8 && pw == 0 {
+			// unpadded rows are contiguous on both sides: the whole plane at once
+			n8 := hw / 8
+			pack8(&blk[ph*rowLen], &s[0], 4*hw, n8)
+			packTail8(blk[ph*rowLen:], s, hw, 8*n8, hw)
+			continue
+		}
 		for y := 0; y < h; y++ {
 			row := blk[(y+ph)*rowLen : (y+ph+1)*rowLen]
 			clear(row[:pw*cb])
@@ -236,13 +243,9 @@ func packPlane(d, src []float32, nq, cb, h, w, ph, pw int) {
 			case 1:
 				copy(row, s[y*w:][:w])
 			case 8:
-				s0, s1, s2, s3 := s[y*w:][:w], s[hw+y*w:][:w], s[2*hw+y*w:][:w], s[3*hw+y*w:][:w]
-				s4, s5, s6, s7 := s[4*hw+y*w:][:w], s[5*hw+y*w:][:w], s[6*hw+y*w:][:w], s[7*hw+y*w:][:w]
-				for x := range s0 {
-					o := row[x*8 : x*8+8 : x*8+8]
-					o[0], o[1], o[2], o[3] = s0[x], s1[x], s2[x], s3[x]
-					o[4], o[5], o[6], o[7] = s4[x], s5[x], s6[x], s7[x]
-				}
+				n8 := w / 8
+				pack8(&row[0], &s[y*w], 4*hw, n8)
+				packTail8(row, s[y*w:], hw, 8*n8, w)
 			default:
 				for r := 0; r < cb; r++ {
 					sr := s[r*hw+y*w:][:w]
@@ -251,6 +254,35 @@ func packPlane(d, src []float32, nq, cb, h, w, ph, pw int) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// pack8 moves n groups of 8 positions of 8 channel planes (stride bytes
+// apart) into [8n][8]: the AVX2 transpose when available, else pack8Go.
+var pack8 = pack8Go
+
+func pack8Go(dst, src *float32, stride, n int) {
+	if n <= 0 {
+		return
+	}
+	d := unsafe.Slice(dst, 64*n)
+	for r := 0; r < 8; r++ {
+		s := unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(src), r*stride)), 8*n)
+		for x, v := range s {
+			d[8*x+r] = v
+		}
+	}
+}
+
+// packTail8 packs positions [x0, x1) of 8 channel planes (hw floats apart)
+// from src into dst[8x+r], one float at a time (what pack8's groups of 8
+// leave over).
+func packTail8(dst, src []float32, hw, x0, x1 int) {
+	for x := x0; x < x1; x++ {
+		o := dst[8*x : 8*x+8 : 8*x+8]
+		for r := range o {
+			o[r] = src[r*hw+x]
 		}
 	}
 }
