@@ -369,6 +369,9 @@ def exact_curve(logits: Any, labels: Any, cost: CostModel | Sequence[float] | No
     pyarrow.Table with ``tau``, ``correct``, ``accuracy``, ``mean_cost``,
     ``normalized_cost`` (mean cost / full cost), ``speedup`` (full cost / mean cost) and
     ``exit_histogram`` (K counts). ``.to_pandas()`` works.
+
+    The scores and numpy / torch labels cross as plain pointers
+    (``exitnet_policy_curve_raw``); pyarrow labels through Arrow C Data.
     """
     s = confidence(logits, measure, temperature)
     cm = _cost(cost, s.n_exits)
