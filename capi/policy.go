@@ -20,21 +20,13 @@ import (
 // fixed_size_list<float32>[N] with K rows, predictions as a flat int32 array of
 // K·N values (row k holds exit k's N predictions).
 
-// structArgs views K contiguous ArrowArray/ArrowSchema structs as arrowArgs.
+// structArgs views K contiguous ArrowArray/ArrowSchema structs as arrowArgs:
+// fisherStructArgs with K an exit count (1..65536).
 func structArgs(arrs *C.struct_ArrowArray, schemas *C.struct_ArrowSchema, k int, name string) ([]arrowArg, error) {
 	if k <= 0 || k > 1<<16 {
 		return nil, xerr.Invalid("n_exits: %d, need 1..65536", k)
 	}
-	if arrs == nil || schemas == nil {
-		return nil, xerr.Invalid("%s: NULL pointer", name)
-	}
-	as := unsafe.Slice(arrs, k)
-	ss := unsafe.Slice(schemas, k)
-	out := make([]arrowArg, k)
-	for i := range out {
-		out[i] = arg(&as[i], &ss[i], name)
-	}
-	return out, nil
+	return fisherStructArgs(arrs, schemas, k, name)
 }
 
 // importScores moves in (conf, pred) and builds policy.Scores (zero-copy views).
