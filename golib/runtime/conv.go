@@ -38,7 +38,7 @@ func chooseConvKernel(ins *instr) convKernel {
 		return depthwiseKernel{ins}
 	}
 	if c := newDirectConv(ins); c != nil {
-		return directKernel{c}
+		return directKernel{c, ins}
 	}
 	return im2colKernel{ins}
 }

@@ -104,12 +104,30 @@ func convAct(a activation) convk.Act {
 }
 
 // directKernel is a conv2d run by convk's direct kernel (chooseConvKernel).
-type directKernel struct{ c *convk.Conv }
+type directKernel struct {
+	c   *convk.Conv
+	ins *instr
+}
 
+// Run: a pointwise convolution of a 1×1 plane is a linear layer; below 4
+// samples the 4-pixel tile would compute mostly padding (MobileNetV2's last
+// five blocks at 32×32, batch 1: a quarter of its MACs at a quarter of the
+// tile's rate), so it takes linear's GEMV path, as linear layers do.
 func (k directKernel) Run(ws *workspace, in, out []float32, rows int) {
+	if rows < denseMinRows && k.c.H == 1 && k.c.W == 1 && k.c.KH == 1 && k.c.KW == 1 &&
+		k.c.PH == 0 && k.c.PW == 0 && k.c.Groups == 1 {
+		linear(k.ins, in, out, rows)
+		return
+	}
 	runDirectConv(ws, k.c, in, out, rows)
 }
-func (k directKernel) Name() string { return k.c.Describe() }
+func (k directKernel) Name() string {
+	s := k.c.Describe()
+	if k.c.H == 1 && k.c.W == 1 && k.c.KH == 1 && k.c.KW == 1 && k.c.PH == 0 && k.c.PW == 0 && k.c.Groups == 1 {
+		s += fmt.Sprintf(" from %d rows, BLAS GEMV/GEMM below", denseMinRows)
+	}
+	return s
+}
 
 // LayerKernel says which kernel a compiled conv2d or linear layer runs.
 type LayerKernel struct {

@@ -109,6 +109,32 @@ func TestDepthwiseMatchesIm2col(t *testing.T) {
 	}
 }
 
+// TestPointwiseOneByOnePlane: a 1×1 convolution of a 1×1 plane below 4
+// samples (linear's GEMV/GEMM path) and from 4 (the direct kernel) against
+// the im2col path, with bias and fused activation.
+func TestPointwiseOneByOnePlane(t *testing.T) {
+	for _, act := range []activation{actNone, actReLU6} {
+		ins := directCase(21, 37, 1, 1, 29, 1, 1, 1, 1, 0, 0, 1, 1, 1, act, false, true)
+		k := chooseConvKernel(ins)
+		if !strings.Contains(k.Name(), "GEMV") {
+			t.Fatalf("kernel %s", k.Name())
+		}
+		for _, rows := range []int{1, 2, 3, 4, 9} {
+			x := randInput(uint64(rows), rows, ins.inS.size())
+			want := make([]float32, rows*ins.outS.size())
+			got := make([]float32, rows*ins.outS.size())
+			ws := &workspace{}
+			conv(ws, ins, x, want, rows)
+			k.Run(ws, x, got, rows)
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+					t.Fatalf("act %d rows %d: [%d] %v, im2col %v", act, rows, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
 func TestDenseMatchesLinear(t *testing.T) {
 	for _, sz := range [][2]int{{784, 512}, {13, 7}, {9, 33}} {
 		for _, act := range []activation{actNone, actReLU, actReLU6} {

@@ -45,8 +45,9 @@ type Conv struct {
 	Ho, Wo      int // convolution output
 	OutH, OutW  int // what Forward writes (pooled when Pool)
 	cinG, coutG int
-	cb, hp, wp  int // input channel block, padded height and width
-	plane       int // packed floats per sample and group
+	cb, hp, wp  int  // input channel block, padded height and width
+	inPlace     bool // no padding: the NCHW input is already the packed layout with cb = 1
+	plane       int  // packed floats per sample and group
 	offs        []int32
 	bgs         []blockGroup
 	w, bias     []float32
@@ -83,8 +84,13 @@ func NewConv(s Shape, w, b []float32) (*Conv, error) {
 	if b != nil && len(b) != s.Cout {
 		return nil, fmt.Errorf("convk: bias has %d values, want %d", len(b), s.Cout)
 	}
-	// largest channel block ≤ 8 dividing Cin/G: no padded channels
+	// largest channel block ≤ 8 dividing Cin/G: no padded channels. Without
+	// padding the packed layout with cb = 1 is NCHW itself: the kernel reads
+	// the input in place (no pack; one offset load per step instead of per 8)
 	for c.cb = min(8, c.cinG); c.cinG%c.cb != 0; c.cb-- {
+	}
+	if s.PH == 0 && s.PW == 0 {
+		c.cb, c.inPlace = 1, true
 	}
 	c.hp, c.wp = s.H+2*s.PH, s.W+2*s.PW
 	c.plane = c.cinG * c.hp * c.wp
@@ -124,7 +130,12 @@ func outLen(in, k, s, p, d int) int {
 }
 
 // ScratchSize is the number of floats Forward needs for rows samples.
-func (c *Conv) ScratchSize(rows int) int { return rows * c.Groups * c.plane }
+func (c *Conv) ScratchSize(rows int) int {
+	if c.inPlace {
+		return 0
+	}
+	return rows * c.Groups * c.plane
+}
 
 // InSize and OutSize are the per-sample input and output lengths.
 func (c *Conv) InSize() int  { return c.Cin * c.H * c.W }
@@ -141,8 +152,12 @@ func (c *Conv) Describe() string {
 	for i, bg := range c.bgs {
 		nbs[i] = bg.nb
 	}
-	s := fmt.Sprintf("direct %dx%d/s%d,%d/p%d,%d/d%d,%d g%d %d→%d: NCHW→[C/%d][%dx%d][%d] padded, %s 4px×%v×8ch tiles",
-		c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH, c.DW, c.Groups, c.Cin, c.Cout, c.cb, c.hp, c.wp, c.cb, Kernel(), nbs)
+	layout := fmt.Sprintf("NCHW→[C/%d][%dx%d][%d] padded", c.cb, c.hp, c.wp, c.cb)
+	if c.inPlace {
+		layout = "NCHW read in place"
+	}
+	s := fmt.Sprintf("direct %dx%d/s%d,%d/p%d,%d/d%d,%d g%d %d→%d: %s, %s 4px×%v×8ch tiles",
+		c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH, c.DW, c.Groups, c.Cin, c.Cout, layout, Kernel(), nbs)
 	if c.Act != ActNone {
 		s += " +" + c.Act.String()
 	}
@@ -174,7 +189,7 @@ func (c *Conv) Forward(in, out, scratch []float32, rows int) {
 	} else {
 		qs = c.Ho * c.Wo
 	}
-	if rows >= 2*par.Threads() {
+	if rows >= 2*par.Threads() && !c.inPlace {
 		chunk := max(1, l2Budget/(4*perSample)) // samples packed at a time
 		grain := max(1, int(int64(MinChunk)/max(1, c.MACs())))
 		par.For(rows, grain, func(lo, hi int) {
@@ -188,11 +203,15 @@ func (c *Conv) Forward(in, out, scratch []float32, rows int) {
 		})
 		return
 	}
-	par.For(rows*c.Groups, max(1, MinChunk/max(1, 16*c.plane)), func(lo, hi int) {
-		for it := lo; it < hi; it++ {
-			c.packOne(in, scratch, it)
-		}
-	})
+	src := in
+	if !c.inPlace {
+		src = scratch
+		par.For(rows*c.Groups, max(1, MinChunk/max(1, 16*c.plane)), func(lo, hi int) {
+			for it := lo; it < hi; it++ {
+				c.packOne(in, scratch, it)
+			}
+		})
+	}
 	unit := 4 // output pixels per tile
 	if c.Pool {
 		unit = 1
@@ -201,7 +220,7 @@ func (c *Conv) Forward(in, out, scratch []float32, rows int) {
 	ntiles := (total + unit - 1) / unit
 	grain := max(1, int(int64(MinChunk)/max(1, int64(4*c.Cout*len(c.offs)))))
 	par.For(ntiles, grain, func(lo, hi int) {
-		c.run(scratch, out, lo*unit, min(hi*unit, total))
+		c.run(src, out, lo*unit, min(hi*unit, total))
 	})
 }
 

@@ -115,6 +115,9 @@ var convCases = []Shape{
 	{Cin: 9, H: 8, W: 8, Cout: 9, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, Groups: 9}, // depthwise through the general kernel
 	{Cin: 3, H: 15, W: 15, Cout: 24, KH: 5, KW: 5, SH: 2, SW: 2, PH: 2, PW: 2, DH: 1, DW: 1, Groups: 1, Pool: true},
 	{Cin: 11, H: 5, W: 6, Cout: 7, KH: 1, KW: 1, SH: 2, SW: 1, PH: 0, PW: 1, DH: 1, DW: 1, Groups: 1, Act: ActReLU},
+	// unpadded: the input is read in place (NCHW), strided, grouped, dilated, pooled
+	{Cin: 12, H: 9, W: 8, Cout: 10, KH: 1, KW: 1, SH: 2, SW: 2, PH: 0, PW: 0, DH: 1, DW: 1, Groups: 2, Act: ActReLU6},
+	{Cin: 6, H: 10, W: 11, Cout: 9, KH: 3, KW: 2, SH: 1, SW: 2, PH: 0, PW: 0, DH: 2, DW: 1, Groups: 3, Pool: true},
 	// 1×1 outputs: a pixel's channels are contiguous (the whole-vector store path)
 	{Cin: 8, H: 3, W: 3, Cout: 16, KH: 3, KW: 3, SH: 1, SW: 1, PH: 0, PW: 0, DH: 1, DW: 1, Groups: 1, Act: ActReLU},
 	{Cin: 3, H: 2, W: 2, Cout: 24, KH: 3, KW: 3, SH: 1, SW: 1, PH: 1, PW: 1, DH: 1, DW: 1, Groups: 1, Pool: true},
@@ -176,24 +179,26 @@ func TestConvMatchesReference(t *testing.T) {
 }
 
 func TestConvSubsetEqualsFullRows(t *testing.T) {
-	// compaction: running a subset of rows gives exactly those rows of the full run
-	s := convCases[1]
+	// compaction: running a subset of rows gives exactly those rows of the full
+	// run (packed input, and input read in place)
 	r := rand.New(rand.NewPCG(3, 4))
-	w, b := randSlice(r, s.Cout*s.Cin*9), randSlice(r, s.Cout)
-	c, err := NewConv(s, w, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := 9
-	in := randSlice(r, rows*c.InSize())
-	full := make([]float32, rows*c.OutSize())
-	c.Forward(in, full, make([]float32, c.ScratchSize(rows)), rows)
-	sub := in[2*c.InSize() : 5*c.InSize()]
-	got := make([]float32, 3*c.OutSize())
-	c.Forward(sub, got, make([]float32, c.ScratchSize(3)), 3)
-	for i, v := range got {
-		if v != full[2*c.OutSize()+i] {
-			t.Fatalf("row subset differs at %d: %v vs %v", i, v, full[2*c.OutSize()+i])
+	for _, s := range []Shape{convCases[1], convCases[10]} {
+		w, b := randSlice(r, s.Cout*s.Cin/s.Groups*s.KH*s.KW), randSlice(r, s.Cout)
+		c, err := NewConv(s, w, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := 9
+		in := randSlice(r, rows*c.InSize())
+		full := make([]float32, rows*c.OutSize())
+		c.Forward(in, full, make([]float32, c.ScratchSize(rows)), rows)
+		sub := in[2*c.InSize() : 5*c.InSize()]
+		got := make([]float32, 3*c.OutSize())
+		c.Forward(sub, got, make([]float32, c.ScratchSize(3)), 3)
+		for i, v := range got {
+			if v != full[2*c.OutSize()+i] {
+				t.Fatalf("%s: row subset differs at %d: %v vs %v", c.Describe(), i, v, full[2*c.OutSize()+i])
+			}
 		}
 	}
 }
