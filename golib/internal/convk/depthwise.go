@@ -159,7 +159,11 @@ func (d *Depthwise) MACs() int64 { return int64(d.Cout) * int64(d.Ho*d.Wo) * int
 
 // ScratchSize is the number of floats Forward needs to run on up to workers
 // threads (one packed block per worker).
-func (d *Depthwise) ScratchSize(workers int) int { return max(1, workers) * d.plane }
+func (d *Depthwise) ScratchSize(workers int) int { return max(1, workers) * d.bufLen() }
+
+// bufLen is one worker's scratch: the packed block, then the unpadded block
+// that pack transposes first.
+func (d *Depthwise) bufLen() int { return d.plane + 8*d.H*d.W }
 
 // Describe says which kernel the layer runs.
 func (d *Depthwise) Describe() string {
@@ -185,7 +189,7 @@ func (d *Depthwise) Forward(in, out, scratch []float32, rows int) {
 	nblk := (d.Cout + 7) / 8
 	items := rows * nblk
 	perItem := max(1, int(d.MACs()/int64(nblk)))
-	nw := min(len(scratch)/d.plane, par.Threads(), items, max(1, int(int64(items)*int64(perItem)/int64(MinChunk))))
+	nw := min(len(scratch)/d.bufLen(), par.Threads(), items, max(1, int(int64(items)*int64(perItem)/int64(MinChunk))))
 	if nw < 1 {
 		panic("convk: depthwise scratch smaller than one packed block")
 	}
@@ -199,7 +203,7 @@ func (d *Depthwise) Forward(in, out, scratch []float32, rows int) {
 		a.flags = d.Act.flags()
 		a.npos = d.Ho*d.Wo - 8*(len(d.posOff)-1)
 		for wk := lo; wk < hi; wk++ {
-			buf := scratch[wk*d.plane : (wk+1)*d.plane]
+			buf := scratch[wk*d.bufLen() : (wk+1)*d.bufLen()]
 			a.in = unsafe.Pointer(&buf[0])
 			for it := wk * items / nw; it < (wk+1)*items/nw; it++ {
 				n, q := it/nblk, it%nblk
@@ -215,12 +219,28 @@ func (d *Depthwise) Forward(in, out, scratch []float32, rows int) {
 }
 
 // pack writes output-channel block q of one sample (src: [Cin][H][W]) into
-// dst as [hp][wp][8]: lane r is input channel ⌊(8q+r)/mult⌋, zero borders,
-// zero lanes past Cout.
-func (d *Depthwise) pack(dst, src []float32, q int) {
+// buf[:plane] as [hp][wp][8]: lane r is input channel ⌊(8q+r)/mult⌋, zero
+// borders, zero lanes past Cout. A full block of a multiplier-1 layer is
+// transposed as one unpadded plane (pack8's groups of 8 positions span rows,
+// so 4×4 and 2×2 planes are vectorised too) into buf[plane:], then its rows
+// are copied into place.
+func (d *Depthwise) pack(buf, src []float32, q int) {
 	hw := d.H * d.W
+	dst := buf[:d.plane]
 	if d.mult == 1 && 8*q+8 <= d.Cout {
-		packPlane(dst, src[8*q*hw:(8*q+8)*hw], 1, 8, d.H, d.W, d.PH, d.PW)
+		s := src[8*q*hw : (8*q+8)*hw]
+		tmp := buf[d.plane : d.plane+8*hw]
+		pack8(&tmp[0], &s[0], 4*hw, hw/8)
+		packTail8(tmp, s, hw, 8*(hw/8), hw)
+		rowLen := 8 * d.wp
+		clear(dst[:d.PH*rowLen])
+		clear(dst[(d.PH+d.H)*rowLen:])
+		for y := 0; y < d.H; y++ {
+			row := dst[(d.PH+y)*rowLen : (d.PH+y+1)*rowLen]
+			clear(row[:8*d.PW])
+			copy(row[8*d.PW:], tmp[8*y*d.W:8*(y+1)*d.W])
+			clear(row[8*(d.PW+d.W):])
+		}
 		return
 	}
 	clear(dst)
