@@ -193,8 +193,27 @@ func compile(g *Graph, weights map[string]*tensor.Dense) (*Model, error) {
 	if per > maxWorkspacePerSample {
 		return nil, xerr.IO("model graph: needs %d activation values alive per sample, more than %d", per, maxWorkspacePerSample)
 	}
-	m.chunk = max(1, min(256, (64<<20)/max(1, per)))
+	m.chunk = chunkRows(per)
 	return m, nil
+}
+
+// chunkActivationBytes bounds the activations alive for one chunk of samples.
+// The graph runs layer by layer over a chunk, so each layer reads what the
+// previous one wrote: with 256 samples of the small CNN's 25 KB conv1 output
+// (6.4 MB) that round trip went to DRAM and repacking it for the next conv cost
+// a third of an early exit's time. Chunks whose activations fit in about this
+// much cache (L2 plus a share of L3) made exit 0 of bench_runtime.py's CNN
+// 1.5-1.7x cheaper in CPU time; dense models (7 KB per MLP sample) keep 256-row
+// chunks, which amortise streaming their weights.
+const chunkActivationBytes = 2 << 20
+
+// chunkRows is the samples per internal chunk for per activation values per
+// sample: what fits in chunkActivationBytes, at least 16 rows (the kernels'
+// tiles and the thread split want a few rows), at most 256, and never more
+// than 64 Mi values of workspace.
+func chunkRows(per int) int {
+	per = max(1, per)
+	return max(1, min(256, (64<<20)/per, max(16, chunkActivationBytes/(4*per))))
 }
 
 // consume records one read of slot; the slot is released after its last read.
