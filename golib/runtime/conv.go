@@ -37,6 +37,9 @@ func chooseConvKernel(ins *instr) convKernel {
 		}
 		return depthwiseKernel{ins}
 	}
+	if k := newConvAsLinear(ins); k != nil {
+		return k
+	}
 	if c := newDirectConv(ins); c != nil {
 		return directKernel{c, ins}
 	}
@@ -213,7 +216,9 @@ func im2colRows(col []float32, ld, c0 int, x []float32, ins *instr, r0, r1 int) 
 			src := plane[iy*W : (iy+1)*W]
 			clear(d[:x0])
 			clear(d[x1:])
-			if sw == 1 {
+			if x0 == x1 {
+				// no output column reads this tap (src[x0+ix0:] may be out of range)
+			} else if sw == 1 {
 				copy(d[x0:x1], src[x0+ix0:x1+ix0])
 			} else {
 				for x := x0; x < x1; x++ {

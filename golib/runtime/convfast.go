@@ -72,6 +72,59 @@ func (k dwKernel) Run(ws *workspace, in, out []float32, rows int) {
 }
 func (k dwKernel) Name() string { return k.d.Describe() }
 
+// convAsLinear is a convolution with a 1×1 output run as the linear layer it
+// is (newConvAsLinear).
+type convAsLinear struct{ lin instr }
+
+func (k convAsLinear) Run(_ *workspace, in, out []float32, rows int) { linear(&k.lin, in, out, rows) }
+func (k convAsLinear) Name() string {
+	s := fmt.Sprintf("as linear %d→%d (1×1 output: the taps that read data only)", k.lin.inS.C, k.lin.outS.C)
+	if k.lin.dense != nil {
+		s += ": " + k.lin.dense.Describe() + fmt.Sprintf(" from %d rows, BLAS GEMV/GEMM below", denseMinRows)
+	}
+	return s
+}
+
+// newConvAsLinear: a convolution (groups 1) whose output is 1×1 is a linear
+// layer over the flattened input,
+//
+//	out[o] = b[o] + Σ_{c,y,x} W'[o][c,y,x]·in[c,y,x],  W'[o][c,y,x] = w[o,c,i,j] where y = i·dh − ph, x = j·dw − pw (0 if no tap reads (y, x)),
+//
+// with C_in·H·W terms instead of C_in·kh·kw: the taps that only ever read
+// the zero padding are dropped (ResNet-18's layer4 at 32×32 input, 3×3 on a
+// 1×1 plane: 9× fewer multiply-adds). Used when it is fewer; nil otherwise.
+func newConvAsLinear(ins *instr) convKernel {
+	cin, h, w := ins.inS.C, ins.inS.H, ins.inS.W
+	if ins.groups != 1 || ins.pool2 || ins.convS.H != 1 || ins.convS.W != 1 || cin*h*w >= ins.colRows {
+		return nil
+	}
+	kh, kw := ins.k[0], ins.k[1]
+	f := cin * h * w
+	cout := ins.convS.C
+	wl := make([]float32, cout*f)
+	for o := 0; o < cout; o++ {
+		for c := 0; c < cin; c++ {
+			for i := 0; i < kh; i++ {
+				y := i*ins.d[0] - ins.p[0]
+				if y < 0 || y >= h {
+					continue
+				}
+				for j := 0; j < kw; j++ {
+					x := j*ins.d[1] - ins.p[1]
+					if x < 0 || x >= w {
+						continue
+					}
+					wl[o*f+(c*h+y)*w+x] = ins.w[((o*cin+c)*kh+i)*kw+j]
+				}
+			}
+		}
+	}
+	lin := instr{kind: kLinear, inS: shape{C: f, H: 1, W: 1, flat: true}, outS: shape{C: cout, H: 1, W: 1, flat: true},
+		w: wl, b: ins.b, act: ins.act, name: ins.name, node: ins.node}
+	lin.dense = newDense(&lin)
+	return convAsLinear{lin}
+}
+
 // newDense packs a linear instruction for convk.Dense, used from 4 rows on
 // (below, GEMV streams the weights once per row and wins).
 func newDense(ins *instr) *convk.Dense {

@@ -135,6 +135,41 @@ func TestPointwiseOneByOnePlane(t *testing.T) {
 	}
 }
 
+// TestConvAsLinear: convolutions with a 1×1 output whose taps partly read
+// only padding run as linear layers over the flattened input; against the
+// im2col path, rows 1 (GEMV) to 9 (dense kernel), with bias and activation.
+func TestConvAsLinear(t *testing.T) {
+	cases := []*instr{
+		directCase(31, 9, 1, 1, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, actReLU, false, true),  // 3×3 pad 1 on 1×1: the centre tap
+		directCase(32, 6, 2, 2, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, actNone, false, true),  // stride 2 on 2×2: 4 of 9 taps
+		directCase(33, 4, 1, 3, 7, 3, 3, 1, 3, 1, 1, 1, 1, 1, actReLU6, false, false), // rectangular input
+		directCase(34, 5, 1, 1, 9, 3, 3, 1, 1, 2, 2, 2, 2, 1, actNone, false, true),   // dilation 2, pad 2 (also im2col with a tap no column reads: it used to panic)
+	}
+	for ci, ins := range cases {
+		k, ok := chooseConvKernel(ins).(convAsLinear)
+		if !ok {
+			t.Fatalf("case %d: chooseConvKernel gave %s", ci, chooseConvKernel(ins).Name())
+		}
+		for _, rows := range []int{1, 3, 4, 9} {
+			x := randInput(uint64(300+ci+rows), rows, ins.inS.size())
+			want := make([]float32, rows*ins.outS.size())
+			got := make([]float32, rows*ins.outS.size())
+			ws := &workspace{}
+			conv(ws, ins, x, want, rows)
+			k.Run(ws, x, got, rows)
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+					t.Fatalf("case %d (%s) rows %d: [%d] %v, im2col %v", ci, k.Name(), rows, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	// a 1×1 output that reads every tap keeps the direct kernel
+	if _, ok := chooseConvKernel(directCase(35, 4, 3, 3, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, actNone, false, true)).(convAsLinear); ok {
+		t.Error("3×3 unpadded on 3×3 taken as linear (no taps saved)")
+	}
+}
+
 func TestDenseMatchesLinear(t *testing.T) {
 	for _, sz := range [][2]int{{784, 512}, {13, 7}, {9, 33}} {
 		for _, act := range []activation{actNone, actReLU, actReLU6} {
