@@ -316,9 +316,9 @@ func packRest8(dst, src []float32, hw, x0, x1 int) {
 func packTail8(dst, src []float32, hw, x0, x1 int) {
 	for x := x0; x < x1; x++ {
 		o := dst[8*x : 8*x+8 : 8*x+8]
-		for r := range o {
-			o[r] = src[r*hw+x]
-		}
+		_ = src[7*hw+x]
+		o[0], o[1], o[2], o[3] = src[x], src[hw+x], src[2*hw+x], src[3*hw+x]
+		o[4], o[5], o[6], o[7] = src[4*hw+x], src[5*hw+x], src[6*hw+x], src[7*hw+x]
 	}
 }
 
