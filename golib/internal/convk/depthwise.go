@@ -231,7 +231,7 @@ func (d *Depthwise) pack(buf, src []float32, q int) {
 		s := src[8*q*hw : (8*q+8)*hw]
 		tmp := buf[d.plane : d.plane+8*hw]
 		pack8(&tmp[0], &s[0], 4*hw, hw/8)
-		packTail8(tmp, s, hw, 8*(hw/8), hw)
+		packRest8(tmp, s, hw, 8*(hw/8), hw)
 		rowLen := 8 * d.wp
 		clear(dst[:d.PH*rowLen])
 		clear(dst[(d.PH+d.H)*rowLen:])
