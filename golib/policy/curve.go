@@ -25,8 +25,8 @@ type Curve struct {
 	Speedup  []float64
 	Norm     []float64 // MeanCost/Full; filled only when CurveColumns provides it (the C ABI's normalized_cost)
 	Hist     []int64   // len(Tau)×K, row-major: Hist[p*K+k]
-	Full     float64 // cost of the full network
-	First    float64 // cost of leaving at exit 0
+	Full     float64   // cost of the full network
+	First    float64   // cost of leaving at exit 0
 }
 
 // Len is the number of points.
