@@ -49,7 +49,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 BUDGET = 0.25
 DELTA = 0.01
-STUDY_EPOCHS = defaultdict(lambda: 1)  # epochs per stage of the study's headline runs, per architecture
+STUDY_EPOCHS = defaultdict(lambda: 2)  # epochs per stage of the study's headline runs, per architecture
 # t_{n-1, 0.975}
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -72,7 +72,7 @@ def _val_score(r: dict) -> float:
     return float(np.mean(r["final_val_acc"]))
 
 
-def sweep_table(runs: list[dict], family: str, arch: str, epochs: int = 1) -> list[dict]:
+def sweep_table(runs: list[dict], family: str, arch: str, epochs: int = 2) -> list[dict]:
     """Validation scores of one sweep (EWC λ, or LwF α at T = 2) over the seeds every point has."""
     key = "ewc_lambda" if family == "ewc" else "lwf_alpha"
     pts = defaultdict(dict)
@@ -94,7 +94,7 @@ def sweep_table(runs: list[dict], family: str, arch: str, epochs: int = 1) -> li
     return rows
 
 
-def best_setting(runs: list[dict], family: str, arch: str, epochs: int = 1) -> Optional[float]:
+def best_setting(runs: list[dict], family: str, arch: str, epochs: int = 2) -> Optional[float]:
     rows = [r for r in sweep_table(runs, family, arch, epochs) if r["seeds"]]
     if not rows:
         return None
