@@ -170,7 +170,7 @@ def _lock_alive(path: str) -> bool:
 def git_commit() -> str:
     try:
         c = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "python", "study"],
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "python", "study", ":!study/results"],
                                capture_output=True, text=True).stdout.strip()
         return c + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
