@@ -78,7 +78,7 @@ def sweep_table(runs: list[dict], family: str, arch: str, epochs: int = 2) -> li
     pts = defaultdict(dict)
     for r in runs:
         s = r["spec"]
-        if s["arch"] != arch or s["strategy"] != family or s["epochs"] != epochs:
+        if s["arch"] != arch or s["strategy"] != family or s["epochs"] != epochs or s.get("bn_mode"):
             continue
         if family == "lwf" and s["lwf_temperature"] != 2.0:
             continue
@@ -150,7 +150,7 @@ def label(setting: str) -> str:
     """cnn28_ewc_lwf_lam1_a1_T2_e1 → "ewc+lwf λ=1 α=1 T=2" (the study's epochs per stage not named)."""
     arch, s = setting.split("_", 1)
     s, _, e = s.rpartition("_e")
-    s = s.replace("ewc_lwf", "ewc+lwf").replace("_lam", " λ=").replace("_a", " α=").replace("_T", " T=")
+    s = s.replace("ewc_lwf", "ewc+lwf").replace("_bn", " BN ").replace("_lam", " λ=").replace("_a", " α=").replace("_T", " T=")
     return s if int(e) == STUDY_EPOCHS[arch] else f"{s} ({e} epochs/stage)"
 
 

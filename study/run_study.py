@@ -59,6 +59,7 @@ class Spec:
     lwf_temperature: float = 2.0
     epochs: int = 2  # per stage, as the issue's pilot (full 55k training set)
     lr: float = 3e-3
+    bn_mode: Optional[str] = None  # None: the trainer's default ("freeze" for EWC/LwF/frozen, else "adapt")
 
     @property
     def setting(self) -> str:
@@ -68,6 +69,8 @@ class Spec:
             s += f"_lam{self.ewc_lambda:g}"
         if "lwf" in self.strategy:
             s += f"_a{self.lwf_alpha:g}_T{self.lwf_temperature:g}"
+        if self.bn_mode is not None:
+            s += f"_bn{self.bn_mode}"
         s += f"_e{self.epochs}"
         return f"{self.arch}_{s}"
 
@@ -136,10 +139,14 @@ def plan(name: str, out: str) -> list[Spec]:
         return _headline(0, lam, alpha, arch="resnet32")
     if name == "q4":
         return [x for seed in (3, 4) for x in _headline(seed, lam, alpha)]
+    if name == "d1":
+        # diagnostic: is EWC's weak last exit the BatchNorm policy? (the issue's pilot ran before
+        # protective strategies froze the protected stages' BatchNorm statistics)
+        return [ewc(10, 0, bn_mode="adapt"), ewc(1, 0, bn_mode="adapt")]
     if name == "q5":
         return [x for seed in (1, 2) for x in extra(seed) + [ewc(v, seed) for v in LAMBDAS if v != lam]
                 + [lwf(v, seed) for v in ALPHAS if v != alpha]]
-    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, q1, q2, q3, p3, q4, q5")
+    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, q1, q2, q3, p3, q4, q5, d1")
 
 
 def _wait_for_sweeps(out: str) -> None:
@@ -243,6 +250,8 @@ def run_one(spec: Spec, dataset: str, train_subset: Optional[int], fisher_sample
         kw["ewc_lambda"] = spec.ewc_lambda
     if "lwf" in spec.strategy:
         kw.update(lwf_alpha=spec.lwf_alpha, lwf_temperature=spec.lwf_temperature)
+    if spec.bn_mode is not None:
+        kw["bn_mode"] = spec.bn_mode
     tr = SequentialTrainer(net, spec.strategy, **kw)
     t1, c1 = time.perf_counter(), time.process_time()
     res = tr.fit(splits, analyse=False)
