@@ -128,6 +128,10 @@ def plan(name: str, out: str) -> list[Spec]:
         # the two ends first, then the pilot's findings (LwF α = 1, EWC λ = 1 vs 10), then the rest
         return [Spec("naive", 0), Spec("frozen", 0), Spec("joint", 0), lwf(1, 0), ewc(10, 0), ewc(1, 0),
                 lwf(3, 0), lwf(0.3, 0), ewc(3, 0), ewc(100, 0), ewc(0.3, 0), lwf(0.1, 0), ewc(0.1, 0)]
+    if name == "d1":
+        # diagnostic: is EWC's weak last exit the BatchNorm policy? (the issue's pilot ran before
+        # protective strategies froze the protected stages' BatchNorm statistics)
+        return [ewc(10, 0, bn_mode="adapt"), ewc(1, 0, bn_mode="adapt")]
     lam, alpha = _chosen(out)
     extra = lambda seed: ([Spec("ewc+lwf", seed, ewc_lambda=lam, lwf_alpha=alpha)]  # noqa: E731
                           + [lwf(alpha, seed, T=T) for T in TEMPERATURES])
@@ -139,10 +143,6 @@ def plan(name: str, out: str) -> list[Spec]:
         return _headline(0, lam, alpha, arch="resnet32")
     if name == "q4":
         return [x for seed in (3, 4) for x in _headline(seed, lam, alpha)]
-    if name == "d1":
-        # diagnostic: is EWC's weak last exit the BatchNorm policy? (the issue's pilot ran before
-        # protective strategies froze the protected stages' BatchNorm statistics)
-        return [ewc(10, 0, bn_mode="adapt"), ewc(1, 0, bn_mode="adapt")]
     if name == "q5":
         return [x for seed in (1, 2) for x in extra(seed) + [ewc(v, seed) for v in LAMBDAS if v != lam]
                 + [lwf(v, seed) for v in ALPHAS if v != alpha]]
