@@ -132,6 +132,8 @@ def plan(name: str, out: str) -> list[Spec]:
         # diagnostic: is EWC's weak last exit the BatchNorm policy? (the issue's pilot ran before
         # protective strategies froze the protected stages' BatchNorm statistics)
         return [ewc(10, 0, bn_mode="adapt"), ewc(1, 0, bn_mode="adapt")]
+    if name == "d2":  # the same question for LwF
+        return [lwf(1, 0, bn_mode="adapt")]
     lam, alpha = _chosen(out)
     extra = lambda seed: ([Spec("ewc+lwf", seed, ewc_lambda=lam, lwf_alpha=alpha)]  # noqa: E731
                           + [lwf(alpha, seed, T=T) for T in TEMPERATURES])
@@ -146,7 +148,7 @@ def plan(name: str, out: str) -> list[Spec]:
     if name == "q5":
         return [x for seed in (1, 2) for x in extra(seed) + [ewc(v, seed) for v in LAMBDAS if v != lam]
                 + [lwf(v, seed) for v in ALPHAS if v != alpha]]
-    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, q1, q2, q3, p3, q4, q5, d1")
+    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, q1, q2, q3, p3, q4, q5, d1, d2")
 
 
 def _wait_for_sweeps(out: str) -> None:
