@@ -135,6 +135,8 @@ def plan(name: str, out: str) -> list[Spec]:
     if name == "d2":  # the same question for LwF
         return [lwf(1, 0, bn_mode="adapt")]
     lam, alpha = _chosen(out)
+    if name == "d3":  # the BatchNorm question at the headline λ and α, paired over seeds
+        return [x for seed in (1, 2, 0) for x in (ewc(lam, seed, bn_mode="adapt"), lwf(alpha, seed, bn_mode="adapt"))]
     extra = lambda seed: ([Spec("ewc+lwf", seed, ewc_lambda=lam, lwf_alpha=alpha)]  # noqa: E731
                           + [lwf(alpha, seed, T=T) for T in TEMPERATURES])
     if name == "q2":
@@ -148,7 +150,7 @@ def plan(name: str, out: str) -> list[Spec]:
     if name == "q5":
         return [x for seed in (1, 2) for x in extra(seed) + [ewc(v, seed) for v in LAMBDAS if v != lam]
                 + [lwf(v, seed) for v in ALPHAS if v != alpha]]
-    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, q1, q2, q3, p3, q4, q5, d1, d2")
+    raise SystemExit(f"--plan: unknown plan {name!r}; valid: smoke, q1, q2, q3, p3, q4, q5, d1, d2, d3")
 
 
 def _wait_for_sweeps(out: str) -> None:
