@@ -313,19 +313,19 @@ func (a *curveArrays) alloc(P, K int) (*policy.Curve, error) {
 	}
 	var arr arrow.Array
 	var err error
-	arr, c.Tau, err = arrowx.NewFloat32(cmem, P, "tau")
+	arr, c.Tau, err = arrowx.NewFloat32(rawmem, P, "tau")
 	if err = add(arr, err); err == nil {
-		arr, c.Correct, err = arrowx.NewInt64(cmem, P, "correct")
+		arr, c.Correct, err = arrowx.NewInt64(rawmem, P, "correct")
 		err = add(arr, err)
 	}
 	for _, dst := range []*[]float64{&c.Accuracy, &c.MeanCost, &c.Norm, &c.Speedup} {
 		if err == nil {
-			arr, *dst, err = arrowx.NewFloat64(cmem, P, "curve")
+			arr, *dst, err = arrowx.NewFloat64(rawmem, P, "curve")
 			err = add(arr, err)
 		}
 	}
 	if err == nil {
-		arr, c.Hist, err = arrowx.NewInt64Rows(cmem, P, K, "exit_histogram")
+		arr, c.Hist, err = arrowx.NewInt64Rows(rawmem, P, K, "exit_histogram")
 		err = add(arr, err)
 	}
 	a.p = P

@@ -5,7 +5,6 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
-	"unsafe"
 
 	"github.com/exitnet/exitnet/golib/xerr"
 )
@@ -41,10 +40,10 @@ func (c *Curve) Point(p int) Point {
 // ExactCurve sweeps every breakpoint of the global-threshold policy (see the
 // package doc) in O(NK log NK) and returns all distinct operating points.
 //
-// Cost (N samples, E ≤ N(K−1) record events): one pass over the confidences
-// builds the events, an LSD radix sort on their 32-bit keys (passes whose digit
-// is the same for every key are skipped), one sweep that writes every column
-// of the curve in place (no appends, no second pass for accuracy and cost).
+// Cost (N samples, E ≤ N(K−1) record events): one pass over the samples builds
+// the events, an LSD radix sort on their 32-bit keys (passes whose digit is the
+// same for every key are skipped), one sweep that writes every column of the
+// curve in place (no appends, no second pass for accuracy and cost).
 func ExactCurve(s *Scores, labels []int32, cost CostModel) (*Curve, error) {
 	return ExactCurveInto(s, labels, cost, nil)
 }
@@ -55,7 +54,21 @@ func ExactCurve(s *Scores, labels []int32, cost CostModel) (*Curve, error) {
 // copies nothing). nil in ExactCurveInto: Go slices.
 type CurveColumns func(P, K int) (*Curve, error)
 
+// MaxCurveExits is the most exits ExactCurve accepts: an event packs its two
+// exits in 15 bits each next to its 32-bit key.
+const MaxCurveExits = 1 << 15
+
 // ExactCurveInto is ExactCurve writing into the columns alloc returns.
+//
+// An event is a record of sample i's running maximum over exits 0..K−2: at
+// exit k with value v = conf_k(i) > max(conf_0..k−1(i)). As τ falls through v
+// the sample moves to exit k from exit o, its next record exit after k (K−1
+// when k is its last record), and its correctness changes by
+// Δ = [pred_k(i) = y_i] − [pred_o(i) = y_i]. Each event carries (k, o, Δ) and
+// needs nothing about its sample once built, so the sweep after the sort reads
+// the events in order and touches no per-sample state:
+//
+//	event = descKey(v) << 32 | (Δ+1) << 2b | o << b | k     (b = bits for K−1)
 func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumns) (*Curve, error) {
 	if err := s.checkLabels(labels); err != nil {
 		return nil, err
@@ -64,50 +77,24 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 		return nil, err
 	}
 	K, N := s.K, s.N
-	// Events: (descending-order key of the record value) << 32 | i << kb | k.
-	// Record values are strict increases of the running maximum over exits
-	// 0..K−2; k takes kb bits (no division to unpack it in the sweep).
-	kb := uint(bits.Len(uint(max(K-2, 0))))
-	if K > 1 && uint64(N)<<kb >= 1<<32 {
-		return nil, xerr.Invalid("logits: N = %d samples with K = %d exits is too large for the curve (N·2^%d must be < 2^32)", N, K, kb)
+	if K > MaxCurveExits {
+		return nil, xerr.Invalid("logits: %d exits; the exact curve handles at most %d", K, MaxCurveExits)
 	}
+	if uint64(N)*uint64(K-1) >= 1<<32 {
+		return nil, xerr.Invalid("logits: N = %d samples with K = %d exits is too large for the curve (N·(K−1) must be < 2^32)", N, K)
+	}
+	kb := uint(bits.Len(uint(K - 1)))
 	sc := curveScratchPool.Get().(*curveScratch)
 	defer curveScratchPool.Put(sc)
 	sc.ev, sc.tmp = grow(sc.ev, N*(K-1)), grow(sc.tmp, N*(K-1))
-	ev := sc.ev
-	e := 0
-	if K > 1 {
-		c0 := s.Conf[0][:N]
-		for i, v := range c0 {
-			ev[e] = uint64(descKey(v))<<32 | uint64(i)<<kb
-			e++
-		}
-		// records at exits 1..K−2 need the running maximum of the earlier exits,
-		// kept as its key (the running minimum: descKey reverses the order), so that
-		// the record test and the update are integer compare and min, without a
-		// data-dependent branch (records are about as common as not: mispredicted).
-		if K > 2 {
-			sc.run = grow(sc.run, N)
-			run := sc.run
-			for i := range run {
-				run[i] = uint32(ev[i] >> 32)
-			}
-			for k := 1; k < K-1; k++ {
-				ck := s.Conf[k][:N]
-				for i, v := range ck {
-					key, r := descKey(v), run[i]
-					ev[e] = uint64(key)<<32 | uint64(i)<<kb | uint64(k) // kept only if a record
-					inc := 0
-					if key < r {
-						inc = 1
-					}
-					e += inc
-					run[i] = min(r, key)
-				}
-			}
-		}
+	var e int
+	if K <= 4 {
+		kb = 2 // buildEvents4's fixed field width
+		e = buildEvents4(s, labels, sc.ev)
+	} else {
+		e = buildEvents(s, labels, kb, sc.ev, sc)
 	}
-	ev = sortKeys(ev[:e], sc.tmp, &sc.cnt)
+	ev := sortKeys(sc.ev[:e], sc.tmp, &sc.cnt)
 
 	P := 1 // distinct keys + the τ = +Inf point
 	for a := 1; a <= len(ev); a++ {
@@ -126,21 +113,206 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 		}
 	}
 	c.K, c.N, c.Full, c.First = K, N, cost.Full(), cost.Cum[0]
-	sc.st = grow(sc.st, N)
-	switch {
-	case K+bits.Len(uint(K-1)) <= 16:
-		sweepPacked(c, s, labels, ev, kb, unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(sc.st))), N))
-	case K+bits.Len(uint(K-1)) <= 32:
-		sweepPacked(c, s, labels, ev, kb, unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(sc.st))), N))
-	case K+bits.Len(uint(K-1)) <= 64:
-		sweepPacked(c, s, labels, ev, kb, sc.st)
-	default:
-		sweepLookup(c, s, labels, ev, kb)
+	sweepEvents(c, s, labels, ev, kb, sc)
+	derive(c, cost)
+	return c, nil
+}
+
+// buildEvents writes the events of every sample into ev and returns their
+// number. Per sample: a forward pass over exits 0..K−2 finds the records
+// (integer compares on descending keys: a record is a key below the running
+// minimum), a backward pass emits them with their next record exit. Each slot
+// is written and kept only if it is a record, without a data-dependent branch
+// (records are about as common as not).
+func buildEvents(s *Scores, labels []int32, kb uint, ev []uint64, sc *curveScratch) int {
+	K, N := s.K, s.N
+	sc.keys, sc.rec = grow(sc.keys, K), grow(sc.rec, K)
+	keys, rec := sc.keys[:K-1], sc.rec[:K-1]
+	last := s.Pred[K-1][:N]
+	e := 0
+	for i := 0; i < N; i++ {
+		run := ^uint32(0) // above every key (descKey never returns it)
+		for k := range keys {
+			key := descKey(s.Conf[k][i])
+			rec[k] = b2u(key < run)
+			run = min(run, key)
+			keys[k] = key
+		}
+		y := labels[i]
+		next, cNext := uint64(K-1), b2u(last[i] == y)
+		for k := K - 2; k >= 0; k-- {
+			ck := b2u(s.Pred[k][i] == y)
+			ev[e] = uint64(keys[k])<<32 | (ck+1-cNext)<<(2*kb) | next<<kb | uint64(k)
+			r := rec[k]
+			e += int(r)
+			m := -r // all ones for a record
+			next = next&^m | uint64(k)&m
+			cNext = cNext&^m | ck&m
+		}
 	}
-	// the derived columns in their own loop: independent divisions pipeline
-	nf, full, norm := float64(N), c.Full, c.Norm != nil
-	for q := range P {
-		mc := cost.meanCost(c.Hist[q*K:(q+1)*K], N)
+	return e
+}
+
+// buildEvents4 is buildEvents unrolled for K ≤ 4 (the common case): the exits
+// of a sample in registers, one row pointer per exit hoisted out of the loop.
+func buildEvents4(s *Scores, labels []int32, ev []uint64) int {
+	K, N := s.K, s.N
+	if K == 1 {
+		return 0
+	}
+	const kb = 2
+	labels = labels[:N]
+	c0, p0 := s.Conf[0][:N], s.Pred[0][:N]
+	pl := s.Pred[K-1][:N]
+	var c1, c2 []float32
+	var p1, p2 []int32
+	if K > 2 {
+		c1, p1 = s.Conf[1][:N], s.Pred[1][:N]
+	}
+	if K > 3 {
+		c2, p2 = s.Conf[2][:N], s.Pred[2][:N]
+	}
+	e := 0
+	for i, y := range labels {
+		next, cNext := uint64(K-1), b2u(pl[i] == y)
+		k0 := descKey(c0[i])
+		if K == 4 {
+			k1, k2 := descKey(c1[i]), descKey(c2[i])
+			r1 := b2u(k1 < k0)
+			r2 := b2u(k2 < min(k0, k1))
+			ck := b2u(p2[i] == y)
+			ev[e] = uint64(k2)<<32 | (ck+1-cNext)<<(2*kb) | next<<kb | 2
+			e += int(r2)
+			m := -r2
+			next, cNext = next&^m|2&m, cNext&^m|ck&m
+			ck = b2u(p1[i] == y)
+			ev[e] = uint64(k1)<<32 | (ck+1-cNext)<<(2*kb) | next<<kb | 1
+			e += int(r1)
+			m = -r1
+			next, cNext = next&^m|1&m, cNext&^m|ck&m
+		} else if K == 3 {
+			k1 := descKey(c1[i])
+			r1 := b2u(k1 < k0)
+			ck := b2u(p1[i] == y)
+			ev[e] = uint64(k1)<<32 | (ck+1-cNext)<<(2*kb) | next<<kb | 1
+			e += int(r1)
+			m := -r1
+			next, cNext = next&^m|1&m, cNext&^m|ck&m
+		}
+		ck := b2u(p0[i] == y)
+		ev[e] = uint64(k0)<<32 | (ck+1-cNext)<<(2*kb) | next<<kb
+		e++
+	}
+	return e
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sweepEvents walks the sorted events and writes τ, correct and the exit
+// histogram of every point. Point 0 is τ = +Inf (everyone at K−1); a point is
+// written after the last event of each run of equal keys.
+func sweepEvents(c *Curve, s *Scores, labels []int32, ev []uint64, kb uint, sc *curveScratch) {
+	K, N := s.K, s.N
+	sc.hist = grow(sc.hist, K)
+	hist := sc.hist
+	clear(hist)
+	hist[K-1] = int64(N)
+	var correct int64
+	for i, y := range labels[:N] {
+		if s.Pred[K-1][i] == y {
+			correct++
+		}
+	}
+	c.Tau[0], c.Correct[0] = float32(math.Inf(1)), correct
+	copy(c.Hist[:K], hist)
+	if K == 4 && kb == 2 {
+		sweep4(ev, c.Tau, c.Correct, c.Hist, 0, uint64(N)<<32, correct)
+		return
+	}
+	sweepK(ev, kb, c.Tau, c.Correct, c.Hist, hist, correct)
+}
+
+// sweepK is the sweep for any K: the histogram in memory, one increment and
+// one decrement per event (not inlined: its loop keeps its variables in
+// registers).
+//
+//go:noinline
+func sweepK(ev []uint64, kb uint, tau []float32, corr, out, hist []int64, correct int64) {
+	K := len(hist)
+	m := uint32(1)<<kb - 1
+	p := 1
+	for a, v := range ev {
+		lo := uint32(v)
+		hist[lo&m]++
+		hist[lo>>kb&m]--
+		correct += int64(lo>>(2*kb)) - 1
+		if a+1 < len(ev) && uint32(ev[a+1]>>32) == uint32(v>>32) {
+			continue // a tie: the point is written after its last event
+		}
+		tau[p], corr[p] = fromDescKey(uint32(v>>32)), correct
+		copy(out[p*K:(p+1)*K], hist)
+		p++
+	}
+}
+
+// sweep4 is the sweep for K = 4 with the four counts packed in two words of
+// two 32-bit fields (h0 | h1<<32, h2 | h3<<32; N < 2^32): an event adds one
+// precomputed pair of word deltas, +1 at its exit and −1 at the exit it
+// leaves (exact in two's complement: every count stays in [0, N], so the
+// packed words are always the counts' own representation). No histogram in
+// memory, so no store-to-load chain between events.
+//
+//go:noinline
+func sweep4(ev []uint64, tau []float32, corr, out []int64, w0, w1 uint64, correct int64) {
+	d := &sweep4Deltas
+	p := 1
+	for a, v := range ev {
+		x := uint32(v) & 63
+		w0 += d.w0[x]
+		w1 += d.w1[x]
+		correct += d.dc[x]
+		if a+1 < len(ev) && uint32(ev[a+1]>>32) == uint32(v>>32) {
+			continue // a tie: the point is written after its last event
+		}
+		tau[p], corr[p] = fromDescKey(uint32(v>>32)), correct
+		h := out[4*p : 4*p+4]
+		h[0], h[1], h[2], h[3] = int64(uint32(w0)), int64(w0>>32), int64(uint32(w1)), int64(w1>>32)
+		p++
+	}
+}
+
+// sweep4Deltas maps an event's low 6 bits (k | o<<2 | (Δ+1)<<4, kb = 2) to its
+// packed histogram deltas and its change of the correct count.
+var sweep4Deltas = func() (t struct {
+	w0, w1 [64]uint64
+	dc     [64]int64
+}) {
+	for x := range 64 {
+		k, o, d := x&3, x>>2&3, x>>4
+		var w [2]uint64
+		w[k/2] += 1 << (32 * (k % 2))
+		w[o/2] -= 1 << (32 * (o % 2))
+		t.w0[x], t.w1[x], t.dc[x] = w[0], w[1], int64(d-1)
+	}
+	return t
+}()
+
+// derive fills the accuracy, mean cost, speed-up and normalised cost of every
+// point from its histogram, in a loop of its own: the divisions of
+// independent points pipeline.
+func derive(c *Curve, cost CostModel) {
+	if c.K == 4 {
+		derive4(c.Hist, c.Correct, c.Accuracy, c.MeanCost, c.Speedup, c.Norm, (*[4]float64)(cost.Cum), float64(c.N), c.Full)
+		return
+	}
+	K, nf, full, norm := c.K, float64(c.N), c.Full, c.Norm != nil
+	for q := range c.Tau {
+		mc := cost.meanCost(c.Hist[q*K:(q+1)*K], c.N)
 		sp := math.Inf(1)
 		if mc > 0 {
 			sp = full / mc
@@ -150,96 +322,41 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 			c.Norm[q] = mc / full
 		}
 	}
-	return c, nil
 }
 
-// sweepPacked moves the samples through the sorted events with one word of
-// state per sample: bit k (k < K) says the prediction at exit k is right, the
-// top bits hold the current exit, so an event costs one random access (the
-// sweep's cost at large N is those cache misses). It writes Tau, Correct and
-// Hist of every point.
-func sweepPacked[T uint16 | uint32 | uint64](c *Curve, s *Scores, labels []int32, ev []uint64, kb uint, st []T) {
-	K, N := s.K, s.N
-	cs := uint(unsafe.Sizeof(T(0)))*8 - uint(bits.Len(uint(K-1))) // shift of the current exit
-	clear(st)
-	for k := 0; k < K; k++ {
-		pk := s.Pred[k][:N]
-		for i, y := range labels[:N] {
-			if pk[i] == y {
-				st[i] |= 1 << k
-			}
+// derive4 is derive for K = 4, the mean cost summed in CostModel.meanCost's
+// order (the same value); norm may be nil.
+//
+//go:noinline
+func derive4(hist, corr []int64, acc, mcost, speed, norm []float64, cum *[4]float64, nf, full float64) {
+	inf := math.Inf(1)
+	for q := range acc {
+		h := hist[4*q : 4*q+4]
+		s := 0.0
+		s += float64(h[0]) * cum[0]
+		s += float64(h[1]) * cum[1]
+		s += float64(h[2]) * cum[2]
+		s += float64(h[3]) * cum[3]
+		mc := s / nf
+		sp := inf
+		if mc > 0 {
+			sp = full / mc
 		}
-	}
-	var correct int64
-	for i, v := range st {
-		correct += int64(v >> (K - 1) & 1)
-		st[i] = v | T(K-1)<<cs
-	}
-	w := curveWriter{c: c, hist: make([]int64, K)}
-	w.hist[K-1] = int64(N)
-	w.emit(float32(math.Inf(1)), correct)
-	low, kmask := T(1)<<cs-1, uint32(1)<<kb-1
-	for a := 0; a < len(ev); {
-		key := uint32(ev[a] >> 32)
-		for ; a < len(ev) && uint32(ev[a]>>32) == key; a++ {
-			lo := uint32(ev[a])
-			i, k := lo>>kb, lo&kmask
-			v := st[i]
-			old := v >> cs
-			st[i] = v&low | T(k)<<cs
-			w.hist[old]--
-			w.hist[k]++
-			correct += int64(v>>k&1) - int64(v>>old&1)
+		acc[q], mcost[q], speed[q] = float64(corr[q])/nf, mc, sp
+		if norm != nil {
+			norm[q] = mc / full
 		}
-		w.emit(fromDescKey(key), correct)
-	}
-}
-
-// sweepLookup is sweepPacked for more exits than one word holds: the current
-// exit in its own array, correctness looked up in the predictions.
-func sweepLookup(c *Curve, s *Scores, labels []int32, ev []uint64, kb uint) {
-	K, N := s.K, s.N
-	cur := make([]int32, N)
-	var correct int64
-	for i := range cur {
-		cur[i] = int32(K - 1)
-		if s.Pred[K-1][i] == labels[i] {
-			correct++
-		}
-	}
-	w := curveWriter{c: c, hist: make([]int64, K)}
-	w.hist[K-1] = int64(N)
-	w.emit(float32(math.Inf(1)), correct)
-	kmask := uint32(1)<<kb - 1
-	for a := 0; a < len(ev); {
-		key := uint32(ev[a] >> 32)
-		for ; a < len(ev) && uint32(ev[a]>>32) == key; a++ {
-			lo := uint32(ev[a])
-			i, k := int(lo>>kb), int(lo&kmask)
-			old := cur[i]
-			cur[i] = int32(k)
-			w.hist[old]--
-			w.hist[k]++
-			y := labels[i]
-			if s.Pred[old][i] == y {
-				correct--
-			}
-			if s.Pred[k][i] == y {
-				correct++
-			}
-		}
-		w.emit(fromDescKey(key), correct)
 	}
 }
 
 // curveScratch is ExactCurveInto's working memory (events and the sort's
-// second buffer, the running maximum, the sweep's state words, the radix
-// counts), pooled so that repeated curves allocate and zero nothing in steady
+// second buffer, one sample's keys, the histogram, the radix counts), pooled so that repeated curves allocate and zero nothing in steady
 // state.
 type curveScratch struct {
 	ev, tmp []uint64
-	run     []uint32 // running maximum of the confidences, as keys
-	st      []uint64 // N state words, viewed as uint16/uint32/uint64 by K
+	keys    []uint32 // one sample's keys at exits 0..K−2 (buildEvents)
+	rec     []uint64 // and whether each is a record (1) or not (0)
+	hist    []int64  // the sweep's exit histogram
 	cnt     [3 << 13]uint32
 }
 
@@ -252,23 +369,6 @@ func grow[T any](s []T, n int) []T {
 		return make([]T, n)
 	}
 	return s[:n]
-}
-
-// curveWriter appends points to preallocated curve columns.
-type curveWriter struct {
-	c    *Curve
-	hist []int64
-	p    int
-}
-
-func (w *curveWriter) emit(tau float32, correct int64) {
-	K := len(w.hist)
-	w.c.Tau[w.p], w.c.Correct[w.p] = tau, correct
-	dst := w.c.Hist[w.p*K : (w.p+1)*K]
-	for k, h := range w.hist { // a loop, not copy: K is small and memmove's call costs more
-		dst[k] = h
-	}
-	w.p++
 }
 
 // descKey maps a float32 (not NaN) to a uint32 whose ascending order is the
@@ -290,6 +390,49 @@ func fromDescKey(k uint32) float32 {
 		b = ^b
 	}
 	return math.Float32frombits(b)
+}
+
+// scatter moves every v of src to dst[c[digit]] (post-increment), the digit
+// being (v >> shift) & mask: one radix pass. A function of its own so that the
+// loop keeps its few variables in registers (inlined into sortKeys it spilled
+// them and ran 2× slower).
+//
+//go:noinline
+func scatter(src, dst []uint64, c []uint32, shift uint, mask uint64) {
+	for _, v := range src {
+		j := (v >> shift) & mask
+		p := c[j]
+		dst[p] = v
+		c[j] = p + 1
+	}
+}
+
+// countDigits counts every digit of the keys of a in one pass: the counts of
+// digit d at cnt[d·nb : (d+1)·nb] (not inlined, for the reason scatter is not).
+//
+//go:noinline
+func countDigits(a []uint64, cnt []uint32, nb int, width, passes uint) {
+	mask := uint64(nb - 1)
+	c0 := cnt[:nb]
+	switch passes {
+	case 1:
+		for _, v := range a {
+			c0[(v>>32)&mask]++
+		}
+	case 2:
+		c1 := cnt[nb : 2*nb]
+		for _, v := range a {
+			c0[(v>>32)&mask]++
+			c1[(v>>(32+width))&mask]++
+		}
+	default:
+		c1, c2 := cnt[nb:2*nb], cnt[2*nb:3*nb]
+		for _, v := range a {
+			c0[(v>>32)&mask]++
+			c1[(v>>(32+width))&mask]++
+			c2[(v>>(32+2*width))&mask]++
+		}
+	}
 }
 
 // sortKeys sorts a by the upper 32 bits (the lower bits only travel along) and
@@ -325,25 +468,7 @@ func sortKeys(a, tmp []uint64, store *[3 << 13]uint32) []uint64 {
 	mask := uint64(nb - 1)
 	cnt := store[:int(passes)*nb] // counts of every digit (len(a) < 2^32: see ExactCurveInto)
 	clear(cnt)
-	switch passes {
-	case 1:
-		for _, v := range a {
-			cnt[(v>>32)&mask]++
-		}
-	case 2:
-		c1 := cnt[nb:]
-		for _, v := range a {
-			cnt[(v>>32)&mask]++
-			c1[(v>>(32+width))&mask]++
-		}
-	default:
-		c1, c2 := cnt[nb:], cnt[2*nb:]
-		for _, v := range a {
-			cnt[(v>>32)&mask]++
-			c1[(v>>(32+width))&mask]++
-			c2[(v>>(32+2*width))&mask]++
-		}
-	}
+	countDigits(a, cnt, nb, width, passes)
 	src, dst := a, tmp[:len(a)]
 	for d := range passes {
 		shift := 32 + d*width
@@ -355,11 +480,7 @@ func sortKeys(a, tmp []uint64, store *[3 << 13]uint32) []uint64 {
 		for i := range c {
 			sum, c[i] = sum+c[i], sum
 		}
-		for _, v := range src {
-			j := (v >> shift) & mask
-			dst[c[j]] = v
-			c[j]++
-		}
+		scatter(src, dst, c, shift, mask)
 		src, dst = dst, src
 	}
 	return src

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -230,5 +231,26 @@ func TestExactCurveInfAndRagged(t *testing.T) {
 				t.Fatalf("%+v point %d τ=%v: %d %v %v; brute %d %v %v", tc, p, c.Tau[p], pt.Correct, pt.Hist, pt.MeanCost, wc, wh, wm)
 			}
 		}
+	}
+}
+
+// More exits than an event can name is a clear error, not a wrong curve.
+func TestExactCurveRefusesTooManyExits(t *testing.T) {
+	K := MaxCurveExits + 1
+	conf, pred := make([][]float32, K), make([][]int32, K)
+	for k := range conf {
+		conf[k], pred[k] = []float32{0.5}, []int32{0}
+	}
+	s, err := NewScores(conf, pred, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cum := make([]float64, K)
+	for k := range cum {
+		cum[k] = float64(k + 1)
+	}
+	cost, _ := CostFromCumulative(cum)
+	if _, err := ExactCurve(s, []int32{0}, cost); err == nil || !strings.Contains(err.Error(), "at most 32768") {
+		t.Fatalf("want the exit bound, got %v", err)
 	}
 }

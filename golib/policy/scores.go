@@ -99,11 +99,19 @@ func NewScores(conf [][]float32, pred [][]int32, c int) (*Scores, error) {
 		if len(conf[k]) != n || len(pred[k]) != n {
 			return nil, xerr.Invalid("conf: exit %d has %d confidences and %d predictions, exit 0 has %d", k, len(conf[k]), len(pred[k]), n)
 		}
+		// one branch-free pass flags a bad row; a second finds the first one for the error
+		pk, bad := pred[k][:n], uint64(0)
+		for i, v := range conf[k] {
+			bad |= b2u(v != v) | b2u(uint64(int64(pk[i])) >= uint64(c))
+		}
+		if bad == 0 {
+			continue
+		}
 		for i, v := range conf[k] {
 			if v != v {
 				return nil, xerr.Invalid("conf: NaN at exit %d, row %d", k, i)
 			}
-			if p := pred[k][i]; p < 0 || int(p) >= c {
+			if p := pk[i]; p < 0 || int(p) >= c {
 				return nil, xerr.Invalid("pred: %d at exit %d, row %d is outside [0, %d)", p, k, i, c)
 			}
 		}
