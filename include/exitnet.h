@@ -813,7 +813,8 @@ int exitnet_policy_assign(struct ArrowArray* out, struct ArrowSchema* out_schema
  *  @param conf.. pred.. [in] scores, moved in. @param labels [in] int32/int64, N values
  *         in [0, C), moved in. @param n_classes [in] C. @param costs [in] K cumulative costs.
  *  @return EXITNET_OK; EXITNET_ERR_INVALID_ARGUMENT (shapes, labels out of range,
- *          NaN confidences, bad costs). */
+ *          NaN confidences, bad costs, more than 32768 exits: an event names its two
+ *          exits in 15 bits each). */
 int exitnet_policy_curve(struct ArrowArray* out, struct ArrowSchema* out_schema,
                          struct ArrowArray* conf, struct ArrowSchema* conf_schema,
                          struct ArrowArray* pred, struct ArrowSchema* pred_schema,
@@ -826,7 +827,8 @@ int exitnet_policy_curve(struct ArrowArray* out, struct ArrowSchema* out_schema,
  *  @param conf [in] n_exits x n_samples floats, exit-major ([K][N]); borrowed.
  *  @param pred [in] n_exits x n_samples int32 predictions in [0, C), exit-major; borrowed.
  *  @param labels [in] n_samples int64 labels in [0, C); borrowed.
- *  @param n_exits [in] K in 1..65536. @param n_samples [in] N >= 1 (K*N <= 2^46).
+ *  @param n_exits [in] K in 1..65536 (the curve itself takes at most 32768).
+ *         @param n_samples [in] N >= 1 (K*N <= 2^46).
  *  @param n_classes [in] C. @param costs [in] K cumulative costs.
  *  @return as exitnet_policy_curve, and EXITNET_ERR_INVALID_ARGUMENT for NULL arrays
  *          or sizes out of range (the message names the argument). */
