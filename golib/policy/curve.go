@@ -112,8 +112,7 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 		}
 	}
 	c.K, c.N, c.Full, c.First = K, N, cost.Full(), cost.Cum[0]
-	sweepEvents(c, s, labels, ev, kb, sc)
-	derive(c, cost)
+	sweepEvents(c, s, labels, cost, ev, kb, sc)
 	return c, nil
 }
 
@@ -212,10 +211,10 @@ func b2u(b bool) uint64 {
 	return 0
 }
 
-// sweepEvents walks the sorted events and writes τ, correct and the exit
-// histogram of every point. Point 0 is τ = +Inf (everyone at K−1); a point is
+// sweepEvents walks the sorted events and writes every column of every point
+// (K = 4: in one loop; other K: τ, correct and the histogram, then derive). Point 0 is τ = +Inf (everyone at K−1); a point is
 // written after the last event of each run of equal keys.
-func sweepEvents(c *Curve, s *Scores, labels []int32, ev []uint64, kb uint, sc *curveScratch) {
+func sweepEvents(c *Curve, s *Scores, labels []int32, cost CostModel, ev []uint64, kb uint, sc *curveScratch) {
 	K, N := s.K, s.N
 	sc.hist = grow(sc.hist, K)
 	hist := sc.hist
@@ -230,10 +229,12 @@ func sweepEvents(c *Curve, s *Scores, labels []int32, ev []uint64, kb uint, sc *
 	c.Tau[0], c.Correct[0] = float32(math.Inf(1)), correct
 	copy(c.Hist[:K], hist)
 	if K == 4 && kb == 2 {
-		sweep4(ev, c.Tau, c.Correct, c.Hist, 0, uint64(N)<<32, correct)
+		sweep4(ev, c, (*[4]float64)(cost.Cum), 0, uint64(N)<<32, correct)
+		derive(c, cost, 0, 1)
 		return
 	}
 	sweepK(ev, kb, c.Tau, c.Correct, c.Hist, hist, correct)
+	derive(c, cost, 0, len(c.Tau))
 }
 
 // sweepK is the sweep for any K: the histogram in memory, one increment and
@@ -267,8 +268,11 @@ func sweepK(ev []uint64, kb uint, tau []float32, corr, out, hist []int64, correc
 // memory, so no store-to-load chain between events.
 //
 //go:noinline
-func sweep4(ev []uint64, tau []float32, corr, out []int64, w0, w1 uint64, correct int64) {
+func sweep4(ev []uint64, c *Curve, cum *[4]float64, w0, w1 uint64, correct int64) {
 	d := &sweep4Deltas
+	tau, corr, out := c.Tau, c.Correct, c.Hist
+	acc, mcost, speed, norm := c.Accuracy, c.MeanCost, c.Speedup, c.Norm
+	nf, full, inf := float64(c.N), c.Full, math.Inf(1)
 	p := 1
 	for a, v := range ev {
 		x := uint32(v) & 63
@@ -278,9 +282,26 @@ func sweep4(ev []uint64, tau []float32, corr, out []int64, w0, w1 uint64, correc
 		if a+1 < len(ev) && uint32(ev[a+1]>>32) == uint32(v>>32) {
 			continue // a tie: the point is written after its last event
 		}
+		h0, h1, h2, h3 := int64(uint32(w0)), int64(w0>>32), int64(uint32(w1)), int64(w1>>32)
 		tau[p], corr[p] = fromDescKey(uint32(v>>32)), correct
 		h := out[4*p : 4*p+4]
-		h[0], h[1], h[2], h[3] = int64(uint32(w0)), int64(w0>>32), int64(uint32(w1)), int64(w1>>32)
+		h[0], h[1], h[2], h[3] = h0, h1, h2, h3
+		// the derived columns from the counts in registers, CostModel.meanCost's sum in its
+		// order (the same value); no loop-carried dependency, so the divisions overlap
+		s := 0.0
+		s += float64(h0) * cum[0]
+		s += float64(h1) * cum[1]
+		s += float64(h2) * cum[2]
+		s += float64(h3) * cum[3]
+		mc := s / nf
+		sp := inf
+		if mc > 0 {
+			sp = full / mc
+		}
+		acc[p], mcost[p], speed[p] = float64(correct)/nf, mc, sp
+		if norm != nil {
+			norm[p] = mc / full
+		}
 		p++
 	}
 }
@@ -301,16 +322,12 @@ var sweep4Deltas = func() (t struct {
 	return t
 }()
 
-// derive fills the accuracy, mean cost, speed-up and normalised cost of every
-// point from its histogram, in a loop of its own: the divisions of
+// derive fills the accuracy, mean cost, speed-up and normalised cost of points
+// [lo, hi) from their histograms, in a loop of its own: the divisions of
 // independent points pipeline.
-func derive(c *Curve, cost CostModel) {
-	if c.K == 4 {
-		derive4(c.Hist, c.Correct, c.Accuracy, c.MeanCost, c.Speedup, c.Norm, (*[4]float64)(cost.Cum), float64(c.N), c.Full)
-		return
-	}
+func derive(c *Curve, cost CostModel, lo, hi int) {
 	K, nf, full, norm := c.K, float64(c.N), c.Full, c.Norm != nil
-	for q := range c.Tau {
+	for q := lo; q < hi; q++ {
 		mc := cost.meanCost(c.Hist[q*K:(q+1)*K], c.N)
 		sp := math.Inf(1)
 		if mc > 0 {
@@ -319,31 +336,6 @@ func derive(c *Curve, cost CostModel) {
 		c.Accuracy[q], c.MeanCost[q], c.Speedup[q] = float64(c.Correct[q])/nf, mc, sp
 		if norm {
 			c.Norm[q] = mc / full
-		}
-	}
-}
-
-// derive4 is derive for K = 4, the mean cost summed in CostModel.meanCost's
-// order (the same value); norm may be nil.
-//
-//go:noinline
-func derive4(hist, corr []int64, acc, mcost, speed, norm []float64, cum *[4]float64, nf, full float64) {
-	inf := math.Inf(1)
-	for q := range acc {
-		h := hist[4*q : 4*q+4]
-		s := 0.0
-		s += float64(h[0]) * cum[0]
-		s += float64(h[1]) * cum[1]
-		s += float64(h[2]) * cum[2]
-		s += float64(h[3]) * cum[3]
-		mc := s / nf
-		sp := inf
-		if mc > 0 {
-			sp = full / mc
-		}
-		acc[q], mcost[q], speed[q] = float64(corr[q])/nf, mc, sp
-		if norm != nil {
-			norm[q] = mc / full
 		}
 	}
 }
