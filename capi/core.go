@@ -135,7 +135,7 @@ func exitnet_allocated_bytes(out *C.int64_t) C.int {
 		if out == nil {
 			return xerr.Invalid("out: NULL pointer")
 		}
-		*out = C.int64_t(cmem.AllocatedBytes())
+		*out = C.int64_t(cmem.AllocatedBytes()) + C.int64_t(rawmem.bytes.Load())
 		return nil
 	})
 }

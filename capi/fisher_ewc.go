@@ -6,6 +6,7 @@ package main
 import "C"
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/exitnet/exitnet/golib/arrowx"
@@ -234,4 +235,99 @@ func exitnet_ewc_penalty_into(outValue *C.double, outGrad *C.float, n C.int64_t,
 		*outValue = C.double(v)
 		return nil
 	}, penaltyArgs(pA, pS, aA, aS, fA, fS, int(nPairs))...)
+}
+
+//export exitnet_ewc_penalty_raw
+func exitnet_ewc_penalty_raw(outValue *C.double, outGrad *C.float, params *C.float, anchors **C.float, fishers **C.float,
+	n C.int64_t, nPairs C.int, lambda C.double) C.int {
+	return run("exitnet_ewc_penalty_raw", func() error {
+		if outValue == nil {
+			return xerr.Invalid("out_value: NULL pointer")
+		}
+		K := int(nPairs)
+		if K < 1 || K > 1<<16 {
+			return xerr.Invalid("n_pairs: %d, need 1..65536", K)
+		}
+		if anchors == nil || fishers == nil {
+			which := "anchors"
+			if anchors != nil {
+				which = "fishers"
+			}
+			return xerr.Invalid("%s: NULL pointer array", which)
+		}
+		theta, err := rawView[float32](unsafe.Pointer(params), int64(n), 1, "params", "n", "1")
+		if err != nil {
+			return err
+		}
+		as, fs := make([][]float32, K), make([][]float32, K)
+		ap, fp := unsafe.Slice(anchors, K), unsafe.Slice(fishers, K)
+		for k := range K {
+			if as[k], err = rawView[float32](unsafe.Pointer(ap[k]), int64(n), 1, fmt.Sprintf("anchors[%d]", k), "n", "1"); err != nil {
+				return err
+			}
+			if fs[k], err = rawView[float32](unsafe.Pointer(fp[k]), int64(n), 1, fmt.Sprintf("fishers[%d]", k), "n", "1"); err != nil {
+				return err
+			}
+		}
+		theta, as, fs = orEmpty(theta), orEmptyAll(as), orEmptyAll(fs)
+		var v float64
+		if outGrad == nil {
+			v, err = fisher.Penalty(theta, as, fs, float64(lambda))
+		} else {
+			dst := orEmpty(unsafe.Slice((*float32)(unsafe.Pointer(outGrad)), int(n)))
+			if name := overlapping(dst, theta, as, fs); name != "" {
+				return xerr.Invalid("out_grad: overlaps %s (the gradient must go to its own buffer)", name)
+			}
+			v, err = fisher.PenaltyGrad(dst, theta, as, fs, float64(lambda))
+		}
+		if err != nil {
+			return err
+		}
+		*outValue = C.double(v)
+		return nil
+	})
+}
+
+// orEmpty turns the nil view of zero values into an empty slice (PenaltyGrad
+// reads a nil dst as "no gradient").
+func orEmpty(v []float32) []float32 {
+	if v == nil {
+		return []float32{}
+	}
+	return v
+}
+
+func orEmptyAll(vs [][]float32) [][]float32 {
+	for i := range vs {
+		vs[i] = orEmpty(vs[i])
+	}
+	return vs
+}
+
+// overlapping names the first input whose memory overlaps dst ("" if none).
+func overlapping(dst, theta []float32, as, fs [][]float32) string {
+	if len(dst) == 0 {
+		return ""
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(dst)))
+	hi := lo + uintptr(len(dst))*4
+	over := func(v []float32) bool {
+		if len(v) == 0 {
+			return false
+		}
+		a := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+		return a < hi && lo < a+uintptr(len(v))*4
+	}
+	if over(theta) {
+		return "params"
+	}
+	for k := range as {
+		if over(as[k]) {
+			return fmt.Sprintf("anchors[%d]", k)
+		}
+		if over(fs[k]) {
+			return fmt.Sprintf("fishers[%d]", k)
+		}
+	}
+	return ""
 }

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -20,7 +21,8 @@ var rawmem = &rawAllocator{}
 // rawAllocator implements arrow's memory.Allocator over malloc/free, with
 // 64-byte aligned buffers (Arrow's recommended alignment).
 type rawAllocator struct {
-	real sync.Map // aligned address → malloc's pointer
+	real  sync.Map     // aligned address → malloc's pointer
+	bytes atomic.Int64 // live bytes (exitnet_allocated_bytes adds them to cmem's)
 }
 
 const rawAlign = 64
@@ -36,6 +38,7 @@ func (r *rawAllocator) Allocate(size int) []byte {
 	off := -uintptr(ptr) & (rawAlign - 1) // bytes up to the next 64-byte boundary
 	aligned := unsafe.Add(ptr, off)
 	r.real.Store(uintptr(aligned), ptr)
+	r.bytes.Add(int64(size))
 	return unsafe.Slice((*byte)(aligned), size)
 }
 
@@ -43,11 +46,13 @@ func (r *rawAllocator) Free(b []byte) {
 	p, ok := r.real.LoadAndDelete(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 	if ok {
 		C.free(p.(unsafe.Pointer))
+		r.bytes.Add(-int64(len(b)))
 	}
 }
 
 func (r *rawAllocator) Reallocate(size int, b []byte) []byte {
 	if cap(b) >= size {
+		r.bytes.Add(int64(size - len(b)))
 		return b[:size]
 	}
 	nb := r.Allocate(size)

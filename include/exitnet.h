@@ -668,6 +668,22 @@ int exitnet_ewc_penalty_into(double* out_value, float* out_grad, int64_t n,
                              struct ArrowArray* fishers, struct ArrowSchema* fishers_schemas,
                              int n_pairs, double lambda);
 
+/** exitnet_ewc_penalty_into with plain C arrays (no Arrow structs on the way in):
+ *  the fast path for a training step (Python takes it for numpy arrays and CPU tensors).
+ *  @param out_value [out] the value (accumulated in float64).
+ *  @param out_grad [out] n floats written, or NULL to skip the gradient; must not
+ *         overlap any input (refused, not computed, when it does).
+ *  @param params [in] n floats (theta); borrowed.
+ *  @param anchors, fishers [in] n_pairs pointers each, to n floats; borrowed.
+ *  @param n [in] P >= 0 (<= 2^46; the arrays may be NULL when n == 0).
+ *  @param n_pairs [in] K in 1..65536. @param lambda [in] finite, >= 0.
+ *  @return as exitnet_ewc_penalty_into, and EXITNET_ERR_INVALID_ARGUMENT for NULL
+ *          arrays, sizes out of range or an overlapping out_grad (the message names
+ *          the argument). */
+int exitnet_ewc_penalty_raw(double* out_value, float* out_grad, const float* params,
+                            const float* const* anchors, const float* const* fishers,
+                            int64_t n, int n_pairs, double lambda);
+
 /** Saves an EWC state atomically (temporary file in the same directory, fsync,
  *  rename): one Arrow IPC file, one record batch of P rows, float32 columns
  *  "fisher/0".."fisher/K-1" then "anchor/0".."anchor/M-1"; schema metadata

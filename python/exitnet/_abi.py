@@ -164,6 +164,7 @@ FUNCTIONS = {
     'exitnet_fisher_consolidate': (_c.c_int, [_c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_int, _c.c_char_p, _c.c_void_p, _c.c_double]),
     'exitnet_ewc_penalty': (_c.c_int, [_c.c_void_p, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_int, _c.c_double]),
     'exitnet_ewc_penalty_into': (_c.c_int, [_c.c_void_p, _c.c_void_p, _c.c_int64, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_int, _c.c_double]),
+    'exitnet_ewc_penalty_raw': (_c.c_int, [_c.c_void_p, _c.c_void_p, _c.c_void_p, _c.POINTER(_c.c_void_p), _c.POINTER(_c.c_void_p), _c.c_int64, _c.c_int, _c.c_double]),
     'exitnet_fisher_state_save': (_c.c_int, [_c.c_char_p, _c.POINTER(_c.c_char_p), _c.c_void_p, _c.c_void_p, _c.c_int64, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_int, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_int, _c.POINTER(_c.c_char_p), _c.POINTER(_c.c_char_p), _c.c_int]),
     'exitnet_fisher_state_load': (_c.c_int, [_c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_char_p]),
     'exitnet_policy_cost_cumulative': (_c.c_int, [_c.c_void_p, _c.c_void_p, _c.c_void_p, _c.c_int]),

@@ -250,6 +250,56 @@ int main(void) {
     CHECK(strstr(exitnet_last_error(), "NaN at exit 1, row 1") != NULL, "%s", exitnet_last_error());
   }
 
+  /* ---- EWC penalty from plain arrays, 2 pairs, ragged length (past the 8-wide kernel) ---- */
+  {
+    enum { P = 1037 };
+    static float th[P], a0[P], a1[P], f0[P], f1[P], g[P];
+    for (int i = 0; i < P; i++) {
+      th[i] = frand();
+      a0[i] = frand();
+      a1[i] = frand();
+      f0[i] = frand() + 1.0f;
+      f1[i] = 0.5f * (frand() + 1.0f);
+    }
+    const float* as[2] = {a0, a1};
+    const float* fs[2] = {f0, f1};
+    const double lam = 3.0;
+    double v = -1, want = 0;
+    int bad = 0;
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v, g, th, as, fs, P, 2, lam), EXITNET_OK);
+    for (int i = 0; i < P; i++) {
+      double d0 = (double)th[i] - a0[i], d1 = (double)th[i] - a1[i];
+      double gi = lam * ((double)f0[i] * d0 + (double)f1[i] * d1);
+      want += lam / 2 * ((double)f0[i] * d0 * d0 + (double)f1[i] * d1 * d1);
+      if (!close_rel(g[i], gi, 1e-5)) bad++;
+    }
+    CHECK(close_rel(v, want, 1e-6), "penalty raw value %.9g, double loop %.9g", v, want);
+    CHECK(bad == 0, "penalty raw: %d gradient values differ from the double loop", bad);
+    double v2 = -1;
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, NULL, th, as, fs, P, 2, lam), EXITNET_OK);
+    CHECK(v2 == v, "value without the gradient %.17g != %.17g", v2, v);
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, NULL, NULL, NULL, NULL, 0, 1, lam), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "anchors: NULL") != NULL, "%s", exitnet_last_error());
+    const float* none[1] = {NULL};
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, NULL, NULL, none, none, 0, 1, lam), EXITNET_OK);
+    CHECK(v2 == 0, "empty penalty %g", v2);
+    CHECK_STATUS(exitnet_ewc_penalty_raw(NULL, g, th, as, fs, P, 2, lam), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "out_value: NULL") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, g, th, as, fs, P, 0, lam), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "n_pairs: 0") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, g, th, as, fs, -1, 2, lam), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "n: -1") != NULL, "%s", exitnet_last_error());
+    const float* hole[2] = {a0, NULL};
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, g, th, hole, fs, P, 2, lam), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "anchors[1]: NULL") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, th + 5, th, as, fs, P, 2, lam), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "out_grad: overlaps params") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, f1, th, as, fs, P, 2, lam), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "out_grad: overlaps fishers[1]") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_ewc_penalty_raw(&v2, g, th, as, fs, P, 2, -1.0), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "lambda") != NULL, "%s", exitnet_last_error());
+  }
+
   int64_t bytes1 = -1, handles1 = -1;
   CHECK_STATUS(exitnet_allocated_bytes(&bytes1), EXITNET_OK);
   CHECK_STATUS(exitnet_live_handles(&handles1), EXITNET_OK);
