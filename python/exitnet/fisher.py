@@ -58,30 +58,31 @@ array([0.25, 0.25], dtype=float32)
 from __future__ import annotations
 
 import ctypes
-import json
-import math
-import operator
 import os
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import pyarrow as pa
 
 from . import _abi, _lib
-from ._arrow import (
-    ArrowIn,
-    ArrowInMany,
-    ArrowOut,
-    as_floats,
-    float32_numpy,
-    as_matrix,
-    as_tensor,
-    is_arrow,
-    matrix_numpy,
-    matrix_to_numpy,
-    to_numpy,
+from ._arrow import ArrowIn, ArrowOut, as_floats, as_matrix, as_tensor, is_arrow, matrix_numpy, to_numpy
+from ._errors import InvalidArgumentError, InvalidStateError
+# Argument helpers, the free functions and the state files live in their own modules;
+# they are re-exported here, where they have always been imported from.
+from ._fisher_args import (  # noqa: F401
+    _addr,
+    _dim,
+    _f32,
+    _label_mode_of,
+    _layout_arrays,
+    _layout_of,
+    _pair,
+    _raw_weights,
+    _rows_2d,
+    _weights_in,
 )
-from ._errors import ExitnetMemoryError, InvalidArgumentError, InvalidStateError
+from ._fisher_ewc import _as_list, _keys_of, class_probs, consolidate, ewc_penalty, sample_labels  # noqa: F401
+from ._fisher_state import load_state, save_state
 
 __all__ = [
     "LABEL_MODES",
@@ -99,109 +100,6 @@ LabelMode = Literal["empirical", "sampled", "argmax", "exact", "batched"]
 
 _h = ctypes.c_void_p
 _Geometry = _abi.exitnet_conv2d_geometry
-
-
-
-
-def _dim(d: Any, name: str) -> int:
-    """One shape entry: an integer (4.5 or "4" is an error, never truncated)."""
-    if isinstance(d, (bool, np.bool_)):
-        raise InvalidArgumentError(f"layout: parameter {name!r} has a bool dimension {d!r}")
-    try:
-        v = operator.index(d)
-    except TypeError:
-        raise InvalidArgumentError(f"layout: parameter {name!r} has a non-integer dimension {d!r}") from None
-    if not -(2**63) <= v < 2**63:
-        raise ExitnetMemoryError(f"layout: parameter {name!r} has dimension {v}, beyond a 64-bit size")
-    return v
-
-
-def _layout_arrays(layout: Mapping[str, Sequence[int]]) -> tuple[Any, Any, Any, int, list]:
-    names = list(layout)
-    shapes = []
-    for n in names:
-        if not isinstance(n, str):
-            raise InvalidArgumentError(f"layout: parameter names must be str, got {n!r}")
-        shp = layout[n]
-        if isinstance(shp, (str, bytes)) or not hasattr(shp, "__iter__"):
-            shp = (shp,)
-        shapes.append(tuple(_dim(d, n) for d in shp))
-    enc = [n.encode() for n in names]
-    c_names = (ctypes.c_char_p * max(len(enc), 1))(*enc)
-    c_ndims = (ctypes.c_int64 * max(len(shapes), 1))(*[len(s) for s in shapes])
-    flat = [d for s in shapes for d in s]
-    c_dims = (ctypes.c_int64 * max(len(flat), 1))(*flat)
-    return c_names, c_ndims, c_dims, len(names), shapes
-
-
-def _layout_of(h: Any) -> dict[str, tuple[int, ...]]:
-    """The layout of a native accumulator (from the library, not from a file)."""
-    n = ctypes.c_int64()
-    _lib.call("exitnet_fisher_num_params", ctypes.byref(n), h)
-    out: dict[str, tuple[int, ...]] = {}
-    need, ndim, dims = ctypes.c_size_t(), ctypes.c_int64(), (ctypes.c_int64 * 16)()
-    buf = ctypes.create_string_buffer(256)
-    for i in range(n.value):
-        try:
-            _lib.call("exitnet_fisher_param", h, i, buf, len(buf), ctypes.byref(need), ctypes.byref(ndim), dims)
-        except InvalidArgumentError:
-            if need.value <= len(buf):
-                raise
-            buf = ctypes.create_string_buffer(need.value)
-            _lib.call("exitnet_fisher_param", h, i, buf, len(buf), ctypes.byref(need), ctypes.byref(ndim), dims)
-        out[buf.value.decode()] = tuple(int(d) for d in dims[: ndim.value])
-    return out
-
-
-def _label_mode_of(h: Any) -> str:
-    buf = ctypes.create_string_buffer(32)
-    _lib.call("exitnet_fisher_label_mode", buf, len(buf), h)
-    return buf.value.decode()
-
-
-_f32 = float32_numpy
-
-
-def _pair(v: Any, name: str) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    t = tuple(int(x) for x in v)
-    if len(t) != 2:
-        raise InvalidArgumentError(f"{name}: expected an int or a pair, got {v!r}")
-    return t  # type: ignore[return-value]
-
-
-def _weights_in(weights: Any) -> ArrowIn | None:
-    if weights is None:
-        return None
-    return ArrowIn(as_floats(_f32(weights, "weights").reshape(-1), "weights"))
-
-
-def _raw_weights(weights: Any, n: int) -> np.ndarray | None:
-    """Row weights for a raw-pointer update: None or n contiguous float32 values (the
-    C side cannot check a raw pointer's length, so the count is checked here)."""
-    if weights is None:
-        return None
-    w = _f32(weights, "weights").reshape(-1)
-    if w.size != n:
-        raise InvalidArgumentError(f"weights: {w.size} values for {n} rows")
-    return w
-
-
-def _addr(a: np.ndarray | None) -> int | None:
-    return None if a is None else a.ctypes.data
-
-
-def _rows_2d(rows: Any) -> np.ndarray:
-    """(N, P') float32 view of per-sample rows: a 1-D array is one sample, more
-    dimensions are flattened per row (explicit width: reshape(0, -1) is ambiguous)."""
-    r = _f32(rows, "rows")
-    if r.ndim == 1:  # one sample
-        r = r.reshape(1, -1)
-    p = math.prod(r.shape[1:])
-    if p == 0:
-        raise InvalidArgumentError(f"rows: rows must have at least one value, got shape {r.shape}")
-    return r.reshape(r.shape[0], p)
 
 
 class FisherAccumulator:
@@ -457,184 +355,3 @@ class FisherAccumulator:
         """Zero the sums and the count."""
         _lib.call("exitnet_fisher_reset", self._handle())
 
-
-# -- free functions --------------------------------------------------------------
-
-def sample_labels(logits: Any, seed: int, *, row_offset: int = 0) -> np.ndarray:
-    """One label per row drawn from ``softmax(logits)`` (label mode ``"sampled"``).
-
-    Deterministic: row r uses ``splitmix64(splitmix64(seed) ^ (r + row_offset))``, so
-    the labels depend only on the seed, the global row index and the logits (pass
-    ``row_offset`` = index of the batch's first row to make batches agree with one
-    call). Returns int32 (N,).
-    """
-    a = ArrowIn(as_matrix(_f32(logits, "logits"), "logits"))
-    out = ArrowOut()
-    _lib.call("exitnet_fisher_sample_labels", out.array, out.schema, a.array, a.schema,
-              int(seed) & (2**64 - 1), int(row_offset))
-    return out.to_array().to_numpy(zero_copy_only=True)
-
-
-def class_probs(logits: Any) -> np.ndarray:
-    """``p(c|x) = softmax(logits)`` per row, computed in float64 (N, C) float32."""
-    a = ArrowIn(as_matrix(_f32(logits, "logits"), "logits"))
-    out = ArrowOut()
-    _lib.call("exitnet_fisher_class_probs", out.array, out.schema, a.array, a.schema)
-    return matrix_to_numpy(out.to_array())
-
-
-def _keys_of(ds: Sequence[Mapping[str, Any]], what: str) -> list[str]:
-    keys = list(ds[0])
-    for k, d in enumerate(ds):
-        if set(d) != set(keys):
-            raise InvalidArgumentError(f"{what}: entry {k} has parameters {sorted(d)}, entry 0 has {sorted(keys)}")
-    return keys
-
-
-def consolidate(fishers: Sequence[Mapping[str, Any]], mode: Literal["separate", "sum", "weighted", "online"] = "sum",
-                weights: Sequence[float] | None = None, gamma: float = 1.0) -> Any:
-    """Combine the Fishers of several exits (oldest first).
-
-    * ``"separate"``: the list itself (copies), for one penalty term per exit;
-    * ``"sum"``: ``Σ_k F_k``;  ``"weighted"``: ``Σ_k c_k F_k`` with ``weights``;
-    * ``"online"``: ``F ← F_0``, then ``F ← γ·F + F_k``, ``γ ∈ (0, 1]``.
-
-    Returns a list of dicts for ``"separate"``, else one dict ``name -> float32 array``.
-    """
-    fishers = list(fishers)
-    if not fishers:
-        raise InvalidArgumentError("fishers: empty list")
-    keys = _keys_of(fishers, "fishers")
-    if mode == "separate":
-        if weights is not None:
-            raise InvalidArgumentError('weights: only used by mode "weighted"')
-        return [{n: np.array(_f32(f[n], "fishers"), copy=True) for n in keys} for f in fishers]
-    c_w = None
-    if weights is not None:
-        w = [float(x) for x in weights]
-        if len(w) != len(fishers):
-            raise InvalidArgumentError(f"weights: {len(w)} weights for {len(fishers)} Fishers")
-        c_w = (ctypes.c_double * len(w))(*w)
-    out: dict[str, np.ndarray] = {}
-    for n in keys:
-        arrs = [_f32(f[n], "fishers") for f in fishers]
-        shape = arrs[0].shape
-        ins = ArrowInMany([pa.array(a.reshape(-1), type=pa.float32()) for a in arrs])
-        o = ArrowOut()
-        _lib.call("exitnet_fisher_consolidate", o.array, o.schema, ins.array, ins.schema, len(arrs),
-                  str(mode).encode(), c_w, float(gamma))
-        out[n] = o.to_array().to_numpy(zero_copy_only=True).reshape(shape)
-    return out
-
-
-def _as_list(x: Any) -> list[Mapping[str, Any]]:
-    if isinstance(x, Mapping):
-        return [x]
-    return list(x)
-
-
-def ewc_penalty(params: Mapping[str, Any], fishers: Any, anchors: Any, lam: float, *,
-                out: Mapping[str, np.ndarray] | None = None) -> tuple[float, dict[str, np.ndarray]]:
-    """EWC penalty value and gradient over numpy buffers (Go SIMD kernel, one fused pass).
-
-    ``value = λ/2 · Σ_k Σ_i F_{k,i} (θ_i − θ*_{k,i})²`` and ``grad = λ · Σ_k F_k (θ − θ*_k)``.
-    ``fishers`` and ``anchors`` are one mapping each or equal-length sequences of
-    mappings (one (F, θ*) pair per earlier stage; the same argument order as
-    :func:`exitnet.torch.ewc_penalty`); every mapping must hold every
-    parameter of ``params``. ``lam ≥ 0``. Returns ``(value, {name: grad})``. ``out``:
-    preallocated float32 C-contiguous gradient arrays per name, written in place and
-    returned (saves the allocation and page faults of a new array on repeated calls).
-    For a training step use :func:`exitnet.torch.ewc_penalty` (autograd, any device).
-    """
-    anchors, fishers = _as_list(anchors), _as_list(fishers)
-    if len(anchors) != len(fishers):
-        raise InvalidArgumentError(f"anchors: {len(anchors)} anchors for {len(fishers)} Fishers")
-    total = 0.0
-    grads: dict[str, np.ndarray] = {}
-    if not params:
-        if not (float(lam) >= 0 and math.isfinite(float(lam))):
-            raise InvalidArgumentError(f"lambda: {lam} must be finite and >= 0")
-        return 0.0, grads
-    for n, p in params.items():
-        theta = _f32(p, "params")
-        for what, lst in (("anchors", anchors), ("fishers", fishers)):
-            for k, d in enumerate(lst):
-                if n not in d:
-                    raise InvalidArgumentError(f"{what}: entry {k} lacks parameter {n!r}")
-        t_in = ArrowIn(pa.array(theta.reshape(-1), type=pa.float32()))
-        a_in = ArrowInMany([pa.array(_f32(d[n], "anchors").reshape(-1), type=pa.float32()) for d in anchors])
-        f_in = ArrowInMany([pa.array(_f32(d[n], "fishers").reshape(-1), type=pa.float32()) for d in fishers])
-        if out is not None and n in out:
-            g = out[n]
-            if not (isinstance(g, np.ndarray) and g.dtype == np.float32 and g.flags.c_contiguous
-                    and g.flags.writeable and g.shape == theta.shape):
-                raise InvalidArgumentError(
-                    f"out: {n!r} must be a writable C-contiguous float32 array of shape {theta.shape}")
-        else:
-            g = np.empty(theta.shape, np.float32)
-        v = ctypes.c_double()
-        _lib.call("exitnet_ewc_penalty_into", ctypes.byref(v), g.ctypes.data if g.size else None, g.size,
-                  t_in.array, t_in.schema, a_in.array, a_in.schema, f_in.array, f_in.schema, len(fishers), float(lam))
-        total += v.value
-        grads[n] = g
-    return total, grads
-
-
-def save_state(path: str | os.PathLike, fishers: list[Mapping[str, Any]], anchors: list[Mapping[str, Any]],
-               meta: Mapping[str, Any] | None = None) -> None:
-    """Save Fishers (one per exit, or consolidated), anchors (one per stage) and
-    metadata as one Arrow IPC file, atomically (temp file, fsync, rename: a failed
-    save leaves the previous file intact).
-
-    Every mapping must have the same parameters and shapes (the layout is taken from
-    the first). ``meta`` values are stored as JSON (e.g. ``n_samples``, ``label_mode``,
-    ``granularity``, ``normalisation``, ``lam``). The file is plain Arrow: readable
-    with ``pyarrow.ipc.open_file``; columns ``fisher/k`` and ``anchor/k``.
-    """
-    fishers, anchors = list(fishers), list(anchors)
-    both = fishers + anchors
-    if not both:
-        raise InvalidArgumentError("fishers/anchors: nothing to save")
-    keys = _keys_of(both, "fishers/anchors")
-    layout = {n: tuple(np.shape(to_numpy(both[0][n], "fishers"))) for n in keys}
-    names, ndims, dims, npar, _ = _layout_arrays(layout)
-
-    def flat(d: Mapping[str, Any], what: str) -> pa.Array:
-        parts = []
-        for n in keys:
-            a = _f32(d[n], what)
-            if a.shape != layout[n]:
-                raise InvalidArgumentError(f"{what}: parameter {n!r} has shape {a.shape}, expected {layout[n]}")
-            parts.append(a.reshape(-1))
-        return pa.array(np.concatenate(parts) if parts else np.empty(0, np.float32), type=pa.float32())
-
-    f_in = ArrowInMany([flat(f, "fishers") for f in fishers])
-    a_in = ArrowInMany([flat(a, "anchors") for a in anchors])
-    meta = dict(meta or {})
-    mk = [str(k).encode() for k in meta]
-    mv = [json.dumps(v).encode() for v in meta.values()]
-    c_mk = (ctypes.c_char_p * max(len(mk), 1))(*mk)
-    c_mv = (ctypes.c_char_p * max(len(mv), 1))(*mv)
-    _lib.call("exitnet_fisher_state_save", os.fsencode(os.fspath(path)), names, ndims, dims, npar,
-              f_in.array, f_in.schema, len(fishers), a_in.array, a_in.schema, len(anchors), c_mk, c_mv, len(mk))
-
-
-def load_state(path: str | os.PathLike) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], dict[str, Any]]:
-    """Load and validate a file written by :func:`save_state` (checksum, structure,
-    values). Returns ``(fishers, anchors, meta)``. A truncated or corrupted file
-    raises :class:`exitnet.ExitnetIOError`."""
-    out = ArrowOut()
-    _lib.call("exitnet_fisher_state_load", out.array, out.schema, os.fsencode(os.fspath(path)))
-    batch = out.to_batch()
-    md = {k.decode(): v.decode() for k, v in (batch.schema.metadata or {}).items()}
-    layout = [(p["name"], tuple(p["shape"])) for p in json.loads(md["exitnet.layout"])]
-    meta = {k: json.loads(v) for k, v in json.loads(md["exitnet.meta"]).items()}
-    offsets = np.concatenate([[0], np.cumsum([int(np.prod(s, dtype=np.int64)) for _, s in layout])]).tolist()
-
-    def split(col: pa.Array) -> dict[str, np.ndarray]:
-        flat = col.to_numpy(zero_copy_only=True)
-        return {n: flat[offsets[i]:offsets[i + 1]].reshape(s) for i, (n, s) in enumerate(layout)}
-
-    fishers = [split(batch.column(i)) for i, f in enumerate(batch.schema) if f.name.startswith("fisher/")]
-    anchors = [split(batch.column(i)) for i, f in enumerate(batch.schema) if f.name.startswith("anchor/")]
-    return fishers, anchors, meta

@@ -48,17 +48,32 @@ Example
 
 from __future__ import annotations
 
-import ctypes
-from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from . import _abi, _lib
-from ._arrow import (ArrowIn, ArrowInMany, ArrowOut, _float32_numpy, _is_torch, as_ints, as_matrix, int_numpy,
-                     is_arrow)
+from . import _lib
+from ._arrow import ArrowOut, int_numpy, is_arrow
 from ._errors import InvalidArgumentError
+# Scores, costs and results, and the calibration live in their own modules; re-exported
+# here, where they have always been imported from.
+from ._policy_calibrate import _summary, accuracy_at_budgets, auc, calibrate, speedup_at_iso_accuracy  # noqa: F401
+from ._policy_cost import Calibration, CostModel, Point, _cost, _labels, _point  # noqa: F401
+from ._policy_scores import (  # noqa: F401
+    MEASURES,
+    METHODS,
+    Measure,
+    Method,
+    Scores,
+    _dp,
+    _exit_arrays,
+    _fp,
+    _i64p,
+    _np,
+    _Point,
+    confidence,
+)
 
 __all__ = [
     "MEASURES",
@@ -76,264 +91,6 @@ __all__ = [
     "auc",
     "plot_curve",
 ]
-
-#: Confidence measures and calibration methods by name (enums of include/exitnet.h).
-MEASURES = {k.lower(): v for k, v in _abi.POLICY_MEASURE.items()}
-METHODS = {k.lower(): v for k, v in _abi.POLICY_METHOD.items()}
-
-Measure = Literal["max_softmax", "entropy", "margin", "patience"]
-Method = Literal["global", "msdnet", "per_exit"]
-
-_dp = ctypes.POINTER(ctypes.c_double)
-_fp = ctypes.POINTER(ctypes.c_float)
-_i64p = ctypes.POINTER(ctypes.c_int64)
-_Point = _abi.exitnet_policy_point
-
-def _exit_arrays(logits: Any, name: str) -> list[pa.Array]:
-    """K pyarrow matrices from a list of K arrays or one (K, N, C) array."""
-    if isinstance(logits, pa.ChunkedArray):
-        logits = logits.combine_chunks()
-    if isinstance(logits, pa.Array):
-        raise InvalidArgumentError(
-            f"{name}: one Arrow array holds one exit; pass a list of K arrays (one per exit)")
-    if isinstance(logits, (list, tuple)):
-        if len(logits) == 0:
-            raise InvalidArgumentError(f"{name}: empty list (need one array per exit)")
-        return [as_matrix(x, f"{name}[{k}]") for k, x in enumerate(logits)]
-    if _is_torch(logits) or isinstance(logits, np.ndarray):
-        shape = tuple(logits.shape)
-        if len(shape) != 3:
-            raise InvalidArgumentError(
-                f"{name}: expected a (K, N, C) array or a list of K (N, C) arrays, got shape {shape}")
-        if shape[0] == 0:
-            raise InvalidArgumentError(f"{name}: no exits (K = 0)")
-        return [as_matrix(logits[k], f"{name}[{k}]") for k in range(shape[0])]
-    raise InvalidArgumentError(
-        f"{name}: expected a list of K arrays or a (K, N, C) array, got {type(logits).__name__}")
-
-
-@dataclass
-class Scores:
-    """Confidences and predictions of N samples at K exits (exit-major).
-
-    Attributes
-    ----------
-    confidence : np.ndarray, (K, N) float32
-    prediction : np.ndarray, (K, N) int32 (argmax of the logits, first on ties)
-    n_classes : int
-    measure : str (``"custom"`` for :meth:`from_arrays`)
-    """
-
-    confidence: np.ndarray
-    prediction: np.ndarray
-    n_classes: int
-    measure: str = "custom"
-
-    @classmethod
-    def from_arrays(cls, confidence: Any, prediction: Any, n_classes: int) -> "Scores":
-        """Wrap your own (K, N) confidences (higher = more confident) and predictions."""
-        conf = np.ascontiguousarray(_np(confidence, "confidence"), dtype=np.float32)
-        pred = np.ascontiguousarray(_np(prediction, "prediction"), dtype=np.int32)
-        if conf.ndim != 2 or pred.shape != conf.shape:
-            raise InvalidArgumentError(
-                f"confidence, prediction: need two (K, N) arrays of the same shape, got {conf.shape} and {pred.shape}")
-        return cls(conf, pred, int(n_classes))
-
-    @property
-    def n_exits(self) -> int:
-        return int(self.confidence.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.confidence.shape[1])
-
-    def _arrow(self, prefix: str = "") -> tuple[ArrowIn, ArrowIn]:
-        if self.confidence.shape[1] == 0:
-            raise InvalidArgumentError(f"{prefix}confidences: no samples (N = 0)")
-        return (ArrowIn(as_matrix(self.confidence, prefix + "confidences")),
-                ArrowIn(pa.array(self.prediction.reshape(-1), type=pa.int32())))
-
-    def _raw(self, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
-        """Contiguous (K, N) float32 confidences and int32 predictions for a raw-pointer call."""
-        if self.confidence.ndim != 2 or self.confidence.shape[1] == 0:
-            raise InvalidArgumentError(f"{prefix}confidences: need a (K, N) array with N >= 1, got shape "
-                                       f"{self.confidence.shape}")
-        conf = _float32_numpy(np.asarray(self.confidence), prefix + "confidences")
-        pred = np.asarray(self.prediction)
-        if pred.shape != conf.shape:
-            raise InvalidArgumentError(f"{prefix}predictions: shape {pred.shape}, confidences are {conf.shape}")
-        if pred.dtype != np.int32:
-            pred = int_numpy(pred.reshape(-1), prefix + "predictions", dtype=np.int32).reshape(conf.shape)
-        return conf, np.ascontiguousarray(pred)
-
-    def __repr__(self) -> str:
-        return f"Scores(measure={self.measure!r}, exits={self.n_exits}, samples={self.n_samples}, classes={self.n_classes})"
-
-
-def _np(x: Any, name: str) -> np.ndarray:
-    if _is_torch(x):
-        return x.detach().cpu().numpy()
-    if isinstance(x, (pa.Array, pa.ChunkedArray)):
-        return x.to_numpy(zero_copy_only=False)
-    return np.asarray(x)
-
-
-def confidence(logits: Any, measure: Measure = "max_softmax",
-               temperature: float | Sequence[float] | None = None) -> Scores:
-    """Confidence and prediction of every sample at every exit.
-
-    Parameters
-    ----------
-    logits : list of K (N, C) arrays or a (K, N, C) array (numpy, torch, pyarrow), float32.
-    measure : ``"max_softmax"``, ``"entropy"``, ``"margin"`` or ``"patience"`` (see the module doc).
-    temperature : None, one float for every exit, or K floats (> 0) dividing each exit's logits.
-
-    Returns
-    -------
-    Scores
-        ``.confidence`` and ``.prediction``, both (K, N).
-    """
-    if isinstance(logits, Scores):
-        return logits
-    if measure not in MEASURES:
-        raise InvalidArgumentError(f"measure: {measure!r} is not one of {', '.join(MEASURES)}")
-    arrs = _exit_arrays(logits, "logits")
-    k = len(arrs)
-    temps = None
-    if temperature is not None:
-        t = np.atleast_1d(np.asarray(temperature, dtype=np.float32))
-        if t.size == 1:
-            t = np.full(k, t[0], dtype=np.float32)
-        if t.size != k:
-            raise InvalidArgumentError(f"temperature: {t.size} values for {k} exits (need 1 or K)")
-        temps = (ctypes.c_float * k)(*t.tolist())
-    n_classes = arrs[0].type.list_size if pa.types.is_fixed_size_list(arrs[0].type) else \
-        arrs[0].storage.type.list_size
-    ins = ArrowInMany(arrs)
-    oc, op = ArrowOut(), ArrowOut()
-    _lib.call("exitnet_policy_confidences", oc.array, oc.schema, op.array, op.schema,
-              ins.array, ins.schema, k, MEASURES[measure], temps)
-    conf = oc.to_array()
-    pred = op.to_array()
-    n = len(conf.flatten()) // k
-    return Scores(conf.flatten().to_numpy(zero_copy_only=True).reshape(k, n),
-                  pred.to_numpy(zero_copy_only=True).reshape(k, n), int(n_classes), measure)
-
-
-class CostModel:
-    """Declared cost of leaving at each exit (MACs or any unit shared by all exits).
-
-    ``costs[k] = Σ_{j≤k} (stage_macs[j] + head_macs[j])``; negative costs, a zero total
-    or (for :meth:`from_cumulative`) decreasing costs are errors. ``exitnet.torch``'s
-    ``stage_costs(stages, heads, example_input)`` counts the MACs.
-    """
-
-    def __init__(self, stage_macs: Sequence[float], head_macs: Sequence[float] | None = None) -> None:
-        s = np.ascontiguousarray(stage_macs, dtype=np.float64).reshape(-1)
-        h = np.zeros_like(s) if head_macs is None else np.ascontiguousarray(head_macs, dtype=np.float64).reshape(-1)
-        if s.size == 0:
-            raise InvalidArgumentError("stage_macs: empty")
-        if h.size != s.size:
-            raise InvalidArgumentError(f"head_macs: {h.size} values, stage_macs has {s.size} (need one per exit)")
-        out = np.empty_like(s)
-        _lib.call("exitnet_policy_cost_cumulative", out.ctypes.data_as(_dp), s.ctypes.data_as(_dp),
-                  h.ctypes.data_as(_dp), int(s.size))
-        self.stage_macs, self.head_macs, self.costs = s, h, out
-
-    @classmethod
-    def from_cumulative(cls, costs: Sequence[float]) -> "CostModel":
-        """Cost model from the cost of leaving at each exit (must not decrease)."""
-        c = np.ascontiguousarray(costs, dtype=np.float64).reshape(-1)
-        if c.size == 0:
-            raise InvalidArgumentError("costs: empty")
-        bad = np.flatnonzero(~np.isfinite(c) | (c < 0))
-        if bad.size:
-            raise InvalidArgumentError(f"costs: exit {bad[0]} has {c[bad[0]]:g}, need a finite value >= 0")
-        dec = np.flatnonzero(np.diff(c) < 0)
-        if dec.size:
-            k = int(dec[0]) + 1
-            raise InvalidArgumentError(
-                f"costs: exit {k} costs {c[k]:g} < exit {k - 1}'s {c[k - 1]:g} (cumulative costs cannot decrease)")
-        if not c[-1] > 0:
-            raise InvalidArgumentError("costs: total cost is 0 (speed-up undefined)")
-        self = cls.__new__(cls)
-        self.stage_macs, self.head_macs, self.costs = None, None, c
-        return self
-
-    @classmethod
-    def uniform(cls, n_exits: int) -> "CostModel":
-        """Every exit adds one unit: ``costs[k] = k + 1``."""
-        return cls(np.ones(n_exits), np.zeros(n_exits))
-
-    @property
-    def n_exits(self) -> int:
-        return int(self.costs.size)
-
-    @property
-    def full(self) -> float:
-        """Cost of the whole network (leaving at the last exit)."""
-        return float(self.costs[-1])
-
-    def _c(self, k: int) -> Any:
-        if self.costs.size != k:
-            raise InvalidArgumentError(f"cost: {self.costs.size} exits in the cost model, {k} in the logits")
-        return self.costs.ctypes.data_as(_dp)
-
-    def __repr__(self) -> str:
-        return f"CostModel(costs={self.costs.tolist()})"
-
-
-def _cost(cost: CostModel | Sequence[float] | None, k: int) -> CostModel:
-    if cost is None:
-        return CostModel.uniform(k)
-    if isinstance(cost, CostModel):
-        return cost
-    return CostModel.from_cumulative(cost)
-
-
-def _labels(labels: Any, name: str) -> ArrowIn:
-    return ArrowIn(as_ints(labels, name))
-
-
-@dataclass
-class Point:
-    """An operating point. ``tau`` is the global threshold (NaN for per-exit ones)."""
-
-    tau: float
-    correct: int
-    n: int
-    accuracy: float
-    mean_cost: float
-    speedup: float
-    exit_histogram: np.ndarray = field(repr=False)
-
-
-def _point(p: _Point, hist: np.ndarray) -> Point:
-    return Point(float(p.tau), int(p.correct), int(p.n), float(p.accuracy), float(p.mean_cost),
-                 float(p.speedup), hist)
-
-
-@dataclass
-class Calibration:
-    """Thresholds chosen on validation and their validation and test points."""
-
-    method: str
-    thresholds: np.ndarray
-    q: float
-    val: Point
-    test: Point | None
-    target_cost: float | None = None
-    target_accuracy: float | None = None
-
-    def __repr__(self) -> str:
-        t = f"target_cost={self.target_cost:g}" if self.target_cost is not None else \
-            f"target_accuracy={self.target_accuracy:g}"
-        thr = ", ".join(f"{v:.4g}" for v in self.thresholds)
-        s = f"Calibration({self.method}, {t}, thresholds=[{thr}]"
-        s += f", val acc={self.val.accuracy:.4f} cost={self.val.mean_cost:g}"
-        if self.test is not None:
-            s += f", test acc={self.test.accuracy:.4f} cost={self.test.mean_cost:g} speedup={self.test.speedup:.3f}"
-        return s + ")"
 
 
 def assign(logits: Any, thresholds: float | Sequence[float], measure: Measure = "max_softmax",
@@ -390,106 +147,6 @@ def exact_curve(logits: Any, labels: Any, cost: CostModel | Sequence[float] | No
         _lib.call("exitnet_policy_curve_raw", out.array, out.schema, conf.ctypes.data, pred.ctypes.data,
                   yn.ctypes.data, s.n_exits, s.n_samples, s.n_classes, cm._c(s.n_exits))
     return pa.Table.from_batches([out.to_batch()])
-
-
-def calibrate(val_logits: Any, val_labels: Any, test_logits: Any = None, test_labels: Any = None, *,
-              target_cost: float | None = None, target_accuracy: float | None = None,
-              method: Method = "global", cost: CostModel | Sequence[float] | None = None,
-              measure: Measure = "max_softmax",
-              temperature: float | Sequence[float] | None = None) -> Calibration:
-    """Choose thresholds on validation, report them on test.
-
-    Exactly one target:
-
-    * ``target_cost`` (same unit as the cost model, between the first exit's cost and
-      the full cost; outside is an error, not a clamp; e.g. ``0.5 * cost.full``):
-      maximise validation accuracy subject to mean cost ≤ target;
-    * ``target_accuracy`` (in [0, 1]): minimise validation mean cost subject to
-      accuracy ≥ target (an unreachable target is an error).
-
-    Methods: ``"global"`` (one τ, the best point of the validation exact curve),
-    ``"msdnet"`` (per-exit thresholds giving geometric exit proportions p_k ∝ q^k on
-    validation, q searched for the target; Huang et al. 2018), ``"per_exit"``
-    (coordinate descent over τ_0..τ_{K−2}, each swept exactly, from the MSDNet and
-    global points: never worse than either on validation).
-    """
-    if (target_cost is None) == (target_accuracy is None):
-        raise InvalidArgumentError("target_cost, target_accuracy: pass exactly one of them")
-    if method not in METHODS:
-        raise InvalidArgumentError(f"method: {method!r} is not one of {', '.join(METHODS)}")
-    if (test_logits is None) != (test_labels is None):
-        raise InvalidArgumentError("test_logits, test_labels: pass both or neither")
-    vs = confidence(val_logits, measure, temperature)
-    k = vs.n_exits
-    cm = _cost(cost, k)
-    vc, vp = vs._arrow("val_")
-    vy = _labels(val_labels, "val_labels")
-    has_test = test_logits is not None
-    if has_test:
-        ts = confidence(test_logits, measure, temperature)
-        if ts.n_exits != k or ts.n_classes != vs.n_classes:
-            raise InvalidArgumentError(
-                f"test_logits: {ts.n_exits} exits × {ts.n_classes} classes, validation has {k} × {vs.n_classes}")
-        tc, tp = ts._arrow("test_")
-        ty = _labels(test_labels, "test_labels")
-        targs = [tc.array, tc.schema, tp.array, tp.schema, ty.array, ty.schema]
-    else:
-        targs = [None] * 6
-    thr = np.empty(k, dtype=np.float32)
-    q = ctypes.c_double()
-    pv, pt = _Point(), _Point()
-    hv, ht = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
-    by_acc = target_accuracy is not None
-    target = float(target_accuracy if by_acc else target_cost)  # type: ignore[arg-type]
-    _lib.call("exitnet_policy_calibrate", thr.ctypes.data_as(_fp), ctypes.byref(q), ctypes.byref(pv),
-              hv.ctypes.data_as(_i64p), ctypes.byref(pt), ht.ctypes.data_as(_i64p),
-              vc.array, vc.schema, vp.array, vp.schema, vy.array, vy.schema, *targs,
-              vs.n_classes, cm._c(k), METHODS[method], int(by_acc), target)
-    return Calibration(method, thr, q.value, _point(pv, hv), _point(pt, ht) if has_test else None,
-                       None if by_acc else target, target if by_acc else None)
-
-
-def _summary(logits: Any, labels: Any, cost: Any, measure: Measure, temperature: Any,
-             budgets: Sequence[float] | None, delta: float | None, want_auc: bool) -> tuple:
-    s = confidence(logits, measure, temperature)
-    cm = _cost(cost, s.n_exits)
-    c, p = s._arrow()
-    y = _labels(labels, "labels")
-    b = np.ascontiguousarray(np.atleast_1d(np.asarray([] if budgets is None else budgets, dtype=np.float64)))
-    if budgets is not None and b.size == 0:
-        raise InvalidArgumentError("budgets: empty")
-    acc = np.empty(b.size, dtype=np.float64)
-    sp, a = ctypes.c_double(), ctypes.c_double()
-    _lib.call("exitnet_policy_summary", acc.ctypes.data_as(_dp),
-              ctypes.byref(sp) if delta is not None else None, ctypes.byref(a) if want_auc else None,
-              c.array, c.schema, p.array, p.schema, y.array, y.schema, s.n_classes, cm._c(s.n_exits),
-              b.ctypes.data_as(_dp), int(b.size), float(delta or 0.0))
-    return acc, sp.value, a.value
-
-
-def accuracy_at_budgets(logits: Any, labels: Any, budgets: Sequence[float] = (0.25, 0.5, 0.75),
-                        cost: CostModel | Sequence[float] | None = None, measure: Measure = "max_softmax",
-                        temperature: float | Sequence[float] | None = None) -> np.ndarray:
-    """Best accuracy of the exact curve with mean cost ≤ b · full cost, for each budget b.
-
-    Budgets are fractions of the full cost in [cost_0 / full, 1]; outside is an error.
-    """
-    return _summary(logits, labels, cost, measure, temperature, budgets, None, False)[0]
-
-
-def speedup_at_iso_accuracy(logits: Any, labels: Any, delta: float = 0.0,
-                            cost: CostModel | Sequence[float] | None = None, measure: Measure = "max_softmax",
-                            temperature: float | Sequence[float] | None = None) -> float:
-    """Speed-up (full cost / mean cost) of the cheapest point of the exact curve whose
-    accuracy is at least the last exit's accuracy minus ``delta``."""
-    return _summary(logits, labels, cost, measure, temperature, None, delta, False)[1]
-
-
-def auc(logits: Any, labels: Any, cost: CostModel | Sequence[float] | None = None,
-        measure: Measure = "max_softmax", temperature: float | Sequence[float] | None = None) -> float:
-    """Area under accuracy versus normalised cost (mean cost / full cost) of the exact
-    curve, trapezoid rule, over [cost_0 / full, 1] (at most 1 − cost_0 / full)."""
-    return _summary(logits, labels, cost, measure, temperature, None, None, True)[2]
 
 
 def plot_curve(logits: Any, labels: Any, cost: CostModel | Sequence[float] | None = None, *,

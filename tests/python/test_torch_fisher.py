@@ -181,15 +181,18 @@ def test_auto_backend_picks_the_faster_per_layer(slow, monkeypatch):
     import time
 
     import exitnet.torch._fisher_runner as runner_mod
+    import exitnet.torch._fisher_runner_plan as plan_mod
+    import exitnet.torch._fisher_runner_step as step_mod
 
-    real = runner_mod.feed_factors
+    real = plan_mod.feed_factors
 
     def feed(acc, backend, *a):
         if backend == slow:
             time.sleep(0.05)  # far above either path on these tiny layers, even under load
         return real(acc, backend, *a)
 
-    monkeypatch.setattr(runner_mod, "feed_factors", feed)
+    monkeypatch.setattr(plan_mod, "feed_factors", feed)  # the timing on the first batch
+    monkeypatch.setattr(step_mod, "feed_factors", feed)  # and every later batch, as before the split
     torch.manual_seed(5)
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 5 * 4, 4))
     x, y = data(n=6, shape=(2, 5, 4), classes=4)

@@ -3,7 +3,6 @@ batch after batch (see :mod:`exitnet.torch._fisher` for the method)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Optional
 
@@ -11,26 +10,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import _fisher_layers as _layers
 from ._fisher_layers import (
     LABEL_MODES,
     ForwardFn,
     ParamsArg,
-    _close,
     _default_forward,
-    _FwdWrapper,
     _np32,
-    _to_acc,
     _Site,
     _site_kind,
     _uses_batch_stats,
-    factor_sums,
-    feed_factors,
 )
 from ._fisher_result import FisherResult, _go
+# Planning (first batch) and accumulation (every batch) are mixins in their own modules.
+from ._fisher_runner_plan import _RunnerPlan
+from ._fisher_runner_step import _RunnerStep
 
 
-class _FisherRunner:
+class _FisherRunner(_RunnerPlan, _RunnerStep):
     """Plans on the first batch, then accumulates batch after batch into a Go accumulator.
 
     Internal; use :func:`fisher_diagonal`. Exposed to the benchmarks as ``plan``/``step``.
@@ -277,254 +273,6 @@ class _FisherRunner:
         p = torch.softmax(logits.detach().double(), dim=1)
         p[torch.arange(p.shape[0], device=p.device), labels] -= 1.0
         return p.to(logits.dtype)
-
-    # -- planning ------------------------------------------------------------------------------
-
-    def plan(self, batch: Any) -> None:
-        """First batch: decide the path of every parameter and build the Go accumulator."""
-        x, y = self._prepare(batch)
-        N = int(x.shape[0])
-        if self.label_mode == "batched":
-            logits = self._forward(x)
-            labels = next(self._label_passes(logits, y))[0]
-            grads = torch.autograd.grad(
-                logits, list(self.cand.values()), self._grad_logits(logits, labels), allow_unused=True
-            )
-            for (n, p), g in zip(self.cand.items(), grads):
-                if g is None and not self.explicit:
-                    continue
-                self.methods[n] = "batched" if g is not None else "unreached"
-                self.layout[n] = tuple(p.shape)
-            self._make_acc()
-            return
-        self._install()
-        logits = self._forward(x)
-        moved = [
-            s for s in self.sites
-            if s.calls == 1 and s.out is not None
-            and (s.inp._version != s.vin or s.out._version != s.vout)
-        ]
-        if moved:
-            # Their input or output is modified in place later in the forward (an inplace ReLU,
-            # say): keep a copy of the input and hand the rest of the forward a clone of the
-            # output, so the captured factors are the values the layer saw and produced.
-            for s in moved:
-                s.clone = True
-            del logits
-            logits = self._forward(x)
-        labels = next(self._label_passes(logits, y))[0]
-        gl = self._grad_logits(logits, labels)
-        fired = [s for s in self.sites if s.calls == 1 and s.out is not None]
-        plist = list(self.cand.values())
-        grads = torch.autograd.grad(
-            logits, [s.out for s in fired] + plist, gl, allow_unused=True
-        )
-        gouts = dict(zip(map(id, fired), grads[: len(fired)]))
-        batched = {n: g for n, g in zip(self.cand, grads[len(fired) :])}
-        for n, g in batched.items():
-            if g is not None:
-                self._check_finite(n, g)
-        method: dict[str, str] = {}
-        for s in self.sites:
-            G = gouts.get(id(s))
-            # The layer's leading dimension must be the batch: a layer that sees (N·T, d) rows
-            # (a reshape folding time into the batch) or (T, N, d) cannot be split per sample
-            # from its factors, although their sum still matches; such layers use rows.
-            ok = (s.calls == 1 and s.out is not None and G is not None
-                  and s.inp.ndim >= 2 and s.inp.shape[0] == N and s.out.shape[0] == N)
-            sums = factor_sums(s, s.inp, G) if ok else {}
-            if ok and self.backend_arg == "auto" and self.device.type == "cpu" and self.accumulator == "go":
-                s.backend = self._faster_backend(s, s.inp, G)
-            for role, n in s.names.items():
-                b = batched[n]
-                if b is None:
-                    method[n] = "unreached"
-                elif ok and _close(sums[role], b):
-                    method[n] = s.kind if not (s.kind == "linear" and s.inp.ndim > 2) else "linear_seq"
-                else:
-                    method[n] = "rows"  # called twice, used outside its module, or shared
-        sited = {n for s in self.sites for n in s.names.values()}
-        for n in self.cand:
-            if n not in sited:
-                method[n] = "rows" if batched[n] is not None else "unreached"
-        for n, p in self.cand.items():
-            if method[n] == "unreached" and not self.explicit:
-                continue
-            self.methods[n] = method[n]
-            self.layout[n] = tuple(p.shape)
-        if not self.layout:
-            raise ValueError("params: no parameter receives gradient from forward's logits")
-        # Keep only the sites (and roles) whose parameters take the factor path.
-        keep = []
-        for s in self.sites:
-            s.names = {r: n for r, n in s.names.items() if self.methods.get(n) in ("linear", "linear_seq", "conv2d", "norm")}
-            s.clear()
-            if s.names:
-                keep.append(s)
-        self.remove()
-        self.sites = keep
-        for s in self.sites:
-            self.handles.append(s.module.register_forward_hook(self._make_hook(s)))
-        for path, m in self.model.named_modules():
-            if _uses_batch_stats(m):
-                self.handles.append(m.register_forward_hook(self._make_bn_guard(path)))
-        self.rows = [n for n, m in self.methods.items() if m == "rows"]
-        if self.rows:
-            path: dict[int, str] = {}
-            for mp, p in self.model.named_parameters(remove_duplicate=False):
-                path.setdefault(id(p), "model." + mp)
-            self.row_paths = {n: path[id(self.cand[n])] for n in self.rows}
-        self._make_acc()
-
-    def _faster_backend(self, s: _Site, A: Tensor, G: Tensor) -> Optional[str]:
-        """backend="auto" on the CPU: form this layer's factor products with Go and with torch on
-        the first batch (into a scratch accumulator, five interleaved rounds, best wall time of
-        each) and keep the faster. Only Linear (2-D input) and Conv2d have both paths."""
-        if not (s.kind == "conv2d" or (s.kind == "linear" and A.ndim == 2)):
-            return None
-        params = dict(s.module.named_parameters(recurse=False))
-        layout = {n: tuple(params[r].shape) for r, n in s.names.items()}
-        scratch = _go().FisherAccumulator(layout, label_mode="empirical")
-        best = {"go": float("inf"), "torch": float("inf")}
-        try:
-            # five rounds: the minimum of three still picked the slower path for two of the small
-            # CNN's convs on a machine at load 25 (each round can be preempted)
-            for _ in range(5):
-                for b in best:
-                    t0 = time.perf_counter()
-                    feed_factors(scratch, b, s, A, G, None, None)
-                    best[b] = min(best[b], time.perf_counter() - t0)
-        finally:
-            scratch.close()
-        return min(best, key=best.__getitem__)
-
-    def _make_acc(self) -> None:
-        if self.accumulator == "torch":
-            from ._fisher_accumulator import TorchFisherAccumulator
-
-            self.acc = TorchFisherAccumulator(self.layout, self.label_mode, device=self.device)
-        else:
-            self.acc = _go().FisherAccumulator(self.layout, label_mode=self.label_mode)
-        self._planned = True
-
-    # -- accumulation --------------------------------------------------------------------------
-
-    def step(self, batch: Any) -> int:
-        """Accumulate one batch; returns its number of samples."""
-        if not self._planned:
-            raise RuntimeError("internal: step before plan")
-        x, y = self._prepare(batch)
-        N = int(x.shape[0])
-        if self.label_mode == "batched":
-            self._step_batched(x, y)
-        else:
-            self._step_per_sample(x, y)
-        self.acc.add_samples(N)
-        self.n_seen += N
-        return N
-
-    def _step_batched(self, x: Tensor, y: Tensor) -> None:
-        logits = self._forward(x)
-        labels = next(self._label_passes(logits, y))[0]
-        names = [n for n in self.layout if self.methods[n] == "batched"]
-        if not names:
-            return
-        B = x.shape[0]
-        gl = self._grad_logits(logits, labels) / B  # mean-reduced loss
-        grads = torch.autograd.grad(logits, [self.cand[n] for n in names], gl, allow_unused=True)
-        for n, g in zip(names, grads):
-            if g is not None:
-                self._check_finite(n, g)
-                self.acc.update_squared(n, _to_acc(self.acc, g.double() * g.double()), B)
-
-    def _step_per_sample(self, x: Tensor, y: Optional[Tensor]) -> None:
-        logits = self._forward(x)
-        fired = []
-        for s in self.sites:
-            if s.calls > 1:
-                raise RuntimeError(
-                    f"model: module {s.path!r} ran {s.calls} times in this forward but once in the "
-                    "first batch (data-dependent control flow); its per-sample factors are ambiguous"
-                )
-            if s.calls == 1 and s.out is not None:
-                if s.inp.shape[0] != x.shape[0] or s.out.shape[0] != x.shape[0]:
-                    raise RuntimeError(
-                        f"model: {s.path!r} saw a leading dimension of {s.inp.shape[0]} for a batch "
-                        f"of {x.shape[0]} samples, unlike in the first batch"
-                    )
-                if not s.clone and (s.inp._version != s.vin or s.out._version != s.vout):
-                    raise RuntimeError(
-                        f"model: the input or output of {s.path!r} was modified in place in this "
-                        "forward but not in the first batch"
-                    )
-                fired.append(s)
-        passes = list(self._label_passes(logits, y))
-        # With several weighted label passes (exact mode), a Linear layer's per-sample gradient
-        # g_nc a_nᵀ is rank one and a_n does not depend on the class, so
-        #     Σ_c p_nc (g_nc a_nᵀ)² = (Σ_c p_nc g_nc²) (a_n²)ᵀ = H_n (a_n²)ᵀ:
-        # H is summed over the passes in torch and Go runs one GEMM per layer instead of C.
-        fold = {id(s): None for s in fired if s.kind == "linear" and s.inp.ndim == 2} if len(passes) > 1 else {}
-        H: dict[int, Tensor] = {}
-        for i, (labels, w_t, w_np) in enumerate(passes):
-            last = i == len(passes) - 1
-            gl = self._grad_logits(logits, labels)
-            if fired:
-                grads = torch.autograd.grad(
-                    logits, [s.out for s in fired], gl, retain_graph=not last, allow_unused=True
-                )
-                for s, G in zip(fired, grads):
-                    if G is None:
-                        continue
-                    if id(s) in fold:
-                        h = G * G
-                        if w_t is not None:
-                            h = h * w_t.to(h.dtype).unsqueeze(1)
-                        H[id(s)] = h if id(s) not in H else H[id(s)].add_(h)
-                    else:
-                        feed_factors(self.acc, s.backend or self.backend, s, s.inp, G, w_t, w_np)
-            if self.rows:
-                self._feed_rows(x, labels, w_np)
-        for s in fired:
-            h = H.get(id(s))
-            if h is not None:
-                # update_linear squares its G: hand it √H (exact up to one rounding).
-                feed_factors(self.acc, s.backend or self.backend, s, s.inp, h.sqrt_(), None, None)
-        for s in self.sites:
-            s.clear()
-
-    def _check_finite(self, name: str, t: Tensor) -> None:
-        if not torch.isfinite(t).all():
-            raise ValueError(f"gradients: NaN or Inf in the gradient of {name!r}")
-
-    def _feed_rows(self, x: Tensor, labels: Tensor, w_np: Optional[np.ndarray]) -> None:
-        from torch.func import functional_call, grad, vmap
-
-        wrapper = _FwdWrapper(self.model, self.forward)
-        path = self.row_paths
-        primal = {path[n]: self.cand[n].detach() for n in self.rows}
-
-        def loss(pr: dict[str, Tensor], xn: Tensor, yn: Tensor) -> Tensor:
-            z = functional_call(wrapper, pr, (xn.unsqueeze(0),))
-            return -torch.log_softmax(z, dim=-1)[0].gather(0, yn.reshape(1)).sum()
-
-        # Chunk the samples so that at most ~_layers._ROWS_BUDGET gradient values exist at once.
-        P = sum(self.cand[n].numel() for n in self.rows)
-        step = max(1, min(x.shape[0], _layers._ROWS_BUDGET // max(P, 1)))
-        for a in range(0, x.shape[0], step):
-            b = min(a + step, x.shape[0])
-            try:
-                g = vmap(grad(loss), in_dims=(None, 0, 0))(primal, x[a:b], labels[a:b])
-            except Exception as e:  # torch.func cannot trace some models
-                raise RuntimeError(
-                    f"parameters {self.rows} need per-sample gradient rows from torch.func.vmap, "
-                    f"which failed on this model: {e}"
-                ) from e
-            w = None if w_np is None else np.ascontiguousarray(w_np[a:b])
-            for n in self.rows:
-                r = g[path[n]].reshape(b - a, -1)
-                self._check_finite(n, r)
-                self.acc.update_rows(_to_acc(self.acc, r), param=n, weights=w)
-            del g
 
     def result(self) -> FisherResult:
         if self.n_seen == 0:
