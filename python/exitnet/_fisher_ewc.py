@@ -117,9 +117,8 @@ def ewc_penalty(params: Mapping[str, Any], fishers: Any, anchors: Any, lam: floa
             for k, d in enumerate(lst):
                 if n not in d:
                     raise InvalidArgumentError(f"{what}: entry {k} lacks parameter {n!r}")
-        t_in = ArrowIn(pa.array(theta.reshape(-1), type=pa.float32()))
-        a_in = ArrowInMany([pa.array(_f32(d[n], "anchors").reshape(-1), type=pa.float32()) for d in anchors])
-        f_in = ArrowInMany([pa.array(_f32(d[n], "fishers").reshape(-1), type=pa.float32()) for d in fishers])
+        ths = [_f32(d[n], "anchors") for d in anchors]
+        fhs = [_f32(d[n], "fishers") for d in fishers]
         if out is not None and n in out:
             g = out[n]
             if not (isinstance(g, np.ndarray) and g.dtype == np.float32 and g.flags.c_contiguous
@@ -129,8 +128,24 @@ def ewc_penalty(params: Mapping[str, Any], fishers: Any, anchors: Any, lam: floa
         else:
             g = np.empty(theta.shape, np.float32)
         v = ctypes.c_double()
-        _lib.call("exitnet_ewc_penalty_into", ctypes.byref(v), g.ctypes.data if g.size else None, g.size,
-                  t_in.array, t_in.schema, a_in.array, a_in.schema, f_in.array, f_in.schema, len(fishers), float(lam))
+        if fishers:
+            # plain pointers (exitnet_ewc_penalty_raw): no Arrow structs per call and parameter; the
+            # C side cannot see the lengths, so they are checked here, with the Arrow path's messages
+            for what, arrs, one in (("anchors", ths, "anchor"), ("fishers", fhs, "Fisher")):
+                for k, a in enumerate(arrs):
+                    if a.size != theta.size:
+                        raise InvalidArgumentError(
+                            f"{what}: {one} {k} has {a.size} elements, params have {theta.size}")
+            ptrs = ctypes.c_void_p * len(fishers)
+            _lib.call("exitnet_ewc_penalty_raw", ctypes.byref(v), g.ctypes.data if g.size else None,
+                      theta.ctypes.data if theta.size else None,
+                      ptrs(*[a.ctypes.data if a.size else None for a in ths]),
+                      ptrs(*[f.ctypes.data if f.size else None for f in fhs]),
+                      theta.size, len(fishers), float(lam))
+        else:
+            t_in = ArrowIn(pa.array(theta.reshape(-1), type=pa.float32()))
+            _lib.call("exitnet_ewc_penalty_into", ctypes.byref(v), g.ctypes.data if g.size else None, g.size,
+                      t_in.array, t_in.schema, None, None, None, None, 0, float(lam))
         total += v.value
         grads[n] = g
     return total, grads

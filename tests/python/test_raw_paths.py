@@ -226,3 +226,32 @@ def test_curve_raw_bad_inputs():
                         ((conf.ctypes.data, pred.ctypes.data, None, 2, 2**60), "n_exits, n_samples")]:
         with pytest.raises(InvalidArgumentError, match=match):
             _lib.call("exitnet_policy_curve_raw", out.array, out.schema, *args, 3, c.ctypes.data)
+
+
+@pytest.mark.parametrize("P,K", [(1, 1), (37, 2), (1037, 3)])
+def test_ewc_penalty_raw_equals_reference(calls, P, K):
+    """The numpy penalty goes through exitnet_ewc_penalty_raw and equals a float64 loop."""
+    rng = np.random.default_rng(P + K)
+    th = rng.normal(size=(P,)).astype(np.float32)
+    an = [rng.normal(size=(P,)).astype(np.float32) for _ in range(K)]
+    fi = [rng.random(P).astype(np.float32) for _ in range(K)]
+    lam = 2.5
+    v, g = fisher.ewc_penalty({"w": th}, [{"w": f} for f in fi], [{"w": a} for a in an], lam)
+    d = [th.astype(np.float64) - a for a in an]
+    want_v = lam / 2 * sum((f.astype(np.float64) * dk * dk).sum() for f, dk in zip(fi, d))
+    want_g = lam * sum(f.astype(np.float64) * dk for f, dk in zip(fi, d))
+    assert abs(v - want_v) <= 1e-6 * abs(want_v)
+    np.testing.assert_allclose(g["w"], want_g, rtol=2e-5, atol=1e-6)
+    assert "exitnet_ewc_penalty_raw" in calls and "exitnet_ewc_penalty_into" not in calls
+
+
+def test_ewc_penalty_raw_bad_inputs():
+    x = np.ones(10, np.float32)
+    with pytest.raises(InvalidArgumentError, match="out_grad: overlaps params"):
+        fisher.ewc_penalty({"a": x}, {"a": x * 2}, {"a": x * 0}, 1.0, out={"a": x})
+    with pytest.raises(InvalidArgumentError, match="fishers: Fisher 0 has 9 elements, params have 10"):
+        fisher.ewc_penalty({"a": x}, {"a": x[:9]}, {"a": x * 0}, 1.0)
+    with pytest.raises(InvalidArgumentError, match="anchors: anchor 1 has 3 elements"):
+        fisher.ewc_penalty({"a": x}, [{"a": x}, {"a": x}], [{"a": x}, {"a": x[:3]}], 1.0)
+    with pytest.raises(InvalidArgumentError, match="lambda"):
+        fisher.ewc_penalty({"a": x}, {"a": x}, {"a": x * 0}, -1.0)
