@@ -34,6 +34,8 @@ static int g_passed = 0, g_failed = 0;
           exitnet_status_name(want));                                             \
   } while (0)
 
+static inline int contains(const char* hay, const char* needle) { return strstr(hay, needle) != NULL; }
+
 static inline int test_summary(void) {
   printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
