@@ -29,6 +29,7 @@ import numpy as np
 
 # The file readers and the splitting live in their own modules; re-exported here,
 # where they have always been imported from.
+from . import _reexport
 from ._data_files import (  # noqa: F401
     _IDX_DTYPES,
     PathLike,
@@ -291,3 +292,5 @@ def load(name: str, **kwargs) -> Splits:
     if name not in _LOADERS:
         raise ValueError(f"name: unknown data set {name!r}; valid: {sorted(set(_LOADERS))}")
     return _LOADERS[name](**kwargs)
+
+_reexport.own(globals())  # public names report this module (help, repr, pickles)

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _reexport
 from . import _lib
 from ._arrow import ArrowIn, ArrowOut, as_matrix, float32_numpy, matrix_to_numpy
 from ._errors import InvalidArgumentError
@@ -218,3 +219,5 @@ def kd_loss_torch(student: "torch.Tensor", teacher: "torch.Tensor", temperature:
     t = teacher.detach().reshape(teacher.shape[0], -1).to(s.dtype)
     return F.kl_div(F.log_softmax(s / T, dim=1), F.log_softmax(t / T, dim=1),
                     reduction="batchmean", log_target=True) * (T * T)
+
+_reexport.own(globals())  # public names report this module (help, repr, pickles)

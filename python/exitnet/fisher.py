@@ -64,6 +64,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pyarrow as pa
 
+from . import _reexport
 from . import _abi, _lib
 from ._arrow import ArrowIn, ArrowOut, as_floats, as_matrix, as_tensor, is_arrow, matrix_numpy, to_numpy
 from ._errors import InvalidArgumentError, InvalidStateError
@@ -355,3 +356,4 @@ class FisherAccumulator:
         """Zero the sums and the count."""
         _lib.call("exitnet_fisher_reset", self._handle())
 
+_reexport.own(globals())  # public names report this module (help, repr, pickles)

@@ -53,6 +53,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from . import _reexport
 from . import _lib
 from ._arrow import ArrowOut, int_numpy, is_arrow
 from ._errors import InvalidArgumentError
@@ -183,3 +184,5 @@ def plot_curve(logits: Any, labels: Any, cost: CostModel | Sequence[float] | Non
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
     return ax
+
+_reexport.own(globals())  # public names report this module (help, repr, pickles)
