@@ -203,6 +203,30 @@ func exitnet_fisher_update_squared(h *C.exitnet_fisher, param *C.char, sqA *C.st
 	}, arg(sqA, sqS, "sq_sum"))
 }
 
+//export exitnet_fisher_update_squared_raw
+func exitnet_fisher_update_squared_raw(h *C.exitnet_fisher, param *C.char, sq *C.float, nValues C.int64_t, n C.int64_t) C.int {
+	return run("exitnet_fisher_update_squared_raw", func() error {
+		fh, err := getFisher(h, "fisher")
+		if err != nil {
+			return err
+		}
+		name, err := goString(param, "param")
+		if err != nil {
+			return err
+		}
+		v, err := rawView[float32](unsafe.Pointer(sq), int64(nValues), 1, "sq_sum", "n_values", "1")
+		if err != nil {
+			return err
+		}
+		if v == nil {
+			v = []float32{}
+		}
+		fh.mu.Lock()
+		defer fh.mu.Unlock()
+		return fh.acc.UpdateSquared(name, v, int64(n))
+	})
+}
+
 // Raw-pointer twins of the rows and Linear updates: the same accumulator calls
 // on caller memory viewed in place, without the Arrow import (about 11 µs per
 // input on the Go side, and the caller's pyarrow export) that the Arrow exports

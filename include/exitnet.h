@@ -542,6 +542,16 @@ int exitnet_fisher_update_squared(exitnet_fisher* fisher, const char* param,
                                   struct ArrowArray* sq_sum, struct ArrowSchema* sq_sum_schema,
                                   int64_t n);
 
+/** exitnet_fisher_update_squared with the squares as a plain C array (no Arrow struct:
+ *  Python takes it for numpy arrays and CPU tensors).
+ *  @param sq_sum [in] n_values floats, the parameter's size; borrowed.
+ *  @param n_values [in] >= 0 (<= 2^46; sq_sum may be NULL only when it is 0).
+ *  @param n [in] as exitnet_fisher_update_squared.
+ *  @return as exitnet_fisher_update_squared, and EXITNET_ERR_INVALID_ARGUMENT for a
+ *          NULL array or a size out of range (the message names the argument). */
+int exitnet_fisher_update_squared_raw(exitnet_fisher* fisher, const char* param, const float* sq_sum,
+                                      int64_t n_values, int64_t n);
+
 /** Adds n >= 0 samples to the count. @return EXITNET_OK;
  *  EXITNET_ERR_INVALID_ARGUMENT if n < 0 or the count overflows. */
 int exitnet_fisher_add_samples(exitnet_fisher* fisher, int64_t n);

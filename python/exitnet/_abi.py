@@ -147,6 +147,7 @@ FUNCTIONS = {
     'exitnet_fisher_update_linear_raw': (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_char_p, _c.c_void_p, _c.c_void_p, _c.c_int64, _c.c_int64, _c.c_int64, _c.c_void_p]),
     'exitnet_fisher_update_conv2d': (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_char_p, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.POINTER(exitnet_conv2d_geometry), _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema)]),
     'exitnet_fisher_update_squared': (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.POINTER(ArrowArray), _c.POINTER(ArrowSchema), _c.c_int64]),
+    'exitnet_fisher_update_squared_raw': (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_void_p, _c.c_int64, _c.c_int64]),
     'exitnet_fisher_add_samples': (_c.c_int, [_c.c_void_p, _c.c_int64]),
     'exitnet_fisher_num_samples': (_c.c_int, [_c.c_void_p, _c.c_void_p]),
     'exitnet_fisher_num_params': (_c.c_int, [_c.c_void_p, _c.c_void_p]),

@@ -274,8 +274,14 @@ class FisherAccumulator:
         ``sq_sum = m_b²`` of a minibatch of ``n`` samples, stored as ``n·m_b²``.
         """
         h = self._handle()
-        s = ArrowIn(as_floats(_f32(sq_sum, "sq_sum").reshape(-1), "sq_sum"))
-        _lib.call("exitnet_fisher_update_squared", h, param.encode(), s.array, s.schema, int(n))
+        if is_arrow(sq_sum):
+            s = ArrowIn(as_floats(_f32(sq_sum, "sq_sum").reshape(-1), "sq_sum"))
+            _lib.call("exitnet_fisher_update_squared", h, param.encode(), s.array, s.schema, int(n))
+            return
+        # numpy / CPU tensors: a plain pointer (exitnet_fisher_update_squared_raw)
+        sq = _f32(sq_sum, "sq_sum")
+        _lib.call("exitnet_fisher_update_squared_raw", h, param.encode(), sq.ctypes.data if sq.size else None,
+                  sq.size, int(n))
 
     def add_samples(self, n: int) -> None:
         """Count ``n ≥ 0`` samples (once per batch, whatever the number of updates)."""

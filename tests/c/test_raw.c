@@ -250,6 +250,31 @@ int main(void) {
     CHECK(strstr(exitnet_last_error(), "NaN at exit 1, row 1") != NULL, "%s", exitnet_last_error());
   }
 
+  /* ---- squared gradients of one parameter from a plain array ---- */
+  {
+    const char* names[] = {"u", "v"};
+    const int64_t ndims[] = {1, 2}, dims[] = {3, 2, 5};
+    float sq[10], got[13];
+    for (int i = 0; i < 10; i++) sq[i] = 0.25f * (float)(i + 1);
+    exitnet_fisher* acc = NULL;
+    CHECK_STATUS(exitnet_fisher_new(&acc, names, ndims, dims, 2, "empirical"), EXITNET_OK);
+    CHECK_STATUS(exitnet_fisher_update_squared_raw(acc, "v", sq, 10, 1), EXITNET_OK);
+    CHECK(fisher_values(acc, got, 13), "compute squared");
+    int bad = got[0] != 0 || got[1] != 0 || got[2] != 0;
+    for (int i = 0; i < 10; i++) bad += got[3 + i] != sq[i];
+    CHECK(bad == 0, "update_squared_raw: %d values differ", bad);
+    CHECK_STATUS(exitnet_fisher_update_squared_raw(acc, "v", sq, 9, 1), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "10 elements") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_fisher_update_squared_raw(acc, "v", NULL, 10, 1), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "sq_sum: NULL") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_fisher_update_squared_raw(acc, "v", sq, -1, 1), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(exitnet_last_error(), "n_values: -1") != NULL, "%s", exitnet_last_error());
+    CHECK_STATUS(exitnet_fisher_update_squared_raw(acc, "w", sq, 10, 1), EXITNET_ERR_NOT_FOUND);
+    sq[3] = -1.0f;
+    CHECK_STATUS(exitnet_fisher_update_squared_raw(acc, "v", sq, 10, 1), EXITNET_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(exitnet_fisher_free(&acc), EXITNET_OK);
+  }
+
   /* ---- EWC penalty from plain arrays, 2 pairs, ragged length (past the 8-wide kernel) ---- */
   {
     enum { P = 1037 };

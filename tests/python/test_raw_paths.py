@@ -255,3 +255,27 @@ def test_ewc_penalty_raw_bad_inputs():
         fisher.ewc_penalty({"a": x}, [{"a": x}, {"a": x}], [{"a": x}, {"a": x[:3]}], 1.0)
     with pytest.raises(InvalidArgumentError, match="lambda"):
         fisher.ewc_penalty({"a": x}, {"a": x}, {"a": x * 0}, -1.0)
+
+
+def test_update_squared_raw_equals_arrow(calls):
+    """numpy squares take exitnet_fisher_update_squared_raw; pyarrow ones the Arrow path; same sums."""
+    rng = np.random.default_rng(5)
+    sq = rng.random((3, 7)).astype(np.float32)
+    accs = [fisher.FisherAccumulator({"w": (3, 7), "b": (3,)}) for _ in range(2)]
+    accs[0].update_squared("w", sq, 4)
+    accs[1].update_squared("w", pa.array(sq.reshape(-1)), 4)
+    upd = [c for c in calls if c.startswith("exitnet_fisher_update_squared")]
+    assert upd == ["exitnet_fisher_update_squared_raw", "exitnet_fisher_update_squared"]
+    for a in accs:
+        a.add_samples(4)
+    s0, s1 = accs[0].compute(), accs[1].compute()
+    np.testing.assert_array_equal(s0["w"], s1["w"])
+    np.testing.assert_allclose(s0["w"], sq.astype(np.float64) / 4, rtol=1e-7)
+    accs[0].update_squared("b", torch.ones(3), 1)  # a CPU tensor, raw too
+    assert calls.count("exitnet_fisher_update_squared_raw") == 2
+    with pytest.raises(InvalidArgumentError, match='"b" has 3 elements'):
+        accs[0].update_squared("b", np.ones(4, np.float32), 1)
+    with pytest.raises(InvalidArgumentError, match="negative|non-finite|NaN"):
+        accs[0].update_squared("b", np.array([1, np.nan, 1], np.float32), 1)
+    for a in accs:
+        a.close()
