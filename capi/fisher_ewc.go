@@ -288,22 +288,6 @@ func exitnet_ewc_penalty_raw(outValue *C.double, outGrad *C.float, params *C.flo
 	})
 }
 
-// orEmpty turns the nil view of zero values into an empty slice (PenaltyGrad
-// reads a nil dst as "no gradient").
-func orEmpty(v []float32) []float32 {
-	if v == nil {
-		return []float32{}
-	}
-	return v
-}
-
-func orEmptyAll(vs [][]float32) [][]float32 {
-	for i := range vs {
-		vs[i] = orEmpty(vs[i])
-	}
-	return vs
-}
-
 // overlapping names the first input whose memory overlaps dst ("" if none).
 func overlapping(dst, theta []float32, as, fs [][]float32) string {
 	if len(dst) == 0 {

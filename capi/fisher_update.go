@@ -218,9 +218,7 @@ func exitnet_fisher_update_squared_raw(h *C.exitnet_fisher, param *C.char, sq *C
 		if err != nil {
 			return err
 		}
-		if v == nil {
-			v = []float32{}
-		}
+		v = orEmpty(v)
 		fh.mu.Lock()
 		defer fh.mu.Unlock()
 		return fh.acc.UpdateSquared(name, v, int64(n))

@@ -44,3 +44,19 @@ func rawWeights(w unsafe.Pointer, n int64) []float32 {
 	}
 	return unsafe.Slice((*float32)(w), int(n))
 }
+
+// orEmpty turns rawView's nil view of zero values into an empty slice, for
+// callees that read nil as "absent" (PenaltyGrad's dst, UpdateSquared's sums).
+func orEmpty(v []float32) []float32 {
+	if v == nil {
+		return []float32{}
+	}
+	return v
+}
+
+func orEmptyAll(vs [][]float32) [][]float32 {
+	for i := range vs {
+		vs[i] = orEmpty(vs[i])
+	}
+	return vs
+}

@@ -82,13 +82,13 @@ func ExactCurveInto(s *Scores, labels []int32, cost CostModel, alloc CurveColumn
 	if uint64(N)*uint64(K-1) >= 1<<32 {
 		return nil, xerr.Invalid("logits: N = %d samples with K = %d exits is too large for the curve (N·(K−1) must be < 2^32)", N, K)
 	}
-	kb := uint(bits.Len(uint(K - 1)))
+	// bits per exit field of an event: at least 2, buildEvents4's fixed width for K ≤ 4
+	kb := uint(max(2, bits.Len(uint(K-1))))
 	sc := curveScratchPool.Get().(*curveScratch)
 	defer curveScratchPool.Put(sc)
 	sc.ev, sc.tmp = grow(sc.ev, N*(K-1)), grow(sc.tmp, N*(K-1))
 	var e int
 	if K <= 4 {
-		kb = 2 // buildEvents4's fixed field width
 		e = buildEvents4(s, labels, sc.ev)
 	} else {
 		e = buildEvents(s, labels, kb, sc.ev, sc)
@@ -228,7 +228,7 @@ func sweepEvents(c *Curve, s *Scores, labels []int32, cost CostModel, ev []uint6
 	}
 	c.Tau[0], c.Correct[0] = float32(math.Inf(1)), correct
 	copy(c.Hist[:K], hist)
-	if K == 4 && kb == 2 {
+	if K == 4 {
 		sweep4(ev, c, (*[4]float64)(cost.Cum), 0, uint64(N)<<32, correct)
 		derive(c, cost, 0, 1)
 		return
